@@ -1,0 +1,103 @@
+// Package runtime defines the contract between the scheduler and the
+// runtimes that run function code: wasm (wazero) and process (the AWS Lambda
+// Runtime API in sandboxed processes).
+//
+// A Runtime loads a deployed artifact once into a Module (validated and
+// compiled); a Module starts Instances; an Instance runs one invocation at a
+// time. Pools of Instances are the scheduler's business, not the runtime's.
+package runtime
+
+import (
+	"context"
+	"time"
+
+	"github.com/mote-run/mote/internal/host"
+)
+
+// Kind names a runtime.
+type Kind string
+
+// The runtimes Mote ships.
+const (
+	KindWasm    Kind = "wasm"
+	KindProcess Kind = "process"
+)
+
+// Spec is everything a runtime needs to load one function version.
+type Spec struct {
+	Function string // function name
+	Version  string // immutable version id (content hash of artifact and config)
+	Kind     Kind
+
+	// Artifact is the wasm module's bytes (KindWasm).
+	Artifact []byte
+	// Dir is the unpacked, read-only function directory (KindProcess).
+	Dir string
+	// Handler is the command line that starts a process function (KindProcess).
+	Handler string
+
+	Env         map[string]string
+	MemoryLimit int64         // bytes; 0 means the runtime default
+	Timeout     time.Duration // per invocation; 0 means the runtime default
+	Network     bool          // process functions: allow network access
+	CacheBudget int64         // bytes for the function-managed cache
+}
+
+// Event is one invocation as a runtime sees it.
+type Event struct {
+	ID       string    // invocation id
+	Root     string    // root invocation id of the call tree (== ID at the root)
+	Parent   string    // parent invocation id, "" at the root
+	Depth    int       // 0 at the root
+	Deadline time.Time // the invocation must end by then
+	Payload  []byte
+
+	// Host serves the function's host calls (invoke, kv, log, ...) for this
+	// invocation. Never nil.
+	Host host.Host
+}
+
+// Result is what a successful invocation returned.
+type Result struct {
+	Output []byte
+}
+
+// Usage is what an invocation consumed, whether it succeeded or not.
+type Usage struct {
+	CPU  time.Duration // CPU time of the function's own code, not waits
+	Wall time.Duration
+}
+
+// Runtime loads artifacts. Implementations are safe for concurrent use.
+type Runtime interface {
+	// Load validates and compiles spec's artifact. An artifact that can
+	// never run fails with an *errs.Error of code bad_request.
+	Load(ctx context.Context, spec Spec) (Module, error)
+	Close(ctx context.Context) error
+}
+
+// Module is a loaded, compiled function version.
+type Module interface {
+	// NewInstance starts an instance ready for Invoke (a cold start).
+	NewInstance(ctx context.Context) (Instance, error)
+	Close(ctx context.Context) error
+}
+
+// Instance runs invocations one at a time.
+//
+// Invoke returns nil, or an error classified by errs.CodeOf:
+// function_error (the handler failed or trapped), timeout, out_of_memory,
+// init_error, or others. After any error, the caller asks Reusable whether
+// the instance can take another invocation; a trapped, timed-out or
+// killed instance cannot.
+type Instance interface {
+	Invoke(ctx context.Context, ev *Event) (Result, Usage, error)
+	Reusable() bool
+	Close(ctx context.Context) error
+}
+
+// MemoryReporter is optionally implemented by instances that can say how
+// much memory they hold (bytes), for metrics and the idle-memory benchmark.
+type MemoryReporter interface {
+	Memory() int64
+}
