@@ -8,9 +8,11 @@
 package errs
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 )
 
 // Code is a stable, machine-readable error class. Codes are part of Mote's
@@ -122,4 +124,41 @@ func MessageOf(err error) string {
 		return string(e.Code)
 	}
 	return "internal error"
+}
+
+// body is the JSON shape of every error response.
+type body struct {
+	Error string `json:"error"`
+	Code  Code   `json:"code"`
+}
+
+// WriteHTTP writes err as the JSON error body {"error": ..., "code": ...}
+// with the status of its code. Internal detail never reaches the caller.
+func WriteHTTP(w http.ResponseWriter, err error) {
+	c := CodeOf(err)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Mote-Error-Code", string(c))
+	w.WriteHeader(c.HTTPStatus())
+	_ = json.NewEncoder(w).Encode(body{Error: MessageOf(err), Code: c})
+}
+
+// FromHTTP rebuilds an *Error from an error response's status and body, as
+// written by WriteHTTP (clients use it to keep codes across the wire).
+func FromHTTP(status int, data []byte) *Error {
+	var b body
+	if json.Unmarshal(data, &b) == nil && b.Code != "" {
+		return &Error{Code: b.Code, Message: b.Error}
+	}
+	msg := strings.TrimSpace(string(data))
+	if msg == "" {
+		msg = http.StatusText(status)
+	}
+	c := Internal
+	for code, s := range statusOf {
+		if s == status && status != http.StatusTooManyRequests && status != http.StatusBadGateway {
+			c = code
+			break
+		}
+	}
+	return &Error{Code: c, Message: msg}
 }
