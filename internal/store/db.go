@@ -19,6 +19,17 @@ var ErrNotFound = errors.New("store: key not found")
 // Key prefixes, one per subsystem. A prefix ends in '/'.
 const (
 	PrefixRegistry = "r/" // function registry (internal/registry)
+	PrefixFlow     = "f/" // call trees, async queue, dead letters, journal (internal/flow)
+	PrefixUsage    = "u/" // usage ledger per function per hour (internal/meter)
+
+	// The BaaS layer's prefixes (internal/store kv.go, objects.go,
+	// ephemeral.go, coord.go).
+	PrefixKV        = "kv/"    // KV records: kv/{bucket}/{key}
+	PrefixObjects   = "obj/"   // object metadata: obj/{bucket}/{key}
+	PrefixEphemeral = "eph/"   // ephemeral records: eph/{root}/{key}
+	PrefixCoord     = "coord/" // counters and queue items
+	PrefixExpiry    = "ttl/"   // expiry index: ttl/{unix-nanos BE}{record key}
+	PrefixStoreMeta = "smeta/" // BaaS bookkeeping (version high-water mark)
 )
 
 // DB is the embedded Pebble database.
