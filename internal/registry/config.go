@@ -1,0 +1,219 @@
+package registry
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/runtime"
+)
+
+// Config is a function version's configuration, fixed at deploy. Its JSON
+// form is what `mote deploy` sends and what manifests hold.
+type Config struct {
+	Runtime      runtime.Kind      `json:"runtime"`                 // "wasm" (default) or "process"
+	Handler      string            `json:"handler,omitempty"`       // process: command line
+	Memory       Size              `json:"memory,omitempty"`        // memory limit
+	Timeout      Duration          `json:"timeout,omitempty"`       // per invocation
+	MinWarm      int               `json:"min_warm,omitempty"`      // instances kept ready
+	MaxInstances int               `json:"max_instances,omitempty"` // pool ceiling
+	MaxQueue     int               `json:"max_queue,omitempty"`     // waiting invocations beyond the ceiling
+	IdleTimeout  Duration          `json:"idle_timeout,omitempty"`  // idle instances above min_warm stop after this
+	Env          map[string]string `json:"env,omitempty"`
+	Network      bool              `json:"network,omitempty"` // process functions: allow network
+	Cache        Size              `json:"cache,omitempty"`   // budget of the function-managed cache
+	Permissions  Permissions       `json:"permissions,omitempty"`
+	Retry        Retry             `json:"retry,omitempty"`
+	OnSuccess    string            `json:"on_success,omitempty"`
+	OnFailure    string            `json:"on_failure,omitempty"`
+	Concurrency  int               `json:"concurrency,omitempty"` // cap on concurrent invocations, 0 = max_instances+max_queue
+}
+
+// Permissions lists the storage buckets a function may use. An entry is a
+// bucket name, a prefix ending in '*', or "*" for all.
+type Permissions struct {
+	Read  []string `json:"read,omitempty"`
+	Write []string `json:"write,omitempty"`
+}
+
+// Retry is a function's retry policy for failed invocations.
+type Retry struct {
+	Attempts int      `json:"attempts,omitempty"` // total attempts, 0 = default
+	Backoff  Duration `json:"backoff,omitempty"`  // first delay, doubled per attempt
+	On       []string `json:"on,omitempty"`       // error codes retried
+}
+
+// Defaults applied by WithDefaults.
+const (
+	DefaultMemory       = 128 << 20
+	DefaultTimeout      = 30 * time.Second
+	DefaultMaxInstances = 16
+	DefaultMaxQueue     = 256
+	DefaultIdleTimeout  = 5 * time.Minute
+	DefaultCache        = 16 << 20
+
+	maxMemory   = 16 << 30
+	maxTimeout  = 15 * time.Minute
+	maxInstance = 4096
+)
+
+// WithDefaults returns c with unset fields given their defaults.
+func (c Config) WithDefaults() Config {
+	if c.Runtime == "" {
+		c.Runtime = runtime.KindWasm
+	}
+	if c.Memory == 0 {
+		c.Memory = DefaultMemory
+	}
+	if c.Timeout == 0 {
+		c.Timeout = Duration(DefaultTimeout)
+	}
+	if c.MaxInstances == 0 {
+		c.MaxInstances = DefaultMaxInstances
+	}
+	if c.MaxQueue == 0 {
+		c.MaxQueue = DefaultMaxQueue
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = Duration(DefaultIdleTimeout)
+	}
+	if c.Cache == 0 {
+		c.Cache = DefaultCache
+	}
+	return c
+}
+
+// Validate reports the first problem with c (after WithDefaults) as an
+// errs.BadRequest.
+func (c Config) Validate() error {
+	bad := func(f string, a ...any) error { return errs.E(errs.BadRequest, "config: "+f, a...) }
+	switch c.Runtime {
+	case runtime.KindWasm:
+		if c.Handler != "" {
+			return bad("handler is only for process functions")
+		}
+	case runtime.KindProcess:
+		if strings.TrimSpace(c.Handler) == "" {
+			return bad("a process function needs a handler command")
+		}
+	default:
+		return bad("unknown runtime %q (want wasm or process)", c.Runtime)
+	}
+	switch {
+	case c.Memory < 1<<20 || c.Memory > maxMemory:
+		return bad("memory %s out of range 1MiB..16GiB", c.Memory)
+	case c.Timeout < Duration(time.Millisecond) || c.Timeout > Duration(maxTimeout):
+		return bad("timeout %s out of range 1ms..15m", c.Timeout)
+	case c.MaxInstances < 1 || c.MaxInstances > maxInstance:
+		return bad("max_instances %d out of range 1..%d", c.MaxInstances, maxInstance)
+	case c.MinWarm < 0 || c.MinWarm > c.MaxInstances:
+		return bad("min_warm %d out of range 0..max_instances (%d)", c.MinWarm, c.MaxInstances)
+	case c.MaxQueue < 0 || c.MaxQueue > 1<<20:
+		return bad("max_queue %d out of range", c.MaxQueue)
+	case c.IdleTimeout < Duration(time.Second):
+		return bad("idle_timeout must be at least 1s")
+	case c.Cache < 0 || c.Cache > c.Memory*4:
+		return bad("cache budget %s out of range", c.Cache)
+	case c.Concurrency < 0:
+		return bad("concurrency must not be negative")
+	case c.Retry.Attempts < 0 || c.Retry.Attempts > 100:
+		return bad("retry.attempts out of range 0..100")
+	}
+	for k := range c.Env {
+		if !envName.MatchString(k) {
+			return bad("env name %q is not a valid variable name", k)
+		}
+	}
+	for _, code := range c.Retry.On {
+		if !errs.Code(code).Known() {
+			return bad("retry.on: unknown error code %q", code)
+		}
+	}
+	for _, d := range []string{c.OnSuccess, c.OnFailure} {
+		if d != "" && ValidName(d) != nil {
+			return bad("destination %q is not a function name", d)
+		}
+	}
+	return nil
+}
+
+var (
+	envName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+	funcName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+)
+
+// ValidName checks a function name: 1-63 characters of a-z, 0-9, '-' and
+// '_', starting with a letter or digit.
+func ValidName(name string) error {
+	if !funcName.MatchString(name) {
+		return errs.E(errs.BadRequest, "invalid function name %q: use 1-63 of a-z 0-9 - _, starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// Size is a byte count that reads and writes as "128MiB", "1GiB", "512KiB"
+// or a plain number of bytes.
+type Size int64
+
+// ParseSize parses a size such as "128MiB", "64mb", "1g" or "1048576".
+func ParseSize(s string) (Size, error) {
+	t := strings.TrimSpace(strings.ToLower(s))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"b", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, errs.E(errs.BadRequest, "invalid size %q (want e.g. 128MiB)", s)
+	}
+	return Size(n * mult), nil
+}
+
+func (s Size) String() string {
+	switch {
+	case s >= 1<<30 && s%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", s>>30)
+	case s >= 1<<20 && s%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", s>>20)
+	case s >= 1<<10 && s%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", s>>10)
+	}
+	return strconv.FormatInt(int64(s), 10)
+}
+
+// MarshalText writes s as a human size.
+func (s Size) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText accepts what ParseSize accepts.
+func (s *Size) UnmarshalText(b []byte) error {
+	v, err := ParseSize(string(b))
+	*s = v
+	return err
+}
+
+// Duration is a time.Duration that reads and writes as "30s", "1m30s".
+type Duration time.Duration
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalText writes d as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText parses a Go duration string such as "30s".
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil || v < 0 {
+		return errs.E(errs.BadRequest, "invalid duration %q (want e.g. 30s)", b)
+	}
+	*d = Duration(v)
+	return nil
+}

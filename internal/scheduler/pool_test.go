@@ -1,0 +1,345 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/runtime"
+)
+
+// fakeModule is the scheduler's test harness: instances whose behaviour a
+// test scripts through the event payload.
+type fakeModule struct {
+	started, closed atomic.Int64
+	startErr        error
+	startDelay      time.Duration
+}
+
+type fakeInstance struct {
+	m      *fakeModule
+	broken bool
+	closed atomic.Bool
+}
+
+func (m *fakeModule) NewInstance(ctx context.Context) (runtime.Instance, error) {
+	if m.startDelay > 0 {
+		time.Sleep(m.startDelay)
+	}
+	if m.startErr != nil {
+		return nil, m.startErr
+	}
+	m.started.Add(1)
+	return &fakeInstance{m: m}, nil
+}
+
+func (m *fakeModule) Close(context.Context) error { return nil }
+
+func (i *fakeInstance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Result, runtime.Usage, error) {
+	if i.closed.Load() {
+		panic("invoke on a closed instance")
+	}
+	switch string(ev.Payload) {
+	case "block":
+		<-ctx.Done()
+		return runtime.Result{}, runtime.Usage{}, ctx.Err()
+	case "trap":
+		i.broken = true
+		return runtime.Result{}, runtime.Usage{}, errs.E(errs.FunctionError, "trap")
+	case "fail":
+		return runtime.Result{}, runtime.Usage{}, errs.E(errs.FunctionError, "handled")
+	}
+	if d, err := time.ParseDuration(string(ev.Payload)); err == nil {
+		time.Sleep(d)
+	}
+	return runtime.Result{Output: ev.Payload}, runtime.Usage{}, nil
+}
+
+func (i *fakeInstance) Reusable() bool { return !i.broken }
+
+func (i *fakeInstance) Close(context.Context) error {
+	if i.closed.Swap(true) {
+		panic("instance closed twice")
+	}
+	i.m.closed.Add(1)
+	return nil
+}
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func newTestPool(t *testing.T, cfg PoolConfig) (*Scheduler, *Pool, *fakeModule, *fakeClock) {
+	t.Helper()
+	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	s := New(Config{ManualReap: true, Now: clock.Now})
+	t.Cleanup(func() { s.Close(context.Background()) })
+	m := &fakeModule{}
+	p, _, err := s.Add("f@1", m, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, p, m, clock
+}
+
+func invoke(p *Pool, payload string, timeout time.Duration) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	_, _, cold, err := p.Invoke(ctx, &runtime.Event{Payload: []byte(payload)})
+	return cold, err
+}
+
+func TestWarmInstanceIsReused(t *testing.T) {
+	_, p, m, _ := newTestPool(t, PoolConfig{MaxInstances: 4, MaxQueue: 4})
+	var colds []bool
+	for i := 0; i < 3; i++ {
+		cold, err := invoke(p, "x", time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		colds = append(colds, cold)
+	}
+	if got, want := colds, []bool{true, false, false}; got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+		t.Errorf("cold flags: got %v, want %v", got, want)
+	}
+	if got := m.started.Load(); got != 1 {
+		t.Errorf("instances started: got %d, want 1", got)
+	}
+}
+
+func TestPoolGrowsQueuesAndRejects(t *testing.T) {
+	_, p, m, _ := newTestPool(t, PoolConfig{MaxInstances: 2, MaxQueue: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ { // occupy both instances
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.Invoke(ctx, &runtime.Event{Payload: []byte("block")})
+		}()
+	}
+	waitFor(t, func() bool { return p.Stats().Busy == 2 })
+	queued := make(chan error, 1)
+	go func() { _, err := invoke(p, "x", 5*time.Second); queued <- err }()
+	waitFor(t, func() bool { return p.Stats().Waiting == 1 })
+
+	// The queue is full: the next call is refused at once.
+	if _, err := invoke(p, "x", time.Second); errs.CodeOf(err) != errs.Overloaded {
+		t.Fatalf("over the queue: got %v, want overloaded", err)
+	}
+	cancel() // free both instances: the queued call runs on one of them
+	if err := <-queued; err != nil {
+		t.Fatalf("queued call: %v", err)
+	}
+	wg.Wait()
+	if got := m.started.Load(); got != 2 {
+		t.Errorf("instances started: got %d, want 2 (the ceiling)", got)
+	}
+	if got := p.Stats().Rejected; got != 1 {
+		t.Errorf("rejected: got %d, want 1", got)
+	}
+}
+
+func TestQueuedCallTimesOut(t *testing.T) {
+	_, p, _, _ := newTestPool(t, PoolConfig{MaxInstances: 1, MaxQueue: 8})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.Invoke(ctx, &runtime.Event{Payload: []byte("block")})
+	waitFor(t, func() bool { return p.Stats().Busy == 1 })
+	_, err := invoke(p, "x", 20*time.Millisecond)
+	if errs.CodeOf(err) != errs.Overloaded {
+		t.Fatalf("got %v, want overloaded", err)
+	}
+	if got := p.Stats().Waiting; got != 0 {
+		t.Errorf("waiting after timeout: got %d, want 0", got)
+	}
+}
+
+func TestBrokenInstanceIsReplaced(t *testing.T) {
+	_, p, m, _ := newTestPool(t, PoolConfig{MaxInstances: 1, MaxQueue: 1})
+	if _, err := invoke(p, "fail", time.Second); errs.CodeOf(err) != errs.FunctionError {
+		t.Fatalf("got %v, want function_error", err)
+	}
+	if cold, _ := invoke(p, "x", time.Second); cold {
+		t.Error("a handled error must keep the instance warm")
+	}
+	if _, err := invoke(p, "trap", time.Second); errs.CodeOf(err) != errs.FunctionError {
+		t.Fatalf("got %v, want function_error", err)
+	}
+	cold, err := invoke(p, "x", time.Second)
+	if err != nil || !cold {
+		t.Errorf("after a trap: got cold=%v err=%v, want a fresh instance", cold, err)
+	}
+	waitFor(t, func() bool { return m.closed.Load() == 1 })
+	if got := m.started.Load(); got != 2 {
+		t.Errorf("started: got %d, want 2", got)
+	}
+}
+
+func TestStartFailureIsInitError(t *testing.T) {
+	_, p, m, _ := newTestPool(t, PoolConfig{MaxInstances: 1, MaxQueue: 1})
+	m.startErr = errors.New("exec: no such file")
+	_, err := invoke(p, "x", time.Second)
+	if errs.CodeOf(err) != errs.InitError {
+		t.Fatalf("got %v, want init_error", err)
+	}
+	m.startErr = nil
+	if _, err := invoke(p, "x", time.Second); err != nil {
+		t.Fatalf("after the fault clears: %v", err)
+	}
+}
+
+func TestIdleInstancesScaleToZeroAndMinWarmStays(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		minWarm  int
+		wantLive int
+	}{{"to zero", 0, 0}, {"min warm", 2, 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, p, _, clock := newTestPool(t, PoolConfig{MinWarm: tc.minWarm, MaxInstances: 4, MaxQueue: 4, IdleTimeout: time.Minute})
+			if err := p.Warm(context.Background(), 3); err != nil {
+				t.Fatal(err)
+			}
+			s.Reap(context.Background())
+			if got := p.Stats().Live; got != 3 {
+				t.Fatalf("before the idle timeout: live %d, want 3", got)
+			}
+			clock.Add(2 * time.Minute)
+			s.Reap(context.Background())
+			waitFor(t, func() bool { return p.Stats().Live == tc.wantLive && p.Stats().Idle == tc.wantLive })
+		})
+	}
+}
+
+func TestMinWarmIsToppedUp(t *testing.T) {
+	s, p, m, _ := newTestPool(t, PoolConfig{MinWarm: 2, MaxInstances: 4, MaxQueue: 4})
+	s.Reap(context.Background())
+	waitFor(t, func() bool { return p.Stats().Idle == 2 })
+	if got := m.started.Load(); got != 2 {
+		t.Errorf("started: got %d, want 2", got)
+	}
+	if cold, _ := invoke(p, "x", time.Second); cold {
+		t.Error("min_warm instance should serve warm")
+	}
+}
+
+func TestRetiredPoolIsRemoved(t *testing.T) {
+	s, p, m, _ := newTestPool(t, PoolConfig{MinWarm: 1, MaxInstances: 2, MaxQueue: 2})
+	if err := p.Warm(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	s.Retire("f@1")
+	s.Reap(context.Background())
+	if s.Pool("f@1") != nil {
+		t.Error("retired idle pool still present")
+	}
+	if got := m.closed.Load(); got != 1 {
+		t.Errorf("closed instances: got %d, want 1", got)
+	}
+}
+
+func TestCloseFailsWaitersAndClosesEverything(t *testing.T) {
+	s, p, m, _ := newTestPool(t, PoolConfig{MaxInstances: 1, MaxQueue: 4})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { p.Invoke(ctx, &runtime.Event{Payload: []byte("block")}); close(done) }()
+	waitFor(t, func() bool { return p.Stats().Busy == 1 })
+	waiter := make(chan error, 1)
+	go func() { _, err := invoke(p, "x", 5*time.Second); waiter <- err }()
+	waitFor(t, func() bool { return p.Stats().Waiting == 1 })
+	s.Close(context.Background())
+	if err := <-waiter; errs.CodeOf(err) != errs.Unavailable {
+		t.Errorf("waiter: got %v, want unavailable", err)
+	}
+	cancel()
+	<-done
+	waitFor(t, func() bool { return m.closed.Load() == m.started.Load() })
+}
+
+// TestHammer runs many concurrent invocations, some failing, and checks the
+// pool's books balance afterwards (run with -race).
+func TestHammer(t *testing.T) {
+	_, p, m, _ := newTestPool(t, PoolConfig{MaxInstances: 4, MaxQueue: 64})
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				payload := "x"
+				switch (g + i) % 17 {
+				case 0:
+					payload = "trap"
+				case 5:
+					payload = "100us"
+				}
+				if _, err := invoke(p, payload, 5*time.Second); err != nil && errs.CodeOf(err) != errs.FunctionError {
+					failed.Add(1)
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	if n := failed.Load(); n != 0 {
+		t.Errorf("%d invocations failed with a scheduler error", n)
+	}
+	st := p.Stats()
+	if st.Busy != 0 || st.Waiting != 0 || st.Live != st.Idle || st.Live > 4 {
+		t.Errorf("books do not balance: %+v", st)
+	}
+	waitFor(t, func() bool { return m.started.Load()-m.closed.Load() == int64(p.Stats().Live) })
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func BenchmarkPoolInvokeWarm(b *testing.B) {
+	s := New(Config{ManualReap: true})
+	defer s.Close(context.Background())
+	p, _, _ := s.Add("f@1", &fakeModule{}, PoolConfig{MaxInstances: 4, MaxQueue: 4})
+	ev := &runtime.Event{Payload: []byte("x")}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, _, err := p.Invoke(ctx, ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkPoolInvokeParallel(b *testing.B) {
+	s := New(Config{ManualReap: true})
+	defer s.Close(context.Background())
+	p, _, _ := s.Add("f@1", &fakeModule{}, PoolConfig{MaxInstances: 8, MaxQueue: 64})
+	ctx := context.Background()
+	b.RunParallel(func(pb *testing.PB) {
+		ev := &runtime.Event{Payload: []byte("x")}
+		for pb.Next() {
+			if _, _, _, err := p.Invoke(ctx, ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
