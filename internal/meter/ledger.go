@@ -1,0 +1,360 @@
+package meter
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/store"
+)
+
+// LedgerConfig configures a Ledger. The zero value is usable after
+// Validate fills in the defaults.
+type LedgerConfig struct {
+	// FlushInterval is how often recorded usage is written to the database.
+	// Usage recorded since the last flush is lost if the process dies, so
+	// this bounds what a crash can drop. Default 1 s.
+	FlushInterval time.Duration
+	// DefaultMemory is the memory size (bytes) used for the wall-clock GB-s
+	// comparison when a record has none. Default 128 MiB, Lambda's smallest.
+	DefaultMemory int64
+	// Logger receives flush failures. Default: discard.
+	Logger *slog.Logger
+}
+
+// Validate fills in defaults and rejects impossible settings.
+func (c *LedgerConfig) Validate() error {
+	if c.FlushInterval < 0 || c.DefaultMemory < 0 {
+		return errs.E(errs.BadRequest, "meter: negative ledger setting")
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = time.Second
+	}
+	if c.DefaultMemory == 0 {
+		c.DefaultMemory = 128 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Record is what one execution of a function consumed. The flow engine
+// records one per attempt, so retried work is counted (and billed) each time
+// it ran.
+type Record struct {
+	Function string
+	At       time.Time     // when the execution ended
+	CPU      time.Duration // the function's own CPU time
+	Wall     time.Duration // from start to end, waits included
+	Memory   int64         // the function's memory size in bytes; 0: the default
+	Failed   bool
+}
+
+// Usage is the total for one function in one hour.
+//
+// BilledMs is Mote's bill: each execution's CPU time rounded up to a whole
+// millisecond (meter.BilledMs). LambdaGBs is what wall-clock billing (AWS
+// Lambda's model: duration rounded up to 1 ms, times the memory size in GB)
+// would charge for the same executions; BilledGBs is Mote's billed CPU time expressed in the
+// same unit, so the two can be compared directly.
+type Usage struct {
+	Function    string    `json:"function"`
+	Hour        time.Time `json:"hour"`
+	Invocations int64     `json:"invocations"`
+	Errors      int64     `json:"errors"`
+	CPUMicros   int64     `json:"cpu_us"`
+	BilledMs    int64     `json:"billed_ms"`
+	WallMs      int64     `json:"wall_ms"`
+	LambdaGBs   float64   `json:"lambda_gb_s"`
+	BilledGBs   float64   `json:"billed_gb_s"`
+
+	// lambdaMBMs and billedMBMs are exact integer sums (ms × MiB); the GB-s
+	// figures are derived from them.
+	lambdaMBMs int64
+	billedMBMs int64
+}
+
+// Ledger accumulates usage in memory and writes it to the database under
+// store.PrefixUsage every FlushInterval, so recording an execution costs a
+// map update, not a database write. Safe for concurrent use.
+type Ledger struct {
+	db  *store.DB
+	cfg LedgerConfig
+
+	mu      sync.Mutex // guards pending
+	pending map[hourKey]*Usage
+
+	flushMu sync.Mutex // serialises read-modify-write flushes
+
+	stop     chan struct{}
+	done     chan struct{}
+	closeOne sync.Once
+}
+
+type hourKey struct {
+	fn   string
+	hour int64 // unix seconds of the hour's start
+}
+
+// NewLedger returns a Ledger over db and starts its flusher; Close stops it.
+func NewLedger(db *store.DB, cfg LedgerConfig) (*Ledger, error) {
+	if db == nil {
+		return nil, errs.E(errs.BadRequest, "meter: ledger needs a database")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	l := &Ledger{
+		db:      db,
+		cfg:     cfg,
+		pending: make(map[hourKey]*Usage),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	go l.loop()
+	return l, nil
+}
+
+func (l *Ledger) loop() {
+	defer close(l.done)
+	t := time.NewTicker(l.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			if err := l.Flush(); err != nil {
+				l.cfg.Logger.Error("meter: ledger flush failed", "err", err)
+			}
+		}
+	}
+}
+
+// wallMs rounds wall time up to whole milliseconds, as Lambda does.
+func wallMs(wall time.Duration) int64 {
+	if wall <= 0 {
+		return 0
+	}
+	return int64((wall + time.Millisecond - 1) / time.Millisecond)
+}
+
+// Record adds one execution's usage.
+func (l *Ledger) Record(r Record) {
+	mem := r.Memory
+	if mem <= 0 {
+		mem = l.cfg.DefaultMemory
+	}
+	mib := (mem + (1<<20 - 1)) >> 20
+	k := hourKey{fn: r.Function, hour: r.At.Truncate(time.Hour).Unix()}
+	bms, wms := BilledMs(r.CPU), wallMs(r.Wall)
+
+	l.mu.Lock()
+	u := l.pending[k]
+	if u == nil {
+		u = &Usage{Function: r.Function}
+		l.pending[k] = u
+	}
+	u.Invocations++
+	if r.Failed {
+		u.Errors++
+	}
+	u.CPUMicros += r.CPU.Microseconds()
+	u.BilledMs += bms
+	u.WallMs += wms
+	u.lambdaMBMs += wms * mib
+	u.billedMBMs += bms * mib
+	l.mu.Unlock()
+}
+
+// Flush writes the usage recorded so far to the database.
+func (l *Ledger) Flush() error {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+
+	l.mu.Lock()
+	pending := l.pending
+	l.pending = make(map[hourKey]*Usage, len(pending))
+	l.mu.Unlock()
+	if len(pending) == 0 {
+		return nil
+	}
+
+	b := l.db.Pebble().NewBatch()
+	defer b.Close()
+	for k, d := range pending {
+		key := usageKey(k.fn, k.hour)
+		var total Usage
+		old, err := l.db.Get(key)
+		switch {
+		case err == nil:
+			if err := decodeUsage(old, &total); err != nil {
+				return err
+			}
+		case !errors.Is(err, store.ErrNotFound):
+			l.requeue(pending)
+			return errs.Wrap(errs.Internal, err, "meter: read usage")
+		}
+		total.add(d)
+		if err := b.Set(key, encodeUsage(&total), nil); err != nil {
+			l.requeue(pending)
+			return errs.Wrap(errs.Internal, err, "meter: write usage")
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		l.requeue(pending)
+		return errs.Wrap(errs.Internal, err, "meter: write usage")
+	}
+	return nil
+}
+
+// requeue puts deltas that could not be written back, so a failed flush
+// loses nothing.
+func (l *Ledger) requeue(pending map[hourKey]*Usage) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k, d := range pending {
+		if u := l.pending[k]; u != nil {
+			u.add(d)
+		} else {
+			l.pending[k] = d
+		}
+	}
+}
+
+func (u *Usage) add(d *Usage) {
+	u.Invocations += d.Invocations
+	u.Errors += d.Errors
+	u.CPUMicros += d.CPUMicros
+	u.BilledMs += d.BilledMs
+	u.WallMs += d.WallMs
+	u.lambdaMBMs += d.lambdaMBMs
+	u.billedMBMs += d.billedMBMs
+}
+
+func (u *Usage) derive() {
+	u.LambdaGBs = float64(u.lambdaMBMs) / 1024 / 1000
+	u.BilledGBs = float64(u.billedMBMs) / 1024 / 1000
+}
+
+// Query returns usage per function per hour for the hours that start in
+// [from, to), flushing first so that it includes everything recorded. An
+// empty fn means every function. Rows are ordered by function, then hour.
+func (l *Ledger) Query(fn string, from, to time.Time) ([]Usage, error) {
+	if err := l.Flush(); err != nil {
+		return nil, err
+	}
+	if !to.After(from) {
+		return nil, errs.E(errs.BadRequest, "meter: usage range is empty (to must be after from)")
+	}
+	prefix := []byte(store.PrefixUsage)
+	if fn != "" {
+		prefix = append(append(prefix, fn...), 0)
+	}
+	lo, hi := from.Unix(), to.Unix()
+	var out []Usage
+	var derr error
+	err := l.db.Scan(prefix, func(key, value []byte) bool {
+		name, hour, ok := parseUsageKey(key)
+		if !ok || hour+3600 <= lo || hour >= hi {
+			return true
+		}
+		u := Usage{Function: name, Hour: time.Unix(hour, 0).UTC()}
+		if derr = decodeUsage(value, &u); derr != nil {
+			return false
+		}
+		u.derive()
+		out = append(out, u)
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "meter: read usage")
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Function != out[j].Function {
+			return out[i].Function < out[j].Function
+		}
+		return out[i].Hour.Before(out[j].Hour)
+	})
+	return out, nil
+}
+
+// Sum totals rows (for example a Query's result) into one Usage with no
+// function or hour.
+func Sum(rows []Usage) Usage {
+	var t Usage
+	for i := range rows {
+		t.add(&rows[i])
+	}
+	t.derive()
+	return t
+}
+
+// Close stops the flusher and writes what is pending.
+func (l *Ledger) Close() error {
+	var err error
+	l.closeOne.Do(func() {
+		close(l.stop)
+		<-l.done
+		err = l.Flush()
+	})
+	return err
+}
+
+// usageKey is PrefixUsage || fn || 0x00 || hour (8 bytes, big-endian, offset
+// so that key order is time order for any hour).
+func usageKey(fn string, hour int64) []byte {
+	k := make([]byte, 0, len(store.PrefixUsage)+len(fn)+9)
+	k = append(k, store.PrefixUsage...)
+	k = append(k, fn...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, uint64(hour)^(1<<63))
+}
+
+func parseUsageKey(key []byte) (fn string, hour int64, ok bool) {
+	rest := key[len(store.PrefixUsage):]
+	i := bytes.IndexByte(rest, 0)
+	if i < 0 || len(rest)-i-1 != 8 {
+		return "", 0, false
+	}
+	return string(rest[:i]), int64(binary.BigEndian.Uint64(rest[i+1:]) ^ (1 << 63)), true
+}
+
+// The value is a version byte and seven uvarints, in the order of encodeUsage.
+const usageVersion = 1
+
+func encodeUsage(u *Usage) []byte {
+	b := make([]byte, 1, 1+7*binary.MaxVarintLen64)
+	b[0] = usageVersion
+	for _, v := range [...]int64{u.Invocations, u.Errors, u.CPUMicros, u.BilledMs, u.WallMs, u.lambdaMBMs, u.billedMBMs} {
+		b = binary.AppendUvarint(b, uint64(v))
+	}
+	return b
+}
+
+func decodeUsage(b []byte, u *Usage) error {
+	if len(b) == 0 || b[0] != usageVersion {
+		return errs.E(errs.Internal, "meter: unknown usage record version")
+	}
+	b = b[1:]
+	for _, p := range [...]*int64{&u.Invocations, &u.Errors, &u.CPUMicros, &u.BilledMs, &u.WallMs, &u.lambdaMBMs, &u.billedMBMs} {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return errs.E(errs.Internal, "meter: corrupt usage record")
+		}
+		*p = int64(v)
+		b = b[n:]
+	}
+	return nil
+}
