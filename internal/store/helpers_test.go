@@ -1,0 +1,64 @@
+package store
+
+import (
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestMain lets the durability test re-run this binary as its crashing
+// child (see durability_test.go).
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(durabilityChildEnv); dir != "" {
+		durabilityChild(dir)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func openTestDB(t testing.TB, dir string) *DB {
+	t.Helper()
+	db, err := Open(dir)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return db
+}
+
+// fakeClock is a settable clock for TTL tests.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_800_000_000, 0)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func newTestKV(t testing.TB, cfg KVConfig) (*KV, *DB) {
+	t.Helper()
+	db := openTestDB(t, t.TempDir())
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = time.Hour // tests call Sweep themselves
+	}
+	kv, err := OpenKV(db, cfg)
+	if err != nil {
+		t.Fatalf("OpenKV: %v", err)
+	}
+	t.Cleanup(func() {
+		kv.Close()
+		db.Close()
+	})
+	return kv, db
+}
