@@ -39,7 +39,7 @@ type DB struct {
 
 // Open opens (creating if needed) the database in dir.
 func Open(dir string) (*DB, error) {
-	pdb, err := pebble.Open(dir, &pebble.Options{})
+	pdb, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
@@ -116,3 +116,11 @@ func writeOpts(sync bool) *pebble.WriteOptions {
 	}
 	return pebble.NoSync
 }
+
+// quietLogger keeps Pebble's routine chatter (WAL recovery, compactions)
+// off the user's terminal; errors still surface through returned errors.
+type quietLogger struct{}
+
+func (quietLogger) Infof(format string, args ...any)  {}
+func (quietLogger) Errorf(format string, args ...any) {}
+func (quietLogger) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }

@@ -1,0 +1,96 @@
+// Command mote is the Mote serverless platform: `mote serve` runs it, the
+// other subcommands are thin clients of its HTTP API.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// command is one subcommand.
+type command struct {
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) int
+}
+
+var commands map[string]command
+
+func init() {
+	commands = map[string]command{
+		"serve":    {"run the platform on this machine", cmdServe},
+		"demo":     {"start a server, deploy the bundled examples, invoke them", cmdDemo},
+		"deploy":   {"deploy a function: deploy NAME FILE.wasm|DIR [flags]", cmdDeploy},
+		"invoke":   {"invoke a function: invoke NAME [-d DATA|-d @FILE]", cmdInvoke},
+		"ls":       {"list functions", cmdList},
+		"info":     {"show a function and its versions: info NAME", cmdInfo},
+		"rm":       {"remove a function: rm NAME", cmdRemove},
+		"rollback": {"point a function at an earlier version: rollback NAME [VERSION]", cmdRollback},
+		"logs":     {"show a function's logs: logs NAME [-f] [-n N] [--invocation ID]", cmdLogs},
+		"version":  {"print the version", cmdVersion},
+	}
+}
+
+// run is main without the process: it parses args and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "mote: unknown command %q (see mote help)\n", args[0])
+		return 2
+	}
+	return c.run(args[1:], stdout, stderr)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "mote — serverless functions on your own machines\n\nUsage: mote COMMAND [flags]\n\nCommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nClient commands find the server from --server or MOTE_SERVER (default http://127.0.0.1:8080)\nand send MOTE_TOKEN (or --token) as a bearer token. Run 'mote COMMAND -h' for a command's flags.")
+}
+
+// version is set by the build (-ldflags "-X main.version=...").
+var version = "dev"
+
+func cmdVersion(args []string, stdout, stderr io.Writer) int {
+	fmt.Fprintln(stdout, "mote", version)
+	return 0
+}
+
+// envList is a repeatable K=V flag.
+type envList map[string]string
+
+func (e envList) String() string {
+	var parts []string
+	for k, v := range e {
+		parts = append(parts, k+"="+v)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (e envList) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want K=V, got %q", s)
+	}
+	e[k] = v
+	return nil
+}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mote-run/mote/internal/api"
+	"github.com/mote-run/mote/internal/registry"
+	"github.com/mote-run/mote/internal/runtime"
+	"github.com/mote-run/mote/internal/runtime/wasm"
+	"github.com/mote-run/mote/internal/system"
+)
+
+// serveConfig is what `mote serve` is started with.
+type serveConfig struct {
+	addr       string
+	dataDir    string
+	tokenFile  string
+	maxPayload registry.Size
+	drain      time.Duration
+	logLevel   string
+}
+
+// defaultDataDir is $MOTE_DATA, else $XDG_DATA_HOME/mote, else
+// ~/.local/share/mote.
+func defaultDataDir() string {
+	if d := os.Getenv("MOTE_DATA"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "mote")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "mote")
+	}
+	return "mote-data"
+}
+
+func cmdServe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sc := serveConfig{maxPayload: system.DefaultMaxPayload}
+	fs.StringVar(&sc.addr, "addr", "127.0.0.1:8080", "listen address")
+	fs.StringVar(&sc.dataDir, "data", defaultDataDir(), "data directory (env MOTE_DATA)")
+	fs.StringVar(&sc.tokenFile, "token-file", "", "file holding the admin bearer token (required off loopback)")
+	fs.TextVar(&sc.maxPayload, "max-payload", sc.maxPayload, "largest event accepted")
+	fs.DurationVar(&sc.drain, "drain", 30*time.Second, "how long SIGTERM waits for in-flight invocations")
+	fs.StringVar(&sc.logLevel, "log-level", "info", "debug, info, warn or error")
+	if _, err := parse(fs, args); err != nil {
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(sc.logLevel)); err != nil {
+		fmt.Fprintf(stderr, "mote: bad --log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	ready := func(addr string) {
+		fmt.Fprintf(stdout, "mote serving on http://%s (data in %s)\n", addr, sc.dataDir)
+	}
+	if err := serve(ctx, sc, log, ready); err != nil {
+		fmt.Fprintf(stderr, "mote: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs the platform until ctx ends, then drains and shuts down.
+func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(addr string)) error {
+	token, err := readToken(sc.tokenFile)
+	if err != nil {
+		return err
+	}
+	if token == "" && !isLoopback(sc.addr) {
+		return fmt.Errorf("refusing to listen on %s without an admin token: pass --token-file (or bind to 127.0.0.1)", sc.addr)
+	}
+	rts, err := newRuntimes(ctx, sc.dataDir, log)
+	if err != nil {
+		return err
+	}
+	sys, err := system.Open(ctx, system.Config{
+		DataDir:    sc.dataDir,
+		Logger:     log,
+		MaxPayload: int64(sc.maxPayload),
+		Runtimes:   rts,
+	})
+	if err != nil {
+		for _, rt := range rts {
+			rt.Close(ctx)
+		}
+		return err
+	}
+	gw := api.New(api.Config{System: sys, Logger: log, Token: token})
+	ln, err := net.Listen("tcp", sc.addr)
+	if err != nil {
+		sys.Shutdown(context.Background())
+		return err
+	}
+	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		log.Info("shutting down: draining in-flight invocations", "timeout", sc.drain)
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), sc.drain)
+	defer cancel()
+	// Stop accepting, let in-flight requests finish, then close the parts.
+	serr := srv.Shutdown(dctx)
+	if serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		log.Warn("http shutdown", "err", serr)
+	}
+	if e := sys.Shutdown(dctx); e != nil && err == nil {
+		err = e
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// newRuntimes starts the runtimes available on this machine.
+func newRuntimes(ctx context.Context, dataDir string, log *slog.Logger) (map[runtime.Kind]runtime.Runtime, error) {
+	w, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(dataDir, "wasm-cache"), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return map[runtime.Kind]runtime.Runtime{runtime.KindWasm: w}, nil
+}
+
+func readToken(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading token file: %w", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if len(t) < 16 {
+		return "", fmt.Errorf("token in %s is too short: use at least 16 characters", path)
+	}
+	return t, nil
+}
+
+// isLoopback reports whether a listen address only accepts local
+// connections.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,308 @@
+// Package api is Mote's HTTP gateway: the /v1/ management API, invocation
+// routes (/fn/{name} and the AWS Lambda Invoke route), metrics and health.
+//
+// Handlers return errors; one function (errs.WriteHTTP) turns an error into
+// a status and a JSON body {"error", "code"}, so codes are stable and no
+// internal detail reaches callers. docs/api.md documents every route.
+package api
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/logs"
+	"github.com/mote-run/mote/internal/registry"
+	"github.com/mote-run/mote/internal/system"
+)
+
+// Config configures the gateway.
+type Config struct {
+	System *system.System
+	Logger *slog.Logger
+	// Token, if set, is the admin bearer token every request except
+	// /healthz must carry.
+	Token string
+	// Extra mounts more handlers (BaaS, flows) under their path patterns.
+	Extra map[string]http.Handler
+}
+
+// Server is the HTTP gateway.
+type Server struct {
+	sys     *system.System
+	log     *slog.Logger
+	token   []byte
+	mux     *http.ServeMux
+	metrics *metrics
+}
+
+// New returns the gateway's handler.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{sys: cfg.System, log: cfg.Logger, mux: http.NewServeMux(), metrics: newMetrics(cfg.System)}
+	if cfg.Token != "" {
+		s.token = []byte(cfg.Token)
+	}
+	h := func(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
+		return handler(fn)
+	}
+	s.mux.Handle("GET /healthz", h(func(w http.ResponseWriter, r *http.Request) error {
+		_, err := io.WriteString(w, "ok\n")
+		return err
+	}))
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	s.mux.Handle("GET /v1/functions", h(s.listFunctions))
+	s.mux.Handle("PUT /v1/functions/{name}", h(s.deploy))
+	s.mux.Handle("POST /v1/functions/{name}", h(s.deploy))
+	s.mux.Handle("GET /v1/functions/{name}", h(s.getFunction))
+	s.mux.Handle("DELETE /v1/functions/{name}", h(s.removeFunction))
+	s.mux.Handle("POST /v1/functions/{name}/rollback", h(s.rollback))
+	s.mux.Handle("GET /v1/functions/{name}/logs", h(s.logs))
+	s.mux.Handle("/fn/{name}", h(s.invoke))
+	s.mux.Handle("/fn/{name}/{path...}", h(s.invoke))
+	s.mux.Handle("POST /2015-03-31/functions/{name}/invocations", h(s.lambdaInvoke))
+	for pattern, hh := range cfg.Extra {
+		s.mux.Handle(pattern, hh)
+	}
+	s.mux.Handle("/", h(func(w http.ResponseWriter, r *http.Request) error {
+		return errs.E(errs.NotFound, "no route for %s %s", r.Method, r.URL.Path)
+	}))
+	return s
+}
+
+// ServeHTTP authenticates and routes a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.token != nil && r.URL.Path != "/healthz" && !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="mote"`)
+		errs.WriteHTTP(w, errs.E(errs.Unauthorized, "missing or invalid bearer token"))
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), s.token) == 1
+}
+
+// handler adapts a handler that returns an error.
+type handler func(http.ResponseWriter, *http.Request) error
+
+func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := h(w, r); err != nil {
+		errs.WriteHTTP(w, err)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// readBody reads a request body of at most max bytes.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+	if r.ContentLength > max {
+		return nil, errs.E(errs.PayloadTooLarge, "request body of %d bytes is over the %d-byte limit", r.ContentLength, max)
+	}
+	n := r.ContentLength
+	if n < 0 {
+		n = 512
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, n+1))
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, max))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, errs.E(errs.PayloadTooLarge, "request body is over the %d-byte limit", max)
+	}
+	if err != nil {
+		return nil, errs.Wrap(errs.BadRequest, err, "reading request body: "+err.Error())
+	}
+	return buf.Bytes(), nil
+}
+
+func (s *Server) listFunctions(w http.ResponseWriter, r *http.Request) error {
+	fs, err := s.sys.List()
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"functions": fs})
+}
+
+func (s *Server) getFunction(w http.ResponseWriter, r *http.Request) error {
+	f, err := s.sys.Describe(r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, f)
+}
+
+// deploy takes multipart/form-data with a "config" part (JSON) and an
+// "artifact" part (the wasm module, or a tar.gz of a process function's
+// directory); or a raw application/wasm body with config in ?config=.
+func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	if err := registry.ValidName(name); err != nil {
+		return err
+	}
+	max := s.sys.Config().MaxArtifact
+	r.Body = http.MaxBytesReader(w, r.Body, max+1<<20)
+	var cfg registry.Config
+	parseCfg := func(b []byte) error {
+		if len(bytes.TrimSpace(b)) == 0 {
+			return nil
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&cfg); err != nil {
+			var e *errs.Error
+			if errors.As(err, &e) {
+				return e
+			}
+			return errs.E(errs.BadRequest, "config: %v", err)
+		}
+		return nil
+	}
+	var artifact io.Reader
+	ct := r.Header.Get("Content-Type")
+	if strings.HasPrefix(ct, "multipart/form-data") {
+		mr, err := r.MultipartReader()
+		if err != nil {
+			return errs.E(errs.BadRequest, "deploy: %v", err)
+		}
+		for artifact == nil {
+			part, err := mr.NextPart()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return errs.E(errs.BadRequest, "deploy: %v", err)
+			}
+			switch part.FormName() {
+			case "config":
+				b, err := io.ReadAll(io.LimitReader(part, 1<<20))
+				if err != nil {
+					return errs.E(errs.BadRequest, "deploy: reading config: %v", err)
+				}
+				if err := parseCfg(b); err != nil {
+					return err
+				}
+			case "artifact":
+				artifact = part // must be the last part: read in place, streamed
+			}
+		}
+	} else {
+		if err := parseCfg([]byte(r.URL.Query().Get("config"))); err != nil {
+			return err
+		}
+		artifact = r.Body
+	}
+	if artifact == nil {
+		return errs.E(errs.BadRequest, "deploy: no artifact part in the request")
+	}
+	v, err := s.sys.Deploy(r.Context(), name, cfg, artifact)
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return errs.E(errs.PayloadTooLarge, "artifact is over the %d-byte limit", max)
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, v)
+}
+
+func (s *Server) removeFunction(w http.ResponseWriter, r *http.Request) error {
+	if err := s.sys.Remove(r.Context(), r.PathValue("name")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) rollback(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Version int `json:"version"`
+	}
+	b, err := readBody(w, r, 1<<16)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(b)) > 0 {
+		if err := json.Unmarshal(b, &body); err != nil {
+			return errs.E(errs.BadRequest, "rollback: %v", err)
+		}
+	}
+	v, err := s.sys.Rollback(r.Context(), r.PathValue("name"), body.Version)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, v)
+}
+
+// logs returns recent lines as NDJSON; with ?follow=1 it keeps the
+// response open and streams new lines until the client leaves.
+func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	if _, err := s.sys.Registry().Function(name); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	n, _ := strconv.Atoi(q.Get("n"))
+	if n <= 0 {
+		n = 100
+	}
+	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
+	var ch <-chan logs.Line
+	if follow {
+		var stop func()
+		ch, stop = s.sys.Logs.Follow(name)
+		defer stop()
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	enc := json.NewEncoder(w)
+	for _, l := range s.sys.Logs.Tail(name, q.Get("invocation"), n) {
+		if err := enc.Encode(l); err != nil {
+			return nil
+		}
+	}
+	if !follow {
+		return nil
+	}
+	flusher, _ := w.(http.Flusher)
+	if flusher != nil {
+		flusher.Flush()
+	}
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return nil
+		case l := <-ch:
+			if err := enc.Encode(l); err != nil {
+				return nil
+			}
+		case <-keepalive.C:
+			if _, err := io.WriteString(w, "\n"); err != nil {
+				return nil
+			}
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+}

@@ -1,0 +1,124 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/system"
+)
+
+// Response headers every invocation carries.
+const (
+	HeaderInvocationID = "X-Mote-Invocation-Id"
+	HeaderCold         = "X-Mote-Cold"
+	HeaderCPU          = "X-Mote-Cpu-Us"
+	HeaderBilled       = "X-Mote-Billed-Ms"
+	HeaderVersion      = "X-Mote-Version"
+)
+
+var (
+	coldTrue  = []string{"true"}
+	coldFalse = []string{"false"}
+)
+
+// setOutcomeHeaders writes the metering headers. The header map is written
+// directly with canonical keys: this is the hot path.
+func setOutcomeHeaders(h http.Header, out *system.Outcome) {
+	h[HeaderInvocationID] = []string{out.ID}
+	if out.Cold {
+		h[HeaderCold] = coldTrue
+	} else {
+		h[HeaderCold] = coldFalse
+	}
+	h[HeaderCPU] = []string{strconv.FormatInt(out.Usage.CPU.Microseconds(), 10)}
+	h[HeaderBilled] = []string{strconv.FormatInt(out.BilledMs, 10)}
+	h[HeaderVersion] = []string{strconv.Itoa(out.Version)}
+}
+
+// invoke runs a function with the request body as its event and returns
+// its output as the response body.
+func (s *Server) invoke(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	payload, err := readBody(w, r, s.sys.Config().MaxPayload)
+	if err != nil {
+		return err
+	}
+	out, err := s.sys.Invoke(r.Context(), system.Invocation{Function: name, Payload: payload})
+	if err != nil {
+		s.metrics.rejected(name, err)
+		return err
+	}
+	s.metrics.observe(out)
+	setOutcomeHeaders(w.Header(), out)
+	if out.Err != nil {
+		return out.Err
+	}
+	_, err = w.Write(out.Output)
+	return err
+}
+
+// lambdaInvoke serves the AWS Lambda Invoke API, so AWS SDKs and the AWS
+// CLI invoke Mote functions with only an endpoint override.
+func (s *Server) lambdaInvoke(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	fail := func(err error) error {
+		// AWS SDKs read the error type from this header and body.
+		typ := map[errs.Code]string{
+			errs.NotFound:        "ResourceNotFoundException",
+			errs.PayloadTooLarge: "RequestTooLargeException",
+			errs.Overloaded:      "TooManyRequestsException",
+			errs.LimitExceeded:   "TooManyRequestsException",
+			errs.BadRequest:      "InvalidRequestContentException",
+			errs.Unauthorized:    "UnrecognizedClientException",
+			errs.Forbidden:       "AccessDeniedException",
+		}[errs.CodeOf(err)]
+		if typ == "" {
+			typ = "ServiceException"
+		}
+		w.Header().Set("X-Amzn-Errortype", typ)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Mote-Error-Code", string(errs.CodeOf(err)))
+		w.WriteHeader(errs.CodeOf(err).HTTPStatus())
+		return json.NewEncoder(w).Encode(map[string]string{"Type": "User", "message": errs.MessageOf(err), "code": string(errs.CodeOf(err))})
+	}
+	switch typ := r.Header.Get("X-Amz-Invocation-Type"); typ {
+	case "", "RequestResponse":
+	case "DryRun":
+		if _, err := s.sys.Registry().Current(name); err != nil {
+			return fail(err)
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	case "Event":
+		return fail(errs.E(errs.BadRequest, "asynchronous invocation is not available on this server"))
+	default:
+		return fail(errs.E(errs.BadRequest, "unknown X-Amz-Invocation-Type %q", typ))
+	}
+	payload, err := readBody(w, r, s.sys.Config().MaxPayload)
+	if err != nil {
+		return fail(err)
+	}
+	out, err := s.sys.Invoke(r.Context(), system.Invocation{Function: name, Payload: payload})
+	if err != nil {
+		s.metrics.rejected(name, err)
+		return fail(err)
+	}
+	s.metrics.observe(out)
+	setOutcomeHeaders(w.Header(), out)
+	w.Header().Set("X-Amz-Executed-Version", strconv.Itoa(out.Version))
+	if out.Err != nil {
+		// Lambda answers a function's failure with 200 and this header.
+		w.Header().Set("X-Amz-Function-Error", "Unhandled")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		return json.NewEncoder(w).Encode(map[string]string{
+			"errorMessage": errs.MessageOf(out.Err),
+			"errorType":    string(errs.CodeOf(out.Err)),
+		})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, err = w.Write(out.Output)
+	return err
+}

@@ -1,0 +1,503 @@
+// Package system wires Mote's parts into one platform: the store, the
+// registry, the runtimes, the scheduler, logs and the invocation path. The
+// HTTP gateway and the CLI's embedded mode talk to a *System; nothing else
+// holds references across parts.
+package system
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/host"
+	"github.com/mote-run/mote/internal/logs"
+	"github.com/mote-run/mote/internal/registry"
+	"github.com/mote-run/mote/internal/runtime"
+	"github.com/mote-run/mote/internal/scheduler"
+	"github.com/mote-run/mote/internal/store"
+)
+
+// Config configures a System.
+type Config struct {
+	DataDir     string
+	Logger      *slog.Logger
+	MaxPayload  int64 // largest event accepted, bytes; default 6 MiB (Lambda's)
+	MaxArtifact int64 // largest artifact accepted at deploy; default 256 MiB
+	// Runtimes by kind. The system closes them on Shutdown.
+	Runtimes map[runtime.Kind]runtime.Runtime
+	// ReapEvery is how often idle instances are scaled down; default 1s.
+	ReapEvery time.Duration
+}
+
+// Defaults.
+const (
+	DefaultMaxPayload  = 6 << 20
+	DefaultMaxArtifact = 256 << 20
+)
+
+// Validate checks c and fills defaults.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("system: DataDir is required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.MaxPayload <= 0 {
+		c.MaxPayload = DefaultMaxPayload
+	}
+	if c.MaxArtifact <= 0 {
+		c.MaxArtifact = DefaultMaxArtifact
+	}
+	if len(c.Runtimes) == 0 {
+		return errors.New("system: no runtimes configured")
+	}
+	return nil
+}
+
+// active is the version of a function that takes traffic, with its pool.
+type active struct {
+	version *registry.Version
+	pool    *scheduler.Pool
+}
+
+// System is the running platform.
+type System struct {
+	cfg   Config
+	log   *slog.Logger
+	db    *store.DB
+	reg   *registry.Registry
+	sched *scheduler.Scheduler
+	Logs  *logs.Store
+
+	fnsMu sync.RWMutex
+	fns   map[string]*active // by function name
+
+	deployMu sync.Mutex // one deploy/rollback/remove at a time
+
+	inflight sync.WaitGroup
+	draining atomic.Bool
+}
+
+// Open opens (or creates) the platform's data directory and loads every
+// deployed function's current version.
+func Open(ctx context.Context, cfg Config) (*System, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("system: %w", err)
+	}
+	db, err := store.Open(filepath.Join(cfg.DataDir, "db"))
+	if err != nil {
+		return nil, err
+	}
+	reg, err := registry.Open(db, filepath.Join(cfg.DataDir, "artifacts"))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &System{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		db:    db,
+		reg:   reg,
+		sched: scheduler.New(scheduler.Config{Logger: cfg.Logger, ReapEvery: cfg.ReapEvery}),
+		Logs:  logs.New(0),
+		fns:   map[string]*active{},
+	}
+	fns, err := reg.List()
+	if err != nil {
+		s.Shutdown(ctx)
+		return nil, err
+	}
+	for _, f := range fns {
+		if f.Current == 0 {
+			continue
+		}
+		v, err := reg.Version(f.Name, f.Current)
+		if err == nil {
+			err = s.activate(ctx, v, false)
+		}
+		if err != nil {
+			// One broken function must not keep the platform down.
+			s.log.Error("loading function", "fn", f.Name, "err", err)
+		}
+	}
+	return s, nil
+}
+
+// DB returns the platform's store (for the parts that keep data there).
+func (s *System) DB() *store.DB { return s.db }
+
+// Registry returns the function registry.
+func (s *System) Registry() *registry.Registry { return s.reg }
+
+// Scheduler returns the scheduler.
+func (s *System) Scheduler() *scheduler.Scheduler { return s.sched }
+
+// Config returns the validated configuration.
+func (s *System) Config() Config { return s.cfg }
+
+// Deploy stores a new version of fn from the artifact and config, loads
+// (validates and compiles) it, warms its pool, then points fn at it. On any
+// failure nothing changes: the old version keeps serving.
+func (s *System) Deploy(ctx context.Context, name string, cfg registry.Config, artifact io.Reader) (*registry.Version, error) {
+	if err := registry.ValidName(name); err != nil {
+		return nil, err
+	}
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	rt, ok := s.cfg.Runtimes[cfg.Runtime]
+	if !ok {
+		return nil, errs.E(errs.BadRequest, "runtime %q is not available on this server", cfg.Runtime)
+	}
+	sum, size, err := s.reg.PutArtifact(artifact, s.cfg.MaxArtifact)
+	if err != nil {
+		return nil, err
+	}
+	s.deployMu.Lock()
+	defer s.deployMu.Unlock()
+	// Validate and compile before anything is recorded.
+	probe := &registry.Version{Function: name, Artifact: sum, Size: size, Config: cfg}
+	mod, err := s.load(ctx, rt, probe)
+	if err != nil {
+		s.dropArtifactIfUnused(sum)
+		return nil, err
+	}
+	v, err := s.reg.AddVersion(name, sum, size, cfg, false)
+	if err != nil {
+		mod.Close(ctx)
+		return nil, err
+	}
+	if err := s.activateModule(ctx, v, mod, true); err != nil {
+		return v, err
+	}
+	return v, nil
+}
+
+// Rollback points fn at an earlier version n (0: the one before current).
+func (s *System) Rollback(ctx context.Context, name string, n int) (*registry.Version, error) {
+	s.deployMu.Lock()
+	defer s.deployMu.Unlock()
+	f, err := s.reg.Function(name)
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		n = f.Current - 1
+		if n < 1 {
+			return nil, errs.E(errs.Conflict, "function %q has no version before %d", name, f.Current)
+		}
+	}
+	v, err := s.reg.Version(name, n)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.activate(ctx, v, true); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// Remove deletes fn, its versions and their instances.
+func (s *System) Remove(ctx context.Context, name string) error {
+	s.deployMu.Lock()
+	defer s.deployMu.Unlock()
+	vs, err := s.reg.Versions(name)
+	if err != nil {
+		return err
+	}
+	s.fnsMu.Lock()
+	delete(s.fns, name)
+	s.fnsMu.Unlock()
+	for _, v := range vs {
+		s.sched.Remove(ctx, v.Key())
+	}
+	s.Logs.Drop(name)
+	return s.reg.Delete(name)
+}
+
+// Function describes a function and its versions.
+type Function struct {
+	registry.Function
+	Versions []*registry.Version `json:"versions,omitempty"`
+	Pool     *scheduler.Stats    `json:"pool,omitempty"`
+}
+
+// Describe returns fn with its versions and its current pool's state.
+func (s *System) Describe(name string) (*Function, error) {
+	f, err := s.reg.Function(name)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := s.reg.Versions(name)
+	if err != nil {
+		return nil, err
+	}
+	out := &Function{Function: *f, Versions: vs}
+	if a := s.lookup(name); a != nil {
+		st := a.pool.Stats()
+		out.Pool = &st
+	}
+	return out, nil
+}
+
+// List returns every function with its current pool's state.
+func (s *System) List() ([]*Function, error) {
+	fs, err := s.reg.List()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Function, 0, len(fs))
+	for _, f := range fs {
+		x := &Function{Function: *f}
+		if a := s.lookup(f.Name); a != nil {
+			st := a.pool.Stats()
+			x.Pool = &st
+		}
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+func (s *System) lookup(name string) *active {
+	s.fnsMu.RLock()
+	a := s.fns[name]
+	s.fnsMu.RUnlock()
+	return a
+}
+
+// activate loads v and makes it current.
+func (s *System) activate(ctx context.Context, v *registry.Version, record bool) error {
+	if p := s.sched.Pool(v.Key()); p != nil {
+		return s.switchTo(v, p, record)
+	}
+	rt, ok := s.cfg.Runtimes[v.Config.Runtime]
+	if !ok {
+		return errs.E(errs.Unavailable, "runtime %q is not available on this server", v.Config.Runtime)
+	}
+	mod, err := s.load(ctx, rt, v)
+	if err != nil {
+		return err
+	}
+	return s.activateModule(ctx, v, mod, record)
+}
+
+// activateModule creates v's pool over mod, warms it, and switches traffic.
+func (s *System) activateModule(ctx context.Context, v *registry.Version, mod runtime.Module, record bool) error {
+	c := v.Config
+	pool, created, err := s.sched.Add(v.Key(), mod, scheduler.PoolConfig{
+		MinWarm:      c.MinWarm,
+		MaxInstances: c.MaxInstances,
+		MaxQueue:     c.MaxQueue,
+		IdleTimeout:  time.Duration(c.IdleTimeout),
+	})
+	if err != nil {
+		mod.Close(ctx)
+		return err
+	}
+	if !created {
+		mod.Close(ctx)
+	}
+	// A new version is warmed before it takes traffic: at least one
+	// instance, so a start failure fails the deploy instead of users.
+	if err := pool.Warm(ctx, max(c.MinWarm, 1)); err != nil {
+		s.sched.Remove(ctx, v.Key())
+		return err
+	}
+	return s.switchTo(v, pool, record)
+}
+
+func (s *System) switchTo(v *registry.Version, pool *scheduler.Pool, record bool) error {
+	if record {
+		if _, err := s.reg.SetCurrent(v.Function, v.Number); err != nil {
+			return err
+		}
+	}
+	s.fnsMu.Lock()
+	old := s.fns[v.Function]
+	s.fns[v.Function] = &active{version: v, pool: pool}
+	s.fnsMu.Unlock()
+	if old != nil && old.pool != pool {
+		s.sched.Retire(old.version.Key())
+	}
+	return nil
+}
+
+// load turns a stored version into a runtime module.
+func (s *System) load(ctx context.Context, rt runtime.Runtime, v *registry.Version) (runtime.Module, error) {
+	spec := runtime.Spec{
+		Function:    v.Function,
+		Version:     fmt.Sprint(v.Number),
+		Kind:        v.Config.Runtime,
+		Handler:     v.Config.Handler,
+		Env:         v.Config.Env,
+		MemoryLimit: int64(v.Config.Memory),
+		Timeout:     time.Duration(v.Config.Timeout),
+		Network:     v.Config.Network,
+		CacheBudget: int64(v.Config.Cache),
+	}
+	switch v.Config.Runtime {
+	case runtime.KindWasm:
+		b, err := s.reg.ReadArtifact(v.Artifact)
+		if err != nil {
+			return nil, err
+		}
+		spec.Artifact = b
+	case runtime.KindProcess:
+		dir, err := s.reg.Unpack(v.Artifact, filepath.Join(s.cfg.DataDir, "functions"))
+		if err != nil {
+			return nil, err
+		}
+		spec.Dir = dir
+	}
+	return rt.Load(ctx, spec)
+}
+
+func (s *System) dropArtifactIfUnused(sum string) {
+	fs, err := s.reg.List()
+	if err != nil {
+		return
+	}
+	for _, f := range fs {
+		vs, _ := s.reg.Versions(f.Name)
+		for _, v := range vs {
+			if v.Artifact == sum {
+				return
+			}
+		}
+	}
+	os.Remove(s.reg.ArtifactPath(sum))
+}
+
+// Invocation is one request to run a function.
+type Invocation struct {
+	Function string
+	Payload  []byte
+}
+
+// Outcome is what an invocation produced.
+type Outcome struct {
+	ID       string
+	Function string
+	Version  int
+	Output   []byte
+	Usage    runtime.Usage
+	BilledMs int64
+	Cold     bool
+	Err      error // the function's failure (an *errs.Error), if any
+}
+
+// Invoke runs a function synchronously. A returned error means the
+// invocation could not run (unknown function, overload, too large);
+// a failure of the function itself is in Outcome.Err.
+func (s *System) Invoke(ctx context.Context, inv Invocation) (*Outcome, error) {
+	if s.draining.Load() {
+		return nil, errs.E(errs.Unavailable, "server is shutting down")
+	}
+	s.inflight.Add(1)
+	defer s.inflight.Done()
+	if int64(len(inv.Payload)) > s.cfg.MaxPayload {
+		return nil, errs.E(errs.PayloadTooLarge, "event of %d bytes is over the %d-byte limit", len(inv.Payload), s.cfg.MaxPayload)
+	}
+	a := s.lookup(inv.Function)
+	if a == nil {
+		return nil, errs.E(errs.NotFound, "function %q not found", inv.Function)
+	}
+	id := NewID()
+	timeout := time.Duration(a.version.Config.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	ev := &runtime.Event{
+		ID:       id,
+		Root:     id,
+		Deadline: deadline,
+		Payload:  inv.Payload,
+		Host:     s.hostFor(inv.Function, id),
+	}
+	res, u, cold, err := a.pool.Invoke(ctx, ev)
+	out := &Outcome{ID: id, Function: inv.Function, Version: a.version.Number, Output: res.Output, Usage: u, Cold: cold}
+	out.BilledMs = billedMs(u.CPU)
+	if err != nil {
+		switch errs.CodeOf(err) {
+		case errs.Overloaded, errs.Unavailable, errs.NotFound:
+			return nil, err
+		}
+		if ctx.Err() != nil && errs.CodeOf(err) == errs.Internal {
+			err = errs.Wrap(errs.Timeout, err, fmt.Sprintf("function %s timed out after %s", inv.Function, timeout))
+		}
+		out.Err = err
+	}
+	return out, nil
+}
+
+// billedMs rounds CPU time up to whole milliseconds, at least 1 ms.
+func billedMs(cpu time.Duration) int64 {
+	ms := int64((cpu + time.Millisecond - 1) / time.Millisecond)
+	return max(ms, 1)
+}
+
+// hostFor returns the host-call surface of one invocation.
+func (s *System) hostFor(fn, id string) host.Host {
+	return host.Func(func(ctx context.Context, op string, args [][]byte) ([]byte, error) {
+		switch op {
+		case host.OpLog:
+			if len(args) != 1 {
+				return nil, errs.E(errs.BadRequest, "log takes one argument")
+			}
+			s.Logs.Add(logs.Line{Function: fn, Invocation: id, Stream: "log", Text: string(args[0])})
+			return nil, nil
+		}
+		return nil, errs.E(errs.BadRequest, "unknown host operation %q", op)
+	})
+}
+
+// Shutdown stops taking invocations, waits for in-flight ones (until ctx
+// ends), then closes everything.
+func (s *System) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	done := make(chan struct{})
+	go func() { s.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("shutdown: in-flight invocations did not finish in time")
+	}
+	s.sched.Close(ctx)
+	for _, rt := range s.cfg.Runtimes {
+		rt.Close(ctx)
+	}
+	return s.db.Close()
+}
+
+var idSeq atomic.Uint32
+
+// NewID returns a new invocation id: 16 hex digits of time (µs since the
+// epoch) then 8 random ones, so ids sort by start time.
+func NewID() string {
+	var b [12]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMicro()))
+	binary.BigEndian.PutUint32(b[8:], idSeq.Add(1)^randSalt)
+	return hex.EncodeToString(b[:])
+}
+
+var randSalt = func() uint32 {
+	var b [4]byte
+	rand.Read(b[:])
+	return binary.BigEndian.Uint32(b[:])
+}()
