@@ -1,0 +1,313 @@
+package process
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/runtime"
+	"github.com/mote-run/mote/internal/sandbox"
+)
+
+// instance is one warm process and the Runtime API server it talks to.
+//
+// Lock order: output.mu is the only lock held while calling out (to a
+// Host for log lines); nothing else is locked under it.
+type instance struct {
+	m    *module
+	name string
+	log  *slog.Logger
+	dir  string // private writable dir (TMPDIR)
+	proc *sandbox.Proc
+	ln   net.Listener
+	srv  *http.Server
+	out  *output
+
+	next     chan *call    // hands an event to a waiting GET …/next
+	quit     chan struct{} // closed by Close
+	ready    chan struct{} // closed at the first GET …/next
+	initErr  chan []byte   // an init/error body, at most one
+	cur      atomic.Pointer[call]
+	busy     atomic.Bool
+	reusable atomic.Bool
+
+	readyOnce, closeOnce sync.Once
+	serveDone            chan struct{}
+}
+
+// call is one invocation in flight.
+type call struct {
+	id       string
+	ev       *runtime.Event
+	ctx      context.Context
+	deadline time.Time
+
+	once   sync.Once
+	done   chan struct{}
+	output []byte
+	err    error
+}
+
+// finish records the outcome; the first caller wins (the function's
+// response racing the deadline, say).
+func (c *call) finish(out []byte, err error) bool {
+	won := false
+	c.once.Do(func() {
+		c.output, c.err = out, err
+		close(c.done)
+		won = true
+	})
+	return won
+}
+
+// NewInstance starts a sandboxed process and waits until it asks for its
+// first event (a cold start). A handler that fails to start, exits, or
+// reports an init error gives an init_error with the tail of its output.
+func (m *module) NewInstance(ctx context.Context) (runtime.Instance, error) {
+	rt := m.rt
+	name := fmt.Sprintf("i%d-%s", rt.seq.Add(1), randHex(4))
+	in := &instance{
+		m: m, name: name,
+		log:       rt.log.With("fn", m.spec.Function, "instance", name),
+		dir:       filepath.Join(rt.cfg.BaseDir, name),
+		next:      make(chan *call),
+		quit:      make(chan struct{}),
+		ready:     make(chan struct{}),
+		initErr:   make(chan []byte, 1),
+		serveDone: make(chan struct{}),
+	}
+	if err := rt.track(in); err != nil {
+		return nil, err
+	}
+	if err := in.start(ctx); err != nil {
+		_ = in.Close(context.Background())
+		return nil, err
+	}
+	in.reusable.Store(true)
+	return in, nil
+}
+
+func (in *instance) start(ctx context.Context) error {
+	cfg := in.m.rt.cfg
+	tmp := filepath.Join(in.dir, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return errs.Wrap(errs.Internal, err, "process: create instance dir")
+	}
+	_ = os.Chmod(in.dir, 0o711)
+	if os.Geteuid() == 0 {
+		if err := os.Chown(tmp, cfg.UID, cfg.GID); err != nil {
+			return errs.Wrap(errs.Internal, err, "process: chown instance dir")
+		}
+	}
+	var err error
+	in.out, err = newOutput(in)
+	if err != nil {
+		return errs.Wrap(errs.Internal, err, "process: output pipes")
+	}
+	in.proc, err = in.m.rt.sb.Start(sandbox.Options{
+		Name:        in.name,
+		MemoryLimit: in.m.spec.MemoryLimit,
+		PidsLimit:   cfg.PidsLimit,
+		Network:     in.m.spec.Network,
+		Stdout:      in.out.stdoutW,
+		Stderr:      in.out.stderrW,
+	})
+	in.out.closeWriters()
+	if err != nil {
+		return errs.Wrap(errs.Internal, err, "process: start sandbox")
+	}
+	in.out.start()
+	in.ln, err = in.proc.Listen()
+	if err != nil {
+		return errs.Wrap(errs.Internal, err, "process: runtime api listener")
+	}
+	api := sandbox.RuntimeAPIAddr
+	if !in.proc.NewNetwork() {
+		api = in.ln.Addr().String()
+	}
+	in.srv = &http.Server{Handler: in, ErrorLog: log.New(discard{}, "", 0)}
+	go func() {
+		defer close(in.serveDone)
+		_ = in.srv.Serve(in.ln)
+	}()
+	if err := in.proc.Exec(in.m.argv, in.m.env(api, in.name, tmp), in.m.spec.Dir); err != nil {
+		return in.initError("could not start: " + err.Error())
+	}
+	timer := time.NewTimer(cfg.InitTimeout)
+	defer timer.Stop()
+	select {
+	case <-in.ready:
+		return nil
+	case body := <-in.initErr:
+		return in.initError("reported an init error: " + lambdaErrorText(body))
+	case <-in.proc.Done():
+		return in.initError("exited at start (" + in.proc.ExitStatus() + ")")
+	case <-timer.C:
+		return in.initError(fmt.Sprintf("did not ask for an event within %v", cfg.InitTimeout))
+	case <-ctx.Done():
+		return errs.Wrap(errs.Cancelled, ctx.Err(), "process: cold start cancelled")
+	}
+}
+
+// initError builds the init_error for a failed cold start, with the tail
+// of the function's output, which usually says why.
+func (in *instance) initError(what string) error {
+	in.proc.Kill()
+	select {
+	case <-in.proc.Done():
+	case <-time.After(time.Second):
+	}
+	in.out.drain(nil)
+	msg := fmt.Sprintf("process: handler %q %s", in.m.spec.Handler, what)
+	if tail := in.out.tail(); tail != "" {
+		msg += ": " + tail
+	}
+	return errs.E(errs.InitError, "%s", msg)
+}
+
+// Invoke hands ev to the function and waits for its response, its error,
+// its death or the deadline. Usage.CPU is the instance cgroup's CPU time
+// over the invocation: the whole process tree, not counting time blocked.
+func (in *instance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Result, runtime.Usage, error) {
+	if !in.reusable.Load() {
+		return runtime.Result{}, runtime.Usage{}, errs.E(errs.Unavailable, "process: instance is not reusable")
+	}
+	if !in.busy.CompareAndSwap(false, true) {
+		return runtime.Result{}, runtime.Usage{}, errs.E(errs.Conflict, "process: instance is busy with another invocation")
+	}
+	defer in.busy.Store(false)
+
+	deadline := ev.Deadline
+	if deadline.IsZero() {
+		deadline = time.Now().Add(in.m.spec.Timeout)
+	}
+	id := ev.ID
+	if id == "" {
+		id = newID()
+	}
+	c := &call{id: id, ev: ev, ctx: ctx, deadline: deadline, done: make(chan struct{})}
+	oom0 := in.proc.OOMKills()
+	cpu0, cpuErr := in.proc.CPU()
+	start := time.Now()
+	in.out.setCall(c)
+	in.cur.Store(c)
+
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	crashed := func() {
+		c.finish(nil, errs.E(errs.FunctionError, "process: function exited during the invocation (%s)", in.proc.ExitStatus()))
+	}
+	timedOut := func() {
+		c.finish(nil, errs.E(errs.Timeout, "process: invocation timed out after %v", deadline.Sub(start).Round(time.Millisecond)))
+	}
+	cancelled := func() { c.finish(nil, errs.Wrap(errs.Cancelled, ctx.Err(), "process: invocation cancelled")) }
+	select {
+	case in.next <- c:
+		select {
+		case <-c.done:
+		case <-in.proc.Done():
+			crashed()
+		case <-timer.C:
+			timedOut()
+		case <-ctx.Done():
+			cancelled()
+		}
+	case <-in.proc.Done():
+		crashed()
+	case <-timer.C:
+		timedOut()
+	case <-ctx.Done():
+		cancelled()
+	case <-in.quit:
+		c.finish(nil, errs.E(errs.Unavailable, "process: instance closed"))
+	}
+	in.cur.Store(nil)
+	err := c.err
+	if err != nil && errs.CodeOf(err) != errs.FunctionError || err != nil && in.processGone() {
+		// Timed out, cancelled or dead: kill the whole tree now so nothing
+		// keeps running (or billing) past the invocation.
+		in.reusable.Store(false)
+		in.proc.Kill()
+	}
+	if err != nil && in.proc.OOMKills() > oom0 {
+		in.reusable.Store(false)
+		in.proc.Kill()
+		err = errs.E(errs.OutOfMemory, "process: function exceeded its memory limit of %d MiB", in.m.spec.MemoryLimit>>20)
+	}
+	var u runtime.Usage
+	u.Wall = time.Since(start)
+	if cpu1, err1 := in.proc.CPU(); cpuErr == nil && err1 == nil {
+		u.CPU = cpu1 - cpu0
+	}
+	// Lines the function wrote before answering belong to this invocation.
+	in.out.drain(c)
+	in.out.setCall(nil)
+	return runtime.Result{Output: c.output}, u, err
+}
+
+// processGone reports whether the sandbox's init has exited.
+func (in *instance) processGone() bool {
+	select {
+	case <-in.proc.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// Reusable reports whether the instance can take another invocation.
+func (in *instance) Reusable() bool { return in.reusable.Load() && !in.processGone() }
+
+// Memory reports the instance's memory charge (its cgroup's), in bytes.
+func (in *instance) Memory() int64 {
+	if in.proc == nil {
+		return 0
+	}
+	return in.proc.Memory()
+}
+
+// Close kills the process tree, stops the Runtime API server and removes
+// the instance's cgroup and directory.
+func (in *instance) Close(ctx context.Context) error {
+	var err error
+	in.closeOnce.Do(func() {
+		in.reusable.Store(false)
+		close(in.quit)
+		if in.proc != nil {
+			err = in.proc.Close()
+		}
+		if in.srv != nil {
+			_ = in.srv.Close()
+			<-in.serveDone
+		} else if in.ln != nil {
+			in.ln.Close()
+		}
+		if in.out != nil {
+			in.out.close()
+		}
+		_ = os.RemoveAll(in.dir)
+		in.m.rt.untrack(in)
+	})
+	return err
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

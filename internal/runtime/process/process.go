@@ -1,0 +1,361 @@
+// Package process is Mote's runtime for process functions: any executable,
+// in any language, that speaks the AWS Lambda Runtime API. Each instance is
+// a warm process in its own sandbox (internal/sandbox: cgroup, namespaces,
+// an unprivileged user) with its own Runtime API server; its CPU time is
+// read from the kernel's cgroup accounting, its stdout and stderr become
+// the invocation's log lines, and its host calls (kv, invoke, ...) reach
+// the invocation's host.Host through one extra endpoint,
+// POST /2018-06-01/mote/call/{op}.
+//
+// A function is unchanged Lambda code: a Go program built with
+// github.com/aws/aws-lambda-go/lambda, or any custom runtime's bootstrap.
+// docs/process-functions.md describes the contract a function sees.
+package process
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/runtime"
+	"github.com/mote-run/mote/internal/sandbox"
+)
+
+// Defaults for Config.
+const (
+	DefaultMemoryLimit = 128 << 20
+	DefaultTimeout     = 30 * time.Second
+	DefaultInitTimeout = 10 * time.Second
+	DefaultPidsLimit   = 64
+	DefaultMaxResponse = 6 << 20 // AWS Lambda's synchronous response limit
+	DefaultPath        = "/usr/local/bin:/usr/bin:/bin"
+	DefaultRegion      = "us-east-1"
+)
+
+// Config configures the process runtime. The zero value gets defaults
+// from Validate.
+type Config struct {
+	// BaseDir holds each instance's private writable directory (its TMPDIR
+	// and HOME). Default: a directory under os.TempDir.
+	BaseDir string
+	Logger  *slog.Logger
+	// DefaultMemoryLimit applies when a spec sets none (bytes).
+	DefaultMemoryLimit int64
+	// DefaultTimeout bounds an invocation whose event has no deadline and
+	// whose spec sets no timeout.
+	DefaultTimeout time.Duration
+	// InitTimeout bounds a cold start: start to the first request for an
+	// event.
+	InitTimeout time.Duration
+	// PidsLimit caps the processes and threads of one instance.
+	PidsLimit int64
+	// UID and GID run function code; 0 means 65534 (nobody).
+	UID, GID int
+	// InitPath is the executable re-executed as the sandbox init; it must
+	// call sandbox.MaybeRunInit first. Default: os.Executable().
+	InitPath string
+	// Path is the PATH functions see and handlers are looked up in.
+	Path string
+	// Region is reported as AWS_REGION and in function ARNs.
+	Region string
+	// MaxResponse caps a response or error body (bytes).
+	MaxResponse int64
+}
+
+// Validate applies defaults and checks c.
+func (c *Config) Validate() error {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.BaseDir == "" {
+		c.BaseDir = filepath.Join(os.TempDir(), "mote-process-"+strconv.Itoa(os.Getpid()))
+	}
+	if c.DefaultMemoryLimit == 0 {
+		c.DefaultMemoryLimit = DefaultMemoryLimit
+	}
+	if c.DefaultTimeout == 0 {
+		c.DefaultTimeout = DefaultTimeout
+	}
+	if c.InitTimeout == 0 {
+		c.InitTimeout = DefaultInitTimeout
+	}
+	if c.PidsLimit == 0 {
+		c.PidsLimit = DefaultPidsLimit
+	}
+	if c.UID == 0 {
+		c.UID = 65534
+	}
+	if c.GID == 0 {
+		c.GID = 65534
+	}
+	if c.Path == "" {
+		c.Path = DefaultPath
+	}
+	if c.Region == "" {
+		c.Region = DefaultRegion
+	}
+	if c.MaxResponse == 0 {
+		c.MaxResponse = DefaultMaxResponse
+	}
+	switch {
+	case c.DefaultMemoryLimit < 4<<20:
+		return fmt.Errorf("process: default memory limit %d is below 4 MiB", c.DefaultMemoryLimit)
+	case c.DefaultTimeout < 0 || c.InitTimeout < 0:
+		return fmt.Errorf("process: timeouts must be positive")
+	case c.PidsLimit < 4:
+		return fmt.Errorf("process: pids limit %d is below 4", c.PidsLimit)
+	case c.UID < 0 || c.GID < 0:
+		return fmt.Errorf("process: uid and gid must be positive")
+	case c.MaxResponse < 1024:
+		return fmt.Errorf("process: max response %d is below 1 KiB", c.MaxResponse)
+	}
+	return nil
+}
+
+// Runtime runs process functions. It is safe for concurrent use.
+type Runtime struct {
+	cfg Config
+	log *slog.Logger
+	sb  *sandbox.Sandbox
+	seq atomic.Uint64
+
+	mu     sync.Mutex
+	live   map[*instance]struct{}
+	closed bool
+}
+
+var (
+	_ runtime.Runtime        = (*Runtime)(nil)
+	_ runtime.Module         = (*module)(nil)
+	_ runtime.Instance       = (*instance)(nil)
+	_ runtime.MemoryReporter = (*instance)(nil)
+)
+
+// New starts the process runtime: it detects the sandbox features this
+// kernel grants (logging once what it refuses) and prepares BaseDir.
+func New(ctx context.Context, cfg Config) (*Runtime, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.BaseDir, 0o711); err != nil {
+		return nil, fmt.Errorf("process: create base dir: %w", err)
+	}
+	// The unprivileged user must reach its instance directory.
+	_ = os.Chmod(cfg.BaseDir, 0o711)
+	sb, err := sandbox.New(sandbox.Config{Logger: cfg.Logger, UID: cfg.UID, GID: cfg.GID, InitPath: cfg.InitPath})
+	if err != nil {
+		return nil, err
+	}
+	return &Runtime{cfg: cfg, log: cfg.Logger, sb: sb, live: map[*instance]struct{}{}}, nil
+}
+
+// Sandbox returns the sandbox the runtime starts instances in, to report
+// which isolation features are active.
+func (r *Runtime) Sandbox() *sandbox.Sandbox { return r.sb }
+
+// Load checks spec: a process function needs a directory and a handler
+// command whose executable exists there or on PATH.
+func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, error) {
+	if spec.Kind != runtime.KindProcess && spec.Kind != "" {
+		return nil, errs.E(errs.BadRequest, "process: spec of kind %q", spec.Kind)
+	}
+	if spec.Dir == "" {
+		return nil, errs.E(errs.BadRequest, "process: function %q has no directory", spec.Function)
+	}
+	dir, err := filepath.Abs(spec.Dir)
+	if err != nil {
+		return nil, errs.Wrap(errs.BadRequest, err, "process: bad function directory")
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil, errs.E(errs.BadRequest, "process: function directory %s does not exist", spec.Dir)
+	}
+	argv, err := splitCommand(spec.Handler)
+	if err != nil {
+		return nil, errs.Wrap(errs.BadRequest, err, "process: handler: "+err.Error())
+	}
+	if len(argv) == 0 {
+		return nil, errs.E(errs.BadRequest, "process: function %q has no handler command", spec.Function)
+	}
+	path := r.cfg.Path
+	if p, ok := spec.Env["PATH"]; ok {
+		path = p
+	}
+	if _, err := sandbox.LookPath(argv[0], dir, []string{"PATH=" + path}); err != nil {
+		return nil, errs.E(errs.BadRequest, "process: %v", err)
+	}
+	if spec.MemoryLimit < 0 || spec.Timeout < 0 {
+		return nil, errs.E(errs.BadRequest, "process: negative memory limit or timeout")
+	}
+	if spec.MemoryLimit == 0 {
+		spec.MemoryLimit = r.cfg.DefaultMemoryLimit
+	}
+	if spec.MemoryLimit < 4<<20 {
+		return nil, errs.E(errs.BadRequest, "process: memory limit %d is below 4 MiB", spec.MemoryLimit)
+	}
+	if spec.Timeout == 0 {
+		spec.Timeout = r.cfg.DefaultTimeout
+	}
+	if spec.Function == "" {
+		spec.Function = "function"
+	}
+	if spec.Version == "" {
+		spec.Version = "$LATEST"
+	}
+	spec.Dir = dir
+	return &module{rt: r, spec: spec, argv: argv, path: path}, nil
+}
+
+// Close closes every live instance and releases the sandbox's cgroups.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.mu.Lock()
+	r.closed = true
+	live := make([]*instance, 0, len(r.live))
+	for in := range r.live {
+		live = append(live, in)
+	}
+	r.mu.Unlock()
+	for _, in := range live {
+		_ = in.Close(ctx)
+	}
+	err := r.sb.Close()
+	_ = os.Remove(r.cfg.BaseDir)
+	return err
+}
+
+func (r *Runtime) track(in *instance) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errs.E(errs.Unavailable, "process: runtime is closed")
+	}
+	r.live[in] = struct{}{}
+	return nil
+}
+
+func (r *Runtime) untrack(in *instance) {
+	r.mu.Lock()
+	delete(r.live, in)
+	r.mu.Unlock()
+}
+
+// module is a loaded process function.
+type module struct {
+	rt   *Runtime
+	spec runtime.Spec
+	argv []string
+	path string
+}
+
+// Close is a no-op: a module holds no resources; instances are closed by
+// their owner (or by Runtime.Close).
+func (m *module) Close(ctx context.Context) error { return nil }
+
+// env builds the function's environment: Lambda's documented variables
+// (which spec.Env cannot override), then spec.Env, over a small base.
+func (m *module) env(api, name, tmp string) []string {
+	s := m.spec
+	vars := map[string]string{
+		"PATH":             m.path,
+		"LANG":             "C.UTF-8",
+		"TZ":               ":UTC",
+		"HOME":             tmp,
+		"TMPDIR":           tmp,
+		"PYTHONUNBUFFERED": "1", // so print() lines reach the log as they happen
+	}
+	for k, v := range s.Env {
+		vars[k] = v
+	}
+	for k, v := range map[string]string{
+		"AWS_LAMBDA_RUNTIME_API":          api,
+		"_HANDLER":                        s.Handler,
+		"AWS_LAMBDA_FUNCTION_NAME":        s.Function,
+		"AWS_LAMBDA_FUNCTION_VERSION":     s.Version,
+		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": strconv.FormatInt(s.MemoryLimit>>20, 10),
+		"AWS_LAMBDA_LOG_GROUP_NAME":       "/aws/lambda/" + s.Function,
+		"AWS_LAMBDA_LOG_STREAM_NAME":      time.Now().UTC().Format("2006/01/02") + "/[" + s.Version + "]" + name,
+		"AWS_LAMBDA_INITIALIZATION_TYPE":  "on-demand",
+		"AWS_REGION":                      m.rt.cfg.Region,
+		"AWS_DEFAULT_REGION":              m.rt.cfg.Region,
+		"AWS_EXECUTION_ENV":               "AWS_Lambda_provided.al2023",
+		"LAMBDA_TASK_ROOT":                s.Dir,
+		"LAMBDA_RUNTIME_DIR":              s.Dir,
+		"MOTE_FUNCTION":                   s.Function,
+		"MOTE_INSTANCE":                   name,
+	} {
+		vars[k] = v
+	}
+	env := make([]string, 0, len(vars))
+	for k, v := range vars {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+// arn is the function's ARN as Lambda would spell it.
+func (m *module) arn() string {
+	return "arn:aws:lambda:" + m.rt.cfg.Region + ":000000000000:function:" + m.spec.Function
+}
+
+// splitCommand splits a handler command line into words: spaces separate,
+// single and double quotes group, backslash escapes outside single quotes.
+// No expansion of any kind: the command is not run by a shell.
+func splitCommand(s string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	var quote rune
+	escaped := false
+	for _, c := range s {
+		switch {
+		case escaped:
+			cur.WriteRune(c)
+			escaped = false
+		case c == '\\' && quote != '\'':
+			escaped, inWord = true, true
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			} else {
+				cur.WriteRune(c)
+			}
+		case c == '\'' || c == '"':
+			quote, inWord = c, true
+		case c == ' ' || c == '\t' || c == '\n':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteRune(c)
+			inWord = true
+		}
+	}
+	if quote != 0 || escaped {
+		return nil, fmt.Errorf("unterminated quote or escape in %q", s)
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
+
+// newID returns a random id shaped like a Lambda request id (a UUID).
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}

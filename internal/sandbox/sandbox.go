@@ -1,0 +1,495 @@
+// Package sandbox runs a command as an unprivileged user in its own cgroup
+// (memory and pids limits, CPU accounting) and in new PID, mount, IPC, UTS
+// and network namespaces, and meters its CPU time from the kernel.
+//
+// A process is started in two steps because cgroup v1 cannot clone a
+// child straight into a group: Start re-executes Mote's own binary as a
+// tiny init (see MaybeRunInit) that blocks on a pipe while Mote moves it
+// into its cgroup and opens the listening socket inside its network
+// namespace (Proc.Listen); Proc.Exec then hands the init the command to
+// run. The init stays as PID 1 of the new PID namespace: it starts the
+// command as the unprivileged user, reaps every orphan, and when the
+// command exits it ends, which makes the kernel kill whatever is left in
+// the namespace. Where the kernel refuses a namespace or a controller,
+// New logs it once and the sandbox runs with what works.
+package sandbox
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// nsFlags are the namespaces every sandboxed process gets where the kernel
+// allows them.
+var nsFlags = []struct {
+	flag uintptr
+	name string
+}{
+	{unix.CLONE_NEWPID, "pid"},
+	{unix.CLONE_NEWNS, "mount"},
+	{unix.CLONE_NEWIPC, "ipc"},
+	{unix.CLONE_NEWUTS, "uts"},
+	{unix.CLONE_NEWNET, "net"},
+}
+
+// RuntimeAPIAddr is where a process in its own network namespace finds
+// the socket Proc.Listen opened for it (the port AWS Lambda uses).
+const RuntimeAPIAddr = "127.0.0.1:9001"
+
+// Config configures a Sandbox. The zero value gets defaults from New.
+type Config struct {
+	Logger *slog.Logger
+	// UID and GID run the command; 0 means 65534 (nobody). Mote never runs
+	// function code as root.
+	UID, GID int
+	// InitPath is the executable re-executed as the sandbox init; it must
+	// call MaybeRunInit first thing in main (or TestMain). Default: this
+	// process's own executable.
+	InitPath string
+	// Group names Mote's parent cgroup, created inside this process's own
+	// group in each hierarchy. Default "mote-PID".
+	Group string
+}
+
+// Validate applies defaults and checks c.
+func (c *Config) Validate() error {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.UID == 0 {
+		c.UID = 65534
+	}
+	if c.GID == 0 {
+		c.GID = 65534
+	}
+	if c.UID < 0 || c.GID < 0 {
+		return fmt.Errorf("sandbox: uid and gid must be positive, got %d:%d", c.UID, c.GID)
+	}
+	if c.InitPath == "" {
+		p, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("sandbox: find own executable for init: %w", err)
+		}
+		c.InitPath = p
+	}
+	if fi, err := os.Stat(c.InitPath); err != nil || fi.IsDir() {
+		return fmt.Errorf("sandbox: init executable %q is not a file", c.InitPath)
+	}
+	if c.Group == "" {
+		c.Group = "mote-" + strconv.Itoa(os.Getpid())
+	}
+	if strings.ContainsAny(c.Group, "/.") {
+		return fmt.Errorf("sandbox: group name %q must not contain / or .", c.Group)
+	}
+	return nil
+}
+
+// Sandbox starts sandboxed processes. It is safe for concurrent use.
+type Sandbox struct {
+	cfg   Config
+	log   *slog.Logger
+	h     hierarchy
+	flags uintptr
+}
+
+// New detects the cgroup controllers and namespaces this kernel grants,
+// logs once what it refuses, and makes this process a child subreaper so
+// that no process a function leaves behind stays a zombie.
+func New(cfg Config) (*Sandbox, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Sandbox{cfg: cfg, log: cfg.Logger}
+	if os.Geteuid() != 0 {
+		s.log.Warn("sandbox: not running as root: no cgroups, namespaces or user switch; functions run as this user")
+	} else {
+		var notes []string
+		s.h, notes = detectHierarchy(cfg.Group)
+		for _, n := range notes {
+			s.log.Warn("sandbox: " + n)
+		}
+		s.flags = s.probeNamespaces()
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		s.log.Warn("sandbox: cannot become child subreaper", "err", err)
+	}
+	s.log.Debug("sandbox ready", "namespaces", s.Namespaces(), "cgroups", s.Controllers())
+	return s, nil
+}
+
+// probeNamespaces starts the init in probe mode with all namespaces, and
+// one by one where that fails, and returns the flags that work.
+func (s *Sandbox) probeNamespaces() uintptr {
+	var all uintptr
+	for _, n := range nsFlags {
+		all |= n.flag
+	}
+	if s.probe(all) == nil {
+		return all
+	}
+	var ok uintptr
+	for _, n := range nsFlags {
+		if err := s.probe(n.flag); err != nil {
+			s.log.Warn("sandbox: kernel refuses namespace; functions run without it", "namespace", n.name, "err", err)
+			continue
+		}
+		ok |= n.flag
+	}
+	return ok
+}
+
+func (s *Sandbox) probe(flags uintptr) error {
+	cmd := exec.Command(s.cfg.InitPath)
+	cmd.Args = []string{"mote-init"}
+	cmd.Env = []string{envInit + "=" + modeProbe}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags}
+	return cmd.Run()
+}
+
+// Namespaces names the namespaces sandboxed processes get.
+func (s *Sandbox) Namespaces() []string {
+	var names []string
+	for _, n := range nsFlags {
+		if s.flags&n.flag != 0 {
+			names = append(names, n.name)
+		}
+	}
+	return names
+}
+
+// Controllers maps each cgroup controller Mote uses (memory, pids, cpu) to
+// "v1" or "v2"; a missing one is not available.
+func (s *Sandbox) Controllers() map[string]string {
+	m := map[string]string{}
+	for c, p := range s.h.ctl {
+		m[c] = "v1"
+		if p.v2 {
+			m[c] = "v2"
+		}
+	}
+	return m
+}
+
+// Close removes Mote's parent cgroups. Every Proc must be closed first.
+func (s *Sandbox) Close() error {
+	var first error
+	seen := map[string]bool{}
+	for _, p := range s.h.ctl {
+		if seen[p.dir] {
+			continue
+		}
+		seen[p.dir] = true
+		if err := syscall.Rmdir(p.dir); err != nil && !errors.Is(err, syscall.ENOENT) && first == nil {
+			first = fmt.Errorf("sandbox: remove cgroup %s: %w", p.dir, err)
+		}
+	}
+	return first
+}
+
+// Options describes one sandboxed process.
+type Options struct {
+	// Name is the process's cgroup name, unique among live processes.
+	Name        string
+	MemoryLimit int64 // bytes; 0: no limit
+	PidsLimit   int64 // processes and threads; 0: no limit
+	// Network shares the host's network namespace instead of a new, empty
+	// one.
+	Network bool
+	// Stdout and Stderr receive the command's output (write ends of pipes,
+	// usually). Nil discards it.
+	Stdout, Stderr *os.File
+}
+
+// Proc is a sandboxed process: first its init, blocked until Exec.
+type Proc struct {
+	s     *Sandbox
+	cmd   *exec.Cmd
+	sync  *os.File // write end of the init's config pipe; nil after Exec
+	cg    *Cgroup  // nil without cgroups
+	flags uintptr
+	done  chan struct{}
+	state *os.ProcessState
+}
+
+// Start starts the init of a new sandboxed process, in its cgroup and
+// namespaces, blocked until Exec.
+func (s *Sandbox) Start(o Options) (*Proc, error) {
+	if o.Name == "" || strings.ContainsAny(o.Name, "/.") {
+		return nil, fmt.Errorf("sandbox: bad process name %q", o.Name)
+	}
+	p := &Proc{s: s, flags: s.flags, done: make(chan struct{})}
+	if o.Network {
+		p.flags &^= unix.CLONE_NEWNET
+	}
+	if len(s.h.ctl) > 0 {
+		cg, err := s.h.newCgroup(o.Name, o.MemoryLimit, o.PidsLimit)
+		if err != nil {
+			return nil, err
+		}
+		p.cg = cg
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		p.removeCgroup()
+		return nil, fmt.Errorf("sandbox: pipe: %w", err)
+	}
+	p.sync = w
+	p.cmd = exec.Command(s.cfg.InitPath)
+	p.cmd.Args = []string{"mote-init"}
+	p.cmd.Env = []string{envInit + "=" + modeRun}
+	p.cmd.Stdout, p.cmd.Stderr = o.Stdout, o.Stderr
+	p.cmd.ExtraFiles = []*os.File{r}
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: p.flags,
+		Setpgid:    true,
+		// If Mote dies, so do its functions (and with them their PID
+		// namespaces).
+		Pdeathsig: syscall.SIGKILL,
+	}
+	err = p.cmd.Start()
+	r.Close()
+	if err != nil {
+		w.Close()
+		p.removeCgroup()
+		return nil, fmt.Errorf("sandbox: start init: %w", err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		p.state = p.cmd.ProcessState
+		close(p.done)
+	}()
+	if p.cg != nil {
+		if err := p.cg.Add(p.cmd.Process.Pid); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// Pid is the init's process id in Mote's PID namespace.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Cgroup returns the process's cgroup, or nil when cgroups are unavailable.
+func (p *Proc) Cgroup() *Cgroup { return p.cg }
+
+// NewNetwork reports whether the process has its own network namespace.
+func (p *Proc) NewNetwork() bool { return p.flags&unix.CLONE_NEWNET != 0 }
+
+// Listen opens a TCP listener the process can reach: in its own network
+// namespace at RuntimeAPIAddr (with loopback brought up), or on a free
+// loopback port of the host when it shares the host's network. Call it
+// before Exec.
+func (p *Proc) Listen() (net.Listener, error) {
+	if !p.NewNetwork() {
+		return net.Listen("tcp", "127.0.0.1:0")
+	}
+	return listenInNetns(p.Pid(), RuntimeAPIAddr)
+}
+
+// Exec tells the init to start argv as the unprivileged user in dir, with
+// env. It returns once the init has the command; a command that cannot
+// start makes the init exit (see Done) with the reason on its stderr.
+func (p *Proc) Exec(argv, env []string, dir string) error {
+	if p.sync == nil {
+		return errors.New("sandbox: Exec called twice")
+	}
+	if len(argv) == 0 {
+		return errors.New("sandbox: empty command")
+	}
+	cfg := initConfig{
+		Argv: argv, Env: env, Dir: dir, UID: p.s.cfg.UID, GID: p.s.cfg.GID,
+		NewMount: p.flags&unix.CLONE_NEWNS != 0,
+		NewPID:   p.flags&unix.CLONE_NEWPID != 0,
+		NewUTS:   p.flags&unix.CLONE_NEWUTS != 0,
+		DropUser: os.Geteuid() == 0,
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	_, err = p.sync.Write(b)
+	p.sync.Close()
+	p.sync = nil
+	if err != nil {
+		return fmt.Errorf("sandbox: hand command to init: %w", err)
+	}
+	return nil
+}
+
+// Done is closed when the init has exited (and with it, everything in the
+// sandbox).
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// ExitStatus describes how the init exited ("exit status 1", "signal:
+// killed"); call it after Done.
+func (p *Proc) ExitStatus() string {
+	if p.state == nil {
+		return "running"
+	}
+	return p.state.String()
+}
+
+// CPU returns the cumulative CPU time of the whole process tree: from the
+// cgroup where there is one, else from /proc (tick-grained).
+func (p *Proc) CPU() (time.Duration, error) {
+	if p.cg != nil && p.cg.cpuFile != nil {
+		return p.cg.CPU()
+	}
+	return procTreeCPU(p.Pid())
+}
+
+// OOMKills counts processes of this sandbox killed by the OOM killer.
+func (p *Proc) OOMKills() uint64 {
+	if p.cg == nil {
+		return 0
+	}
+	return p.cg.OOMKills()
+}
+
+// Memory returns the sandbox's memory charge in bytes (0 without a memory
+// cgroup).
+func (p *Proc) Memory() int64 {
+	if p.cg == nil {
+		return 0
+	}
+	return p.cg.MemoryUsage()
+}
+
+// Kill kills the whole process tree at once: the init (which, as PID 1 of
+// its namespace, takes every process in it along) and anything in the
+// cgroup.
+func (p *Proc) Kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	if p.cg != nil {
+		p.cg.Kill()
+	}
+}
+
+// Close kills the process tree, waits for the init, reaps any process
+// that was reparented to Mote, and removes the cgroup.
+func (p *Proc) Close() error {
+	if p.sync != nil {
+		p.sync.Close()
+		p.sync = nil
+	}
+	var members []int
+	if p.cg != nil {
+		members = p.cg.Procs()
+	}
+	p.Kill()
+	<-p.done
+	reapAdopted(members)
+	return p.removeCgroup()
+}
+
+func (p *Proc) removeCgroup() error {
+	if p.cg == nil {
+		return nil
+	}
+	p.cg.Kill()
+	return p.cg.Remove()
+}
+
+// reapAdopted reaps those of pids that became zombie children of Mote (as
+// a subreaper it adopts orphans whose own reaper died first). Only pids
+// that were in a sandbox are touched, so other children's exit statuses
+// are left to whoever waits for them.
+func reapAdopted(pids []int) {
+	self := os.Getpid()
+	for _, pid := range pids {
+		st, err := readStat(pid)
+		if err != nil || st.ppid != self {
+			continue
+		}
+		for i := 0; i < 100; i++ {
+			var ws unix.WaitStatus
+			if n, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); n != 0 || err != nil {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// stat holds the fields of /proc/PID/stat Mote reads.
+type stat struct {
+	state          byte
+	ppid           int
+	utime, stime   int64 // clock ticks
+	cutime, cstime int64
+}
+
+func readStat(pid int) (stat, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return stat{}, err
+	}
+	// The command name is in parentheses and may contain spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return stat{}, errors.New("sandbox: malformed stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 15 {
+		return stat{}, errors.New("sandbox: short stat")
+	}
+	var st stat
+	st.state = f[0][0]
+	st.ppid, _ = strconv.Atoi(f[1])
+	st.utime, _ = strconv.ParseInt(f[11], 10, 64)
+	st.stime, _ = strconv.ParseInt(f[12], 10, 64)
+	st.cutime, _ = strconv.ParseInt(f[13], 10, 64)
+	st.cstime, _ = strconv.ParseInt(f[14], 10, 64)
+	return st, nil
+}
+
+// clockTick is USER_HZ, 100 on every Linux Mote supports.
+const clockTick = 10 * time.Millisecond
+
+// procTreeCPU sums user and system time of root and its descendants
+// (including reaped children's, via cutime/cstime), from /proc.
+func procTreeCPU(root int) (time.Duration, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	stats := map[int]stat{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := readStat(pid); err == nil {
+			stats[pid] = st
+		}
+	}
+	in := func(pid int) bool {
+		for i := 0; i < 64 && pid > 1; i++ {
+			if pid == root {
+				return true
+			}
+			pid = stats[pid].ppid
+		}
+		return pid == root
+	}
+	var ticks int64
+	for pid, st := range stats {
+		if in(pid) {
+			ticks += st.utime + st.stime + st.cutime + st.cstime
+		}
+	}
+	return time.Duration(ticks) * clockTick, nil
+}
