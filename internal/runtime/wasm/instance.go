@@ -1,0 +1,292 @@
+package wasm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	goruntime "runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/meter"
+	"github.com/mote-run/mote/internal/runtime"
+)
+
+// instance is one instance of a Module. A reactor's holds its live wazero
+// module; a command's only the buffers its invocations reuse.
+//
+// Lock order: mu (held for a whole Invoke, and by Close to wait for one)
+// before cmu (guards closed and the cancel of the invocation in flight, so
+// Close can stop it without waiting for mu).
+type instance struct {
+	m *Module
+	g *guest
+
+	mu     sync.Mutex
+	mod    api.Module   // reactor only
+	handle api.Function // reactor only
+	stack  [2]uint64
+	out    boundedBuffer // command only: stdout
+
+	cmu    sync.Mutex
+	closed bool
+	cancel context.CancelFunc
+
+	reusable atomic.Bool
+	memBytes atomic.Int64 // linear memory size, for Memory
+}
+
+var (
+	_ runtime.Instance       = (*instance)(nil)
+	_ runtime.MemoryReporter = (*instance)(nil)
+)
+
+// instanceOverhead estimates the host memory an instance holds besides its
+// linear memory: wazero's module instance, its stack, the guest state.
+const instanceOverhead = 64 << 10
+
+// initReactor instantiates the module and runs _initialize.
+func (i *instance) initReactor(ctx context.Context) error {
+	m, g := i.m, i.g
+	ctx, cancel := context.WithTimeout(ctx, m.timeout)
+	defer cancel()
+	ctx = experimental.WithMemoryAllocator(context.WithValue(ctx, guestKey{}, g), &g.alloc)
+	cfg := m.config.WithStdout(&g.stdout).WithStderr(&g.stderr)
+	mod, err := m.r.rt.InstantiateModule(ctx, m.compiled, cfg)
+	g.end()
+	if err != nil {
+		cause := i.guestError(ctx, err)
+		return errs.Wrap(errs.InitError, err, "function failed to initialise: "+errs.MessageOf(cause))
+	}
+	i.mod = mod
+	i.handle = mod.ExportedFunction(exportHandle)
+	i.memBytes.Store(int64(mod.Memory().Size()))
+	return nil
+}
+
+// Invoke runs one invocation.
+func (i *instance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Result, runtime.Usage, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if uint64(len(ev.Payload)) > i.m.limit {
+		return runtime.Result{}, runtime.Usage{}, errs.E(errs.PayloadTooLarge,
+			"event of %d bytes exceeds the function's memory limit", len(ev.Payload))
+	}
+
+	deadline := time.Now().Add(i.m.timeout)
+	if !ev.Deadline.IsZero() && ev.Deadline.Before(deadline) {
+		deadline = ev.Deadline
+	}
+	i.cmu.Lock()
+	if i.closed {
+		i.cmu.Unlock()
+		return runtime.Result{}, runtime.Usage{}, errs.E(errs.Unavailable, "wasm: instance is closed")
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	i.cancel = cancel
+	i.cmu.Unlock()
+	defer func() {
+		i.cmu.Lock()
+		i.cancel = nil
+		i.cmu.Unlock()
+		cancel()
+	}()
+
+	if i.m.conv == conventionReactor {
+		return i.invokeReactor(ctx, ev)
+	}
+	return i.invokeCommand(ctx, ev, deadline)
+}
+
+func (i *instance) invokeReactor(ctx context.Context, ev *runtime.Event) (runtime.Result, runtime.Usage, error) {
+	if !i.reusable.Load() {
+		return runtime.Result{}, runtime.Usage{}, errs.E(errs.Unavailable, "wasm: instance failed earlier and cannot be reused")
+	}
+	g := i.g
+	ctx = context.WithValue(ctx, guestKey{}, g)
+	g.begin(ctx, ev)
+	defer g.end()
+	i.stack[0], i.stack[1] = uint64(len(g.meta)), uint64(len(ev.Payload))
+
+	goruntime.LockOSThread()
+	start := time.Now()
+	cpu0 := meter.ThreadCPU()
+	err := i.handle.CallWithStack(ctx, i.stack[:])
+	cpu := meter.ThreadCPU() - cpu0
+	usage := runtime.Usage{CPU: cpu, Wall: time.Since(start)}
+	goruntime.UnlockOSThread()
+
+	if err != nil {
+		i.memBytes.Store(0)
+		i.reusable.Store(false)
+		return runtime.Result{}, usage, i.guestError(ctx, err)
+	}
+	if g.failed {
+		if g.fatal {
+			i.reusable.Store(false)
+		}
+		return runtime.Result{}, usage, errs.E(errs.FunctionError, "%s", g.failMsg)
+	}
+	i.memBytes.Store(int64(i.mod.Memory().Size()))
+	ptr, n := uint32(i.stack[0]>>32), uint32(i.stack[0])
+	if n == 0 {
+		return runtime.Result{}, usage, nil
+	}
+	if int64(n) > int64(i.m.r.cfg.MaxOutput) {
+		return runtime.Result{}, usage, errs.E(errs.FunctionError,
+			"output too large: %d bytes, limit %d", n, i.m.r.cfg.MaxOutput)
+	}
+	out, ok := i.mod.Memory().Read(ptr, n)
+	if !ok {
+		i.reusable.Store(false)
+		return runtime.Result{}, usage, errs.E(errs.FunctionError, "function returned a result outside its memory")
+	}
+	return runtime.Result{Output: bytes.Clone(out)}, usage, nil
+}
+
+func (i *instance) invokeCommand(ctx context.Context, ev *runtime.Event, deadline time.Time) (runtime.Result, runtime.Usage, error) {
+	m, g := i.m, i.g
+	ctx = context.WithValue(ctx, guestKey{}, g)
+	g.begin(ctx, ev)
+	defer g.end()
+	i.out = boundedBuffer{buf: i.out.buf[:0], max: m.r.cfg.MaxOutput}
+	cfg := m.config.
+		WithStdin(bytes.NewReader(ev.Payload)).
+		WithStdout(&i.out).
+		WithStderr(&g.stderr).
+		WithEnv(envInvocation, ev.ID).
+		WithEnv(envDeadline, strconv.FormatInt(deadline.UnixMilli(), 10))
+	ictx := experimental.WithMemoryAllocator(ctx, &g.alloc)
+	g.alloc.mem = nil
+
+	// The whole instantiation is the command's run: its runtime's start-up
+	// is work done for this invocation alone, so it is billed.
+	goruntime.LockOSThread()
+	start := time.Now()
+	cpu0 := meter.ThreadCPU()
+	mod, err := m.r.rt.InstantiateModule(ictx, m.compiled, cfg)
+	cpu := meter.ThreadCPU() - cpu0
+	usage := runtime.Usage{CPU: cpu, Wall: time.Since(start)}
+	goruntime.UnlockOSThread()
+	if mod != nil {
+		_ = mod.Close(context.Background())
+	}
+	if err != nil {
+		err = i.guestError(ctx, err)
+	}
+	g.alloc.mem = nil // closed with the module
+	if err != nil {
+		return runtime.Result{}, usage, err
+	}
+	if i.out.overflow {
+		return runtime.Result{}, usage, errs.E(errs.FunctionError,
+			"output too large: more than %d bytes", m.r.cfg.MaxOutput)
+	}
+	var out []byte
+	if len(i.out.buf) > 0 {
+		out = bytes.Clone(i.out.buf)
+	}
+	if cap(i.out.buf) > 64<<10 {
+		i.out.buf = nil // don't keep a large result's buffer while idle
+	}
+	return runtime.Result{Output: out}, usage, nil
+}
+
+// guestError classifies an error from running guest code.
+func (i *instance) guestError(ctx context.Context, err error) error {
+	oom := i.g.alloc.mem != nil && i.g.alloc.mem.refused
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch code := exit.ExitCode(); code {
+		case sys.ExitCodeDeadlineExceeded:
+			return errs.Wrap(errs.Timeout, err, "function timed out")
+		case sys.ExitCodeContextCanceled:
+			return errs.Wrap(errs.Cancelled, err, "invocation was cancelled")
+		default:
+			if oom {
+				return i.oomError(err)
+			}
+			msg := fmt.Sprintf("function exited with status %d", code)
+			if s := i.g.stderr.summary(); s != "" {
+				msg += ": " + s
+			}
+			return errs.Wrap(errs.FunctionError, err, msg)
+		}
+	}
+	if oom {
+		return i.oomError(err)
+	}
+	if ctx.Err() == context.DeadlineExceeded {
+		return errs.Wrap(errs.Timeout, err, "function timed out")
+	}
+	var e *errs.Error
+	if errors.As(err, &e) { // a trap raised by a host function
+		return errs.Wrap(e.Code, err, "function trapped: "+e.Message)
+	}
+	return errs.Wrap(errs.FunctionError, err, "function trapped: "+firstLine(err.Error()))
+}
+
+func (i *instance) oomError(err error) error {
+	return errs.Wrap(errs.OutOfMemory, err,
+		fmt.Sprintf("function ran out of memory (limit %d MiB)", i.m.limit>>20))
+}
+
+// Reusable reports whether the instance can take another invocation. A
+// command's always can (each invocation is a fresh instance); a reactor's
+// cannot after a trap, a panic, a timeout or an exit.
+func (i *instance) Reusable() bool {
+	i.cmu.Lock()
+	closed := i.closed
+	i.cmu.Unlock()
+	return !closed && i.reusable.Load()
+}
+
+// Memory reports the instance's linear memory plus an estimate of wazero's
+// own state; a command holds no linear memory between invocations.
+func (i *instance) Memory() int64 {
+	i.cmu.Lock()
+	defer i.cmu.Unlock()
+	if i.closed {
+		return 0
+	}
+	return i.memBytes.Load() + instanceOverhead
+}
+
+// Close stops an invocation in flight (its context is cancelled, which
+// makes wazero stop the guest), waits for it to return, then releases the
+// instance. The module's memory is unmapped only then, never under a
+// running guest.
+func (i *instance) Close(ctx context.Context) error {
+	i.cmu.Lock()
+	if i.closed {
+		i.cmu.Unlock()
+		return nil
+	}
+	i.closed = true
+	if i.cancel != nil {
+		i.cancel()
+	}
+	i.cmu.Unlock()
+
+	i.mu.Lock()
+	i.closeModule()
+	i.mu.Unlock()
+	i.m.forget(i)
+	return nil
+}
+
+func (i *instance) closeModule() {
+	if i.mod != nil {
+		_ = i.mod.Close(context.Background())
+		i.mod, i.handle = nil, nil
+	}
+	i.g.alloc.mem = nil
+}

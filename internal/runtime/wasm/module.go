@@ -1,0 +1,143 @@
+package wasm
+
+import (
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+
+	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/runtime"
+)
+
+// Module is a compiled function version. It is safe for concurrent use.
+type Module struct {
+	r        *Runtime
+	spec     runtime.Spec
+	log      *slog.Logger
+	compiled wazero.CompiledModule
+	conv     convention
+	limit    uint64 // memory limit in bytes, a whole number of pages
+	timeout  time.Duration
+	config   wazero.ModuleConfig // shared by every instance; With* copies
+
+	mu        sync.Mutex
+	closed    bool
+	instances map[*instance]struct{}
+}
+
+var _ runtime.Module = (*Module)(nil)
+
+// Reserved environment variables; spec.Env cannot override them.
+const (
+	envFunction   = "MOTE_FUNCTION"
+	envVersion    = "MOTE_VERSION"
+	envInvocation = "MOTE_INVOCATION_ID"
+	envDeadline   = "MOTE_DEADLINE_MS"
+)
+
+// baseConfig is the module configuration every instance starts from: real
+// clocks and randomness, the environment, no file system, no network (WASI
+// preview 1 in wazero has no sockets unless asked for).
+func (m *Module) baseConfig() wazero.ModuleConfig {
+	c := wazero.NewModuleConfig().
+		WithName(""). // anonymous: many instances of one module may live at once
+		WithSysWalltime().
+		WithSysNanotime().
+		WithSysNanosleep().
+		WithRandSource(rand.Reader).
+		WithEnv(envFunction, m.spec.Function).
+		WithEnv(envVersion, m.spec.Version)
+	keys := make([]string, 0, len(m.spec.Env))
+	for k := range m.spec.Env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if !reservedEnv(k) {
+			c = c.WithEnv(k, m.spec.Env[k])
+		}
+	}
+	if m.conv == conventionReactor {
+		if _, ok := m.compiled.ExportedFunctions()[exportInitialize]; ok {
+			return c.WithStartFunctions(exportInitialize)
+		}
+		return c.WithStartFunctions()
+	}
+	return c
+}
+
+func reservedEnv(k string) bool {
+	switch k {
+	case envFunction, envVersion, envInvocation, envDeadline:
+		return true
+	}
+	return false
+}
+
+// validEnv checks environment variable names: WASI passes "k=v" strings.
+func validEnv(env map[string]string) error {
+	for k, v := range env {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
+			return errs.E(errs.BadRequest, "wasm: invalid environment variable %q", k)
+		}
+	}
+	return nil
+}
+
+// NewInstance starts an instance. A reactor is instantiated and
+// initialised here (a cold start: milliseconds for a Go module); a command
+// is only prepared, since every invocation instantiates it afresh.
+func (m *Module) NewInstance(ctx context.Context) (runtime.Instance, error) {
+	i := &instance{m: m, g: newGuest(m.spec.Function, m.log, m.limit)}
+	i.reusable.Store(true)
+	if m.conv == conventionReactor {
+		if err := i.initReactor(ctx); err != nil {
+			return nil, err
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		i.closeModule()
+		return nil, errs.E(errs.Unavailable, "wasm: module is closed")
+	}
+	m.instances[i] = struct{}{}
+	return i, nil
+}
+
+// Close closes the module's instances, stopping invocations in flight, and
+// releases its compiled code.
+func (m *Module) Close(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	insts := make([]*instance, 0, len(m.instances))
+	for i := range m.instances {
+		insts = append(insts, i)
+	}
+	m.mu.Unlock()
+
+	for _, i := range insts {
+		_ = i.Close(ctx)
+	}
+	err := m.compiled.Close(ctx)
+	m.r.mu.Lock()
+	delete(m.r.modules, m)
+	m.r.mu.Unlock()
+	return err
+}
+
+func (m *Module) forget(i *instance) {
+	m.mu.Lock()
+	delete(m.instances, i)
+	m.mu.Unlock()
+}

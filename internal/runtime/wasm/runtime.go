@@ -1,0 +1,282 @@
+package wasm
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/runtime"
+)
+
+// The exports that name a module's convention.
+const (
+	exportHandle     = "mote_handle" // reactor: (metaLen, payloadLen i32) -> i64
+	exportInitialize = "_initialize" // reactor (optional): () -> ()
+	exportStart      = "_start"      // WASI command: () -> ()
+)
+
+// Runtime is the wasm runtime. It is safe for concurrent use.
+type Runtime struct {
+	cfg   Config
+	log   *slog.Logger
+	cache wazero.CompilationCache
+	rt    wazero.Runtime
+
+	// provided maps each import module Mote provides to its functions'
+	// definitions, for checking imports by name and signature.
+	provided map[string]map[string]api.FunctionDefinition
+
+	mu      sync.Mutex
+	closed  bool
+	modules map[*Module]struct{}
+}
+
+var _ runtime.Runtime = (*Runtime)(nil)
+
+// New starts a wasm runtime.
+func New(ctx context.Context, cfg Config) (*Runtime, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+
+	var cache wazero.CompilationCache
+	if cfg.CacheDir != "" {
+		c, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("wasm: compilation cache: %w", err)
+		}
+		cache = c
+	} else {
+		cache = wazero.NewCompilationCache()
+	}
+	rc := wazero.NewRuntimeConfigCompiler().
+		WithCompilationCache(cache).
+		WithCloseOnContextDone(true)
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+
+	r := &Runtime{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		cache:    cache,
+		rt:       rt,
+		provided: make(map[string]map[string]api.FunctionDefinition),
+		modules:  make(map[*Module]struct{}),
+	}
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		r.closeWazero(ctx)
+		return nil, fmt.Errorf("wasm: instantiating WASI: %w", err)
+	}
+	if err := instantiateHostModule(ctx, rt); err != nil {
+		r.closeWazero(ctx)
+		return nil, fmt.Errorf("wasm: instantiating host module: %w", err)
+	}
+	for _, name := range []string{wasi_snapshot_preview1.ModuleName, hostModule} {
+		r.provided[name] = r.rt.Module(name).ExportedFunctionDefinitions()
+	}
+	return r, nil
+}
+
+func (r *Runtime) closeWazero(ctx context.Context) {
+	_ = r.rt.Close(ctx)
+	_ = r.cache.Close(ctx)
+}
+
+// Close closes every module and instance (stopping invocations in flight)
+// and the runtime.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	mods := make([]*Module, 0, len(r.modules))
+	for m := range r.modules {
+		mods = append(mods, m)
+	}
+	r.mu.Unlock()
+
+	// Instances first: closing the wazero runtime under a running guest
+	// would unmap its memory (see linearMemory).
+	for _, m := range mods {
+		_ = m.Close(ctx)
+	}
+	r.closeWazero(ctx)
+	return nil
+}
+
+// convention is how a module is called.
+type convention int
+
+const (
+	conventionReactor convention = iota + 1
+	conventionCommand
+)
+
+func (c convention) String() string {
+	if c == conventionReactor {
+		return "reactor"
+	}
+	return "command"
+}
+
+// Load validates and compiles spec's module. A module that is not valid
+// wasm, imports anything Mote does not provide, or follows neither guest
+// convention fails with errs.BadRequest.
+func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, error) {
+	if spec.Kind != "" && spec.Kind != runtime.KindWasm {
+		return nil, errs.E(errs.BadRequest, "wasm: cannot load a %q function", spec.Kind)
+	}
+	if len(spec.Artifact) == 0 {
+		return nil, errs.E(errs.BadRequest, "wasm: the module is empty")
+	}
+	limit := spec.MemoryLimit
+	if limit == 0 {
+		limit = r.cfg.DefaultMemoryLimit
+	}
+	if err := validMemoryLimit(limit); err != nil {
+		return nil, errs.E(errs.BadRequest, "wasm: %v", err)
+	}
+	limit -= limit % pageSize
+	timeout := spec.Timeout
+	if timeout == 0 {
+		timeout = r.cfg.DefaultTimeout
+	}
+	if err := validEnv(spec.Env); err != nil {
+		return nil, err
+	}
+	if timeout < 0 {
+		return nil, errs.E(errs.BadRequest, "wasm: timeout %v is negative", timeout)
+	}
+
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		return nil, errs.E(errs.Unavailable, "wasm: runtime is closed")
+	}
+
+	compiled, err := r.rt.CompileModule(ctx, spec.Artifact)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, errs.Wrap(errs.Cancelled, err, "wasm: loading was cancelled")
+		}
+		return nil, errs.Wrap(errs.BadRequest, err, "wasm: not a valid module: "+firstLine(err.Error()))
+	}
+	conv, err := r.check(compiled, spec.Artifact, uint64(limit))
+	if err != nil {
+		_ = compiled.Close(ctx)
+		return nil, err
+	}
+
+	m := &Module{
+		r:         r,
+		spec:      spec,
+		log:       r.log.With("fn", spec.Function, "version", spec.Version),
+		compiled:  compiled,
+		conv:      conv,
+		limit:     uint64(limit),
+		timeout:   timeout,
+		instances: make(map[*instance]struct{}),
+	}
+	m.config = m.baseConfig()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		_ = compiled.Close(ctx)
+		return nil, errs.E(errs.Unavailable, "wasm: runtime is closed")
+	}
+	r.modules[m] = struct{}{}
+	return m, nil
+}
+
+// check enforces what Mote accepts of a compiled module and returns its
+// convention.
+func (r *Runtime) check(c wazero.CompiledModule, bin []byte, limit uint64) (convention, error) {
+	shape, err := scanModule(bin)
+	if err != nil {
+		return 0, errs.Wrap(errs.BadRequest, err, "wasm: not a valid module: "+err.Error())
+	}
+	for _, imp := range shape.imports {
+		if imp.kind != importFunc {
+			return 0, errs.E(errs.BadRequest, "wasm: module imports %s %s.%s, which Mote does not provide (only functions are)",
+				imp.kindName(), imp.module, imp.name)
+		}
+	}
+	for _, f := range c.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		want, ok := r.provided[mod][name]
+		if !ok {
+			return 0, errs.E(errs.BadRequest, "wasm: module imports %s.%s, which Mote does not provide", mod, name)
+		}
+		if !sameSignature(f, want) {
+			return 0, errs.E(errs.BadRequest, "wasm: module imports %s.%s as %s, but Mote provides %s",
+				mod, name, signature(f), signature(want))
+		}
+	}
+	if shape.minPages*pageSize > limit {
+		return 0, errs.E(errs.BadRequest, "wasm: module needs %d MiB of memory at start, above its limit of %d MiB",
+			shape.minPages*pageSize>>20, limit>>20)
+	}
+
+	exports := c.ExportedFunctions()
+	handle, isReactor := exports[exportHandle]
+	start, isCommand := exports[exportStart]
+	switch {
+	case isReactor && isCommand:
+		return 0, errs.E(errs.BadRequest,
+			"wasm: module exports both %s and %s; build an SDK function as a reactor (Go: -buildmode=c-shared)", exportHandle, exportStart)
+	case isReactor:
+		if !hasSignature(handle, []api.ValueType{i32, i32}, []api.ValueType{i64}) {
+			return 0, errs.E(errs.BadRequest, "wasm: export %s is %s, want (i32, i32) -> (i64)", exportHandle, signature(handle))
+		}
+		if init, ok := exports[exportInitialize]; ok && !hasSignature(init, nil, nil) {
+			return 0, errs.E(errs.BadRequest, "wasm: export %s is %s, want () -> ()", exportInitialize, signature(init))
+		}
+		if len(c.ExportedMemories()) == 0 {
+			return 0, errs.E(errs.BadRequest, "wasm: a reactor must export its memory")
+		}
+		return conventionReactor, nil
+	case isCommand:
+		if !hasSignature(start, nil, nil) {
+			return 0, errs.E(errs.BadRequest, "wasm: export %s is %s, want () -> ()", exportStart, signature(start))
+		}
+		return conventionCommand, nil
+	}
+	return 0, errs.E(errs.BadRequest,
+		"wasm: module exports neither %s (a Mote SDK reactor) nor %s (a WASI command)", exportHandle, exportStart)
+}
+
+func sameSignature(a, b api.FunctionDefinition) bool {
+	return hasSignature(a, b.ParamTypes(), b.ResultTypes())
+}
+
+func hasSignature(f api.FunctionDefinition, params, results []api.ValueType) bool {
+	return slices.Equal(f.ParamTypes(), params) && slices.Equal(f.ResultTypes(), results)
+}
+
+// signature formats f's type as "(i32, i32) -> (i64)".
+func signature(f api.FunctionDefinition) string {
+	names := func(ts []api.ValueType) string {
+		s := make([]string, len(ts))
+		for i, t := range ts {
+			s[i] = api.ValueTypeName(t)
+		}
+		return "(" + strings.Join(s, ", ") + ")"
+	}
+	return names(f.ParamTypes()) + " -> " + names(f.ResultTypes())
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}

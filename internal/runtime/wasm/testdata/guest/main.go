@@ -1,0 +1,93 @@
+// Command guest is the wasm runtime's test function: a Go SDK reactor whose
+// event names what it should do ("spin:20", "call:op:arg", "panic:x", ...).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	mote "github.com/mote-run/mote/sdk/go"
+)
+
+var (
+	initCallErr error    // what a host call made during initialisation returned
+	hoard       [][]byte // what "bomb" allocates, kept reachable
+	count       int      // invocations served by this instance
+)
+
+func init() {
+	mote.Handle(handle)
+	mote.Log("guest initialising")
+	_, initCallErr = mote.Call("test.echo", []byte("x"))
+}
+
+// main must never run: a reactor only runs init and its exports.
+func main() { panic("main ran in a reactor") }
+
+func handle(ctx *mote.Context, event []byte) ([]byte, error) {
+	count++
+	verb, arg, _ := strings.Cut(string(event), ":")
+	switch verb {
+	case "echo":
+		return []byte(arg), nil
+	case "hello":
+		return append([]byte("hello, "), arg...), nil
+	case "count":
+		return []byte(strconv.Itoa(count)), nil
+	case "spin":
+		ms, _ := strconv.Atoi(arg)
+		for end := time.Now().Add(time.Duration(ms) * time.Millisecond); time.Now().Before(end); {
+		}
+		return []byte("spun"), nil
+	case "call":
+		op, a, _ := strings.Cut(arg, ":")
+		res, err := mote.Call(op, []byte(a))
+		var e *mote.Error
+		if errors.As(err, &e) {
+			return []byte("error " + e.Code + ": " + e.Message), nil
+		}
+		return res, err
+	case "calln": // n host calls of test.echo, for the benchmark
+		n, _ := strconv.Atoi(arg)
+		for range n {
+			if _, err := mote.Call("test.nop"); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	case "initcall":
+		return []byte(fmt.Sprint(initCallErr)), nil
+	case "error":
+		return nil, errors.New(arg)
+	case "panic":
+		panic(arg)
+	case "exit":
+		fmt.Fprintln(os.Stderr, "exiting on purpose")
+		os.Exit(3)
+	case "bomb":
+		for {
+			hoard = append(hoard, make([]byte, 1<<20))
+		}
+	case "loop":
+		for {
+		}
+	case "log":
+		mote.Log("log %s", arg)
+		fmt.Fprintln(os.Stderr, "stderr", arg)
+		fmt.Println("stdout", arg)
+		return []byte("logged"), nil
+	case "big":
+		n, _ := strconv.Atoi(arg)
+		return make([]byte, n), nil
+	case "ctx":
+		return fmt.Appendf(nil, "%s|%s|%s|%d|%s|%s|%d",
+			ctx.InvocationID, ctx.RootID, ctx.ParentID, ctx.Depth, ctx.Function, ctx.Version, ctx.Deadline.UnixMilli()), nil
+	case "env":
+		return []byte(os.Getenv(arg)), nil
+	}
+	return nil, fmt.Errorf("unknown verb %q", verb)
+}
