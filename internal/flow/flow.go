@@ -1,0 +1,635 @@
+// Package flow is Mote's invocation flow engine. Every invocation, from
+// outside or from inside a function, goes through an Engine: it gets an id
+// and a place in a call tree (parent, root, depth), runs under the limits
+// that stop runaway flows (depth, descendants per root, concurrency per
+// function), is retried by its function's policy, and is recorded in the
+// store with its CPU and billed time. Functions compose others through the
+// host ops the Engine serves (invoke, invoke_async, await, map; see
+// docs/flows.md); completed child results are journaled so that a retried
+// parent replays them instead of running its children again. Async
+// invocations from outside wait in a durable queue in Pebble and end, after
+// their last attempt, in a dead-letter list that can be re-driven.
+//
+// Below the Engine is a Runner (the scheduler), which runs one attempt on a
+// warm instance; the Engine never looks inside a function.
+package flow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/host"
+	"github.com/mote-run/mote/internal/meter"
+	"github.com/mote-run/mote/internal/runtime"
+	"github.com/mote-run/mote/internal/store"
+)
+
+// Runner runs one attempt of one invocation on a warm instance. The
+// scheduler implements it. ev.Host is set by the Engine; the Runner hands
+// ev to the instance unchanged. Usage must be the function's own: the CPU
+// it used, not time it waited on host calls.
+type Runner interface {
+	Run(ctx context.Context, fn string, ev *runtime.Event) (res runtime.Result, u runtime.Usage, cold bool, version string, err error)
+}
+
+// Functions resolves per-function flow settings from the functions'
+// configuration.
+type Functions interface {
+	// Policy returns fn's settings, or an *errs.Error with code not_found
+	// for an unknown function.
+	Policy(fn string) (Policy, error)
+}
+
+// Policy is how the Engine runs one function. The zero value is usable:
+// one attempt, no cap, the Engine's default timeout.
+type Policy struct {
+	// MaxAttempts is how many times an invocation is tried in all; 0 is 1.
+	MaxAttempts int
+	Backoff     Backoff
+	// RetryOn lists the error codes worth another attempt; nil means
+	// function_error and timeout.
+	RetryOn []errs.Code
+	// OnSuccess and OnFailure name destination functions that an async
+	// invocation's result or final error is sent to, as a new async
+	// invocation (see docs/flows.md for the event).
+	OnSuccess, OnFailure string
+	// Concurrency caps how many attempts of the function run at once; 0 is
+	// no cap. A call over the cap fails with limit_exceeded; async
+	// invocations from the queue wait for a slot instead.
+	Concurrency int
+	// Timeout bounds each attempt; 0 is Config.DefaultTimeout.
+	Timeout time.Duration
+	// Memory is the function's memory size in bytes, for the ledger's
+	// wall-clock GB-s comparison.
+	Memory int64
+}
+
+// Backoff is the delay before retry n (n = 1 after the first attempt):
+// min(Max, Base·2^(n-1)), less a random fraction up to Jitter of it.
+type Backoff struct {
+	Base   time.Duration // default 100 ms
+	Max    time.Duration // default 30 s
+	Jitter float64       // 0..1; 0 is no jitter
+}
+
+func (b Backoff) delay(n int) time.Duration {
+	base, maxd := b.Base, b.Max
+	if base <= 0 {
+		base = 100 * time.Millisecond
+	}
+	if maxd <= 0 {
+		maxd = 30 * time.Second
+	}
+	d := base
+	for i := 1; i < n && d < maxd; i++ {
+		d *= 2
+	}
+	d = min(d, maxd)
+	if b.Jitter > 0 {
+		d -= time.Duration(float64(d) * min(b.Jitter, 1) * rand.Float64())
+	}
+	return d
+}
+
+var defaultRetryOn = []errs.Code{errs.FunctionError, errs.Timeout}
+
+func (p *Policy) retryable(c errs.Code) bool {
+	on := p.RetryOn
+	if on == nil {
+		on = defaultRetryOn
+	}
+	return slices.Contains(on, c)
+}
+
+// Clock is the time source for retry backoff and node timestamps, so tests
+// can drive retries without sleeping.
+type Clock interface {
+	Now() time.Time
+	// Sleep waits d or until ctx is done (returning ctx.Err()).
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+func (systemClock) Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Config configures an Engine. Runner, Functions and DB are required.
+type Config struct {
+	Runner    Runner
+	Functions Functions
+	DB        *store.DB
+	// Ledger receives one record per attempt. Nil: the Engine opens one on
+	// DB and closes it with itself.
+	Ledger *meter.Ledger
+
+	// Fallback serves the host ops that are not flow ops (kv, log, ...)
+	// for one invocation; it is called at most once per attempt, on the
+	// first such op. Nil: those ops fail with bad_request.
+	Fallback func(Ref) host.Host
+	// OnRootDone is called once a root invocation and every invocation in
+	// its tree have ended (the BaaS layer drops the tree's ephemeral data).
+	OnRootDone func(root string)
+
+	Clock  Clock        // default: the system clock
+	Logger *slog.Logger // default: discard
+
+	MaxDepth       int           // deepest child allowed (root is 0); default 16
+	MaxDescendants int           // invocations per tree below the root; default 10,000
+	DefaultTimeout time.Duration // per attempt; default 60 s
+	Workers        int           // async queue workers; default 16
+	MapConcurrency int           // map's concurrency when the caller gives 0; default 256
+	TreeLimit      int           // most nodes Get returns; default 10,000
+}
+
+// Validate fills in defaults and rejects a configuration that cannot work.
+func (c *Config) Validate() error {
+	switch {
+	case c.Runner == nil:
+		return errs.E(errs.BadRequest, "flow: Config.Runner is required")
+	case c.Functions == nil:
+		return errs.E(errs.BadRequest, "flow: Config.Functions is required")
+	case c.DB == nil:
+		return errs.E(errs.BadRequest, "flow: Config.DB is required")
+	case c.MaxDepth < 0 || c.MaxDescendants < 0 || c.DefaultTimeout < 0 || c.Workers < 0 || c.MapConcurrency < 0 || c.TreeLimit < 0:
+		return errs.E(errs.BadRequest, "flow: negative limit in Config")
+	}
+	if c.Clock == nil {
+		c.Clock = systemClock{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.MaxDepth == 0 {
+		c.MaxDepth = 16
+	}
+	if c.MaxDescendants == 0 {
+		c.MaxDescendants = 10_000
+	}
+	if c.DefaultTimeout == 0 {
+		c.DefaultTimeout = 60 * time.Second
+	}
+	if c.Workers == 0 {
+		c.Workers = 16
+	}
+	if c.MapConcurrency == 0 {
+		c.MapConcurrency = 256
+	}
+	if c.TreeLimit == 0 {
+		c.TreeLimit = 10_000
+	}
+	return nil
+}
+
+// Engine runs invocations as flows. Create it with New, call Start to run
+// the async queue, and Close to stop.
+type Engine struct {
+	cfg       Config
+	log       *slog.Logger
+	w         *writer
+	ledger    *meter.Ledger
+	ownLedger bool
+
+	slots sync.Map // function name → *atomic.Int64, attempts running
+
+	// base is cancelled by Close; async work (the queue, invoke_async
+	// children) runs under it.
+	base   context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // queue workers and async children
+
+	q queue
+
+	closed atomic.Bool
+}
+
+// Request is one invocation from outside (the gateway, the CLI).
+type Request struct {
+	Function string
+	Payload  []byte
+	// Async queues the invocation durably and returns at once with its id
+	// and status queued.
+	Async bool
+}
+
+// Outcome is what an invocation did. For an async request only ID and
+// Status (queued) are set.
+type Outcome struct {
+	ID       string
+	Status   Status
+	Output   []byte
+	CPU      time.Duration // summed over attempts, the function's own
+	Wall     time.Duration // start to end, retries and waits included
+	BilledMs int64
+	Cold     bool // the last attempt started a new instance
+	Version  string
+	Attempts int
+}
+
+// New returns an Engine. It does not start the async queue: call Start.
+func New(cfg Config) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{cfg: cfg, log: cfg.Logger, ledger: cfg.Ledger}
+	if e.ledger == nil {
+		l, err := meter.NewLedger(cfg.DB, meter.LedgerConfig{Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+		e.ledger, e.ownLedger = l, true
+	}
+	e.base, e.cancel = context.WithCancel(context.Background())
+	e.w = newWriter(cfg.DB.Pebble(), cfg.Logger)
+	e.q.init()
+	return e, nil
+}
+
+// Ledger returns the usage ledger the Engine records to.
+func (e *Engine) Ledger() *meter.Ledger { return e.ledger }
+
+// Close stops the queue workers and every async invocation still running
+// (queued work stays queued and runs after the next Start), commits the
+// in-flight records and closes the ledger if the Engine opened it.
+func (e *Engine) Close() error {
+	if !e.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	e.cancel()
+	e.q.close()
+	e.wg.Wait()
+	e.w.close()
+	if e.ownLedger {
+		return e.ledger.Close()
+	}
+	return nil
+}
+
+// tree is the shared state of one call tree.
+type tree struct {
+	id          string
+	descendants atomic.Int64 // invocations created below the root
+	live        atomic.Int64 // invocations in the tree that have not ended
+	journaled   atomic.Bool  // journal entries were written to the store
+}
+
+// inv is one invocation while it runs (across all its attempts).
+type inv struct {
+	node    Node // owned by the goroutine running the invocation
+	payload []byte
+	pol     Policy
+	tree    *tree
+	up      *inv // the parent, nil at a root
+	max     int  // attempts allowed in this run
+
+	durable bool // from the async queue: journal persisted, queue item to settle
+	replay  bool // child results journaled, since this invocation may run again
+
+	// cancel stops an async child's context (nil otherwise).
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	journal  map[uint64]*journalEntry
+	kids     []*inv // async children started; cancelled if this invocation fails
+	finished bool
+}
+
+func (e *Engine) newInv(t *tree, up *inv, fn string, pol Policy, payload []byte) *inv {
+	in := &inv{payload: payload, pol: pol, tree: t, up: up, max: max(pol.MaxAttempts, 1)}
+	in.node = Node{ID: newID(), Function: fn, Root: t.id}
+	if up != nil {
+		in.node.Parent = up.node.ID
+		in.node.Depth = up.node.Depth + 1
+	}
+	in.replay = in.max > 1
+	// The tree is live until this invocation ends (finish releases it);
+	// counting here, before any goroutine starts, keeps a parent that ends
+	// first from ending the tree under a child about to run.
+	t.live.Add(1)
+	return in
+}
+
+// Invoke runs a root invocation. A synchronous request returns when it
+// ends: the Outcome (nil only if the request was rejected before it got an
+// id) and its error, an *errs.Error. An async request returns once the
+// invocation is durably queued.
+func (e *Engine) Invoke(ctx context.Context, req Request) (*Outcome, error) {
+	if e.closed.Load() {
+		return nil, errs.E(errs.Unavailable, "flow: engine is closed")
+	}
+	if req.Function == "" {
+		return nil, errs.E(errs.BadRequest, "flow: function name is empty")
+	}
+	pol, err := e.cfg.Functions.Policy(req.Function)
+	if err != nil {
+		return nil, err
+	}
+	if req.Async {
+		id, err := e.enqueue(req.Function, req.Payload)
+		if err != nil {
+			return nil, err
+		}
+		return &Outcome{ID: id, Status: StatusQueued}, nil
+	}
+	id := newID()
+	t := &tree{id: id}
+	in := e.newInv(t, nil, req.Function, pol, req.Payload)
+	in.node.ID, in.node.Root = id, id
+	return e.run(ctx, in)
+}
+
+// child creates a child invocation of parent, enforcing the tree limits.
+func (e *Engine) child(parent *inv, fn string, payload []byte) (*inv, error) {
+	if fn == "" {
+		return nil, errs.E(errs.BadRequest, "flow: function name is empty")
+	}
+	if d := parent.node.Depth + 1; d > e.cfg.MaxDepth {
+		return nil, errs.E(errs.LimitExceeded, "flow: calling %s at depth %d exceeds the depth limit of %d (runaway recursion?)", fn, d, e.cfg.MaxDepth)
+	}
+	if n := parent.tree.descendants.Add(1); n > int64(e.cfg.MaxDescendants) {
+		return nil, errs.E(errs.LimitExceeded, "flow: call tree %s has used its budget of %d invocations; %s was not started", parent.tree.id, e.cfg.MaxDescendants, fn)
+	}
+	pol, err := e.cfg.Functions.Policy(fn)
+	if err != nil {
+		return nil, err
+	}
+	return e.newInv(parent.tree, parent, fn, pol, payload), nil
+}
+
+// run runs in through all its attempts and records it.
+func (e *Engine) run(ctx context.Context, in *inv) (*Outcome, error) {
+	n := &in.node
+	if n.Start.IsZero() {
+		n.Start = e.cfg.Clock.Now()
+	}
+	n.Status = StatusRunning
+	e.putNode(in, n.Parent != "")
+
+	var out []byte
+	var err error
+	for try := 1; ; try++ {
+		n.Attempts++
+		out, err = e.attempt(ctx, in)
+		if err == nil || try >= in.max || ctx.Err() != nil || !in.pol.retryable(errs.CodeOf(err)) {
+			break
+		}
+		e.putNode(in, false)
+		if serr := e.cfg.Clock.Sleep(ctx, in.pol.Backoff.delay(try)); serr != nil {
+			err = ctxError(ctx, n.Function)
+			break
+		}
+	}
+	return e.finish(in, out, err)
+}
+
+// attempt runs one attempt of in.
+func (e *Engine) attempt(ctx context.Context, in *inv) ([]byte, error) {
+	n := &in.node
+	release, err := e.acquire(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+
+	timeout := in.pol.Timeout
+	if timeout <= 0 {
+		timeout = e.cfg.DefaultTimeout
+	}
+	start := time.Now()
+	actx, cancel := ctx, context.CancelFunc(func() {})
+	if dl, ok := ctx.Deadline(); !ok || dl.After(start.Add(timeout)) {
+		actx, cancel = context.WithTimeout(ctx, timeout)
+	}
+	deadline, _ := actx.Deadline()
+	a := &attempt{e: e, in: in, ctx: actx}
+	ev := &runtime.Event{
+		ID:       n.ID,
+		Root:     n.Root,
+		Parent:   n.Parent,
+		Depth:    n.Depth,
+		Deadline: deadline,
+		Payload:  in.payload,
+		Host:     a,
+	}
+	res, u, cold, version, err := e.cfg.Runner.Run(actx, n.Function, ev)
+	if u.Wall <= 0 {
+		u.Wall = time.Since(start)
+	}
+	if err != nil {
+		err = classify(err, actx, ctx, n.Function, timeout)
+	}
+	cancel()
+
+	// Only the function's own usage is added: children are nodes of their
+	// own, billed to themselves.
+	n.CPUMicros += u.CPU.Microseconds()
+	n.BilledMs += meter.BilledMs(u.CPU)
+	n.Cold = cold
+	if version != "" {
+		n.Version = version
+	}
+	e.ledger.Record(meter.Record{
+		Function: n.Function,
+		At:       e.cfg.Clock.Now(),
+		CPU:      u.CPU,
+		Wall:     u.Wall,
+		Memory:   in.pol.Memory,
+		Failed:   err != nil,
+	})
+	if err != nil {
+		in.abortKids()
+		return nil, err
+	}
+	return res.Output, nil
+}
+
+// acquire takes a concurrency slot for in's function.
+func (e *Engine) acquire(ctx context.Context, in *inv) (func(), error) {
+	limit := int64(in.pol.Concurrency)
+	if limit <= 0 {
+		return func() {}, nil
+	}
+	v, ok := e.slots.Load(in.node.Function)
+	if !ok {
+		v, _ = e.slots.LoadOrStore(in.node.Function, new(atomic.Int64))
+	}
+	c := v.(*atomic.Int64)
+	for {
+		if c.Add(1) <= limit {
+			return func() { c.Add(-1) }, nil
+		}
+		c.Add(-1)
+		if !in.durable {
+			return nil, errs.E(errs.LimitExceeded, "flow: %s is at its concurrency cap of %d", in.node.Function, limit)
+		}
+		// Queued work waits for a slot rather than failing.
+		if err := (systemClock{}).Sleep(ctx, time.Millisecond); err != nil {
+			return nil, ctxError(ctx, in.node.Function)
+		}
+	}
+}
+
+// classify gives a Runner's error its code: the attempt's own deadline is a
+// timeout, the caller's cancellation or deadline wins over what the
+// function reported, and an error without a code is internal.
+func classify(err error, actx, ctx context.Context, fn string, timeout time.Duration) error {
+	if ctx.Err() != nil {
+		return ctxError(ctx, fn)
+	}
+	if errors.Is(actx.Err(), context.DeadlineExceeded) {
+		return errs.Wrap(errs.Timeout, err, fmt.Sprintf("flow: %s timed out after %v", fn, timeout))
+	}
+	var ee *errs.Error
+	if errors.As(err, &ee) {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return errs.Wrap(errs.Timeout, err, fmt.Sprintf("flow: %s timed out", fn))
+	case errors.Is(err, context.Canceled):
+		return errs.Wrap(errs.Cancelled, err, fmt.Sprintf("flow: %s was cancelled", fn))
+	}
+	return errs.Wrap(errs.Internal, err, "")
+}
+
+func ctxError(ctx context.Context, fn string) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return errs.Wrap(errs.Timeout, ctx.Err(), fmt.Sprintf("flow: %s stopped: its caller's deadline passed", fn))
+	}
+	return errs.Wrap(errs.Cancelled, ctx.Err(), fmt.Sprintf("flow: %s stopped: its caller was cancelled", fn))
+}
+
+// finish records in's end and settles what depends on it.
+func (e *Engine) finish(in *inv, out []byte, err error) (*Outcome, error) {
+	n := &in.node
+	if in.durable && e.base.Err() != nil {
+		// The engine is closing: leave the invocation queued (its record
+		// says running) so the next Start runs it again.
+		in.abortKids()
+		return nil, errs.E(errs.Unavailable, "flow: engine closed while %s ran", n.Function)
+	}
+	n.End = e.cfg.Clock.Now()
+	n.WallMicros = n.End.Sub(n.Start).Microseconds()
+	n.Status = statusOf(err)
+	if err != nil {
+		n.ErrorCode, n.ErrorMessage = errs.CodeOf(err), errs.MessageOf(err)
+	}
+
+	in.mu.Lock()
+	in.finished = true
+	kids := in.kids
+	in.kids = nil
+	in.mu.Unlock()
+	if err != nil {
+		for _, k := range kids {
+			k.cancel()
+		}
+	} else {
+		e.handOver(in.up, kids)
+	}
+
+	if in.durable {
+		e.settle(in, out, err)
+	} else {
+		e.putNode(in, false)
+	}
+	if in.cancel != nil {
+		in.cancel()
+	}
+	e.release(in.tree)
+
+	o := &Outcome{
+		ID:       n.ID,
+		Status:   n.Status,
+		Output:   out,
+		CPU:      time.Duration(n.CPUMicros) * time.Microsecond,
+		Wall:     time.Duration(n.WallMicros) * time.Microsecond,
+		BilledMs: n.BilledMs,
+		Cold:     n.Cold,
+		Version:  n.Version,
+		Attempts: n.Attempts,
+	}
+	return o, err
+}
+
+// handOver gives the async children of an invocation that succeeded to the
+// nearest ancestor still running, so that its failure still stops them.
+func (e *Engine) handOver(up *inv, kids []*inv) {
+	if len(kids) == 0 {
+		return
+	}
+	for p := up; p != nil; p = p.up {
+		p.mu.Lock()
+		if !p.finished {
+			p.kids = append(p.kids, kids...)
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+	}
+}
+
+// abortKids cancels in's async children (its attempt failed: what it
+// started must not go on).
+func (in *inv) abortKids() {
+	in.mu.Lock()
+	kids := in.kids
+	in.kids = nil
+	in.mu.Unlock()
+	for _, k := range kids {
+		k.cancel()
+	}
+}
+
+// release ends one invocation of t; the last one ends the tree.
+func (e *Engine) release(t *tree) {
+	if t.live.Add(-1) != 0 {
+		return
+	}
+	if t.journaled.Load() {
+		// The tree is done: nothing can replay its journal any more.
+		start := journalPrefix(t.id, "")
+		end := store.PrefixEnd(start)
+		e.w.apply(func(b *pebble.Batch) { _ = b.DeleteRange(start, end, nil) })
+	}
+	if e.cfg.OnRootDone != nil {
+		e.cfg.OnRootDone(t.id)
+	}
+}
+
+// putNode writes in's record (and, for a new child, its place under the
+// parent) to the next group commit.
+func (e *Engine) putNode(in *inv, index bool) {
+	v := encodeNode(&in.node)
+	k := nodeKey(in.node.ID)
+	var ck []byte
+	if index {
+		ck = childKey(in.node.Parent, in.node.ID)
+	}
+	e.w.apply(func(b *pebble.Batch) {
+		_ = b.Set(k, v, nil)
+		if ck != nil {
+			_ = b.Set(ck, nil, nil)
+		}
+	})
+}

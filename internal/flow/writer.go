@@ -1,0 +1,102 @@
+package flow
+
+import (
+	"log/slog"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// writer group-commits the engine's in-flight records (nodes, child
+// indexes, journal entries) without fsync. An invocation only appends to a
+// shared batch and wakes the writer goroutine, which commits whatever has
+// accumulated: under load one commit carries many invocations' records, so
+// the per-invocation cost is an encode and a memcpy, not a Pebble commit.
+// Records not yet committed are lost if the process dies, which is the
+// contract for in-flight state; what must survive (the async queue) is
+// written synchronously elsewhere. Readers call flush first to see all
+// writes made before.
+type writer struct {
+	db  *pebble.DB
+	log *slog.Logger
+
+	// Lock order: commitMu, then mu. commitMu keeps batches committed in
+	// the order they were swapped out.
+	commitMu sync.Mutex
+	mu       sync.Mutex
+	b        *pebble.Batch
+
+	kick chan struct{}
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+func newWriter(db *pebble.DB, log *slog.Logger) *writer {
+	w := &writer{
+		db:   db,
+		log:  log,
+		b:    db.NewBatch(),
+		kick: make(chan struct{}, 1),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	go w.loop()
+	return w
+}
+
+func (w *writer) loop() {
+	defer close(w.done)
+	for {
+		select {
+		case <-w.kick:
+			w.flush()
+		case <-w.stop:
+			w.flush()
+			return
+		}
+	}
+}
+
+// apply adds records to the next commit.
+func (w *writer) apply(fn func(b *pebble.Batch)) {
+	w.mu.Lock()
+	fn(w.b)
+	w.mu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (w *writer) set(key, value []byte) {
+	w.apply(func(b *pebble.Batch) { _ = b.Set(key, value, nil) })
+}
+
+// flush commits everything applied so far.
+func (w *writer) flush() {
+	w.commitMu.Lock()
+	defer w.commitMu.Unlock()
+	w.mu.Lock()
+	b := w.b
+	if b.Empty() {
+		w.mu.Unlock()
+		return
+	}
+	w.b = w.db.NewBatch()
+	w.mu.Unlock()
+	if err := b.Commit(pebble.NoSync); err != nil {
+		// Only a closed or broken database fails here; the records are
+		// in-flight state, so log and go on rather than stop invocations.
+		w.log.Error("flow: commit of in-flight records failed", "err", err, "records", b.Count())
+	}
+	_ = b.Close()
+}
+
+// close commits what is pending and stops the writer goroutine.
+func (w *writer) close() {
+	w.once.Do(func() {
+		close(w.stop)
+		<-w.done
+	})
+}
