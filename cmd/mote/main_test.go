@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mote-run/mote/internal/testutil"
+)
+
+// moteBinary builds the mote command once per test binary.
+func moteBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "mote-bin-*")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "mote")
+		out, err := exec.Command(goCommand(), "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = err
+			t.Logf("%s", out)
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("building mote: %v", binErr)
+	}
+	return binPath
+}
+
+// server is a `mote serve` process.
+type server struct {
+	cmd  *exec.Cmd
+	url  string
+	done chan error
+}
+
+func startServer(t *testing.T, args ...string) *server {
+	t.Helper()
+	cmd := exec.Command(moteBinary(t), append([]string{"serve", "--addr", "127.0.0.1:0", "--data", t.TempDir()}, args...)...)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, done: make(chan error, 1)}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		cmd.Process.Kill()
+		t.Fatalf("server did not start: %v", err)
+	}
+	go func() { io.Copy(io.Discard, stdout); s.done <- cmd.Wait() }()
+	f := strings.Fields(line)
+	for _, w := range f {
+		if strings.HasPrefix(w, "http://") {
+			s.url = w
+		}
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-s.done
+	})
+	return s
+}
+
+// mote runs a client command against s and returns its exit code and output.
+func (s *server) mote(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(append(args, "--server", s.url), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestCLIAgainstServer(t *testing.T) {
+	reactor := writeModule(t, "../../examples/hello-reactor", true)
+	wasi := writeModule(t, "../../examples/hello-wasi", false)
+	s := startServer(t)
+	steps := []struct {
+		args     []string
+		wantCode int
+		wantOut  string
+	}{
+		{[]string{"deploy", "hello", reactor, "--memory", "64MiB", "--min-warm", "1"}, 0, "deployed hello version 1"},
+		{[]string{"invoke", "hello", "-d", "CLI"}, 0, "hello, CLI"},
+		{[]string{"deploy", "hello", wasi, "--env", "A=B"}, 0, "deployed hello version 2"},
+		{[]string{"invoke", "hello", "-d", "two"}, 0, "hello, two"},
+		{[]string{"ls"}, 0, "hello"},
+		{[]string{"info", "hello"}, 0, "version 2 of 2"},
+		{[]string{"rollback", "hello"}, 0, "now serves version 1"},
+		{[]string{"invoke", "hello", "-d", "@" + writeFile(t, "from a file")}, 0, "hello, from a file"},
+		{[]string{"logs", "hello"}, 0, ""},
+		{[]string{"invoke", "nope"}, 1, ""},
+		{[]string{"deploy", "bad", writeFile(t, "garbage")}, 1, ""},
+		{[]string{"rm", "hello"}, 0, "removed hello"},
+		{[]string{"invoke", "hello"}, 1, ""},
+	}
+	for _, st := range steps {
+		code, out, errOut := s.mote(t, st.args...)
+		if code != st.wantCode || !strings.Contains(out, st.wantOut) {
+			t.Fatalf("mote %s: got code %d out %q err %q; want code %d and %q", strings.Join(st.args, " "), code, out, errOut, st.wantCode, st.wantOut)
+		}
+		if code != 0 && !strings.Contains(errOut, "(") {
+			t.Errorf("mote %s: error without a code: %q", strings.Join(st.args, " "), errOut)
+		}
+	}
+}
+
+func TestServeRefusesOpenDoor(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := run([]string{"serve", "--addr", "0.0.0.0:0", "--data", t.TempDir()}, &out, &errOut)
+	if code == 0 || !strings.Contains(errOut.String(), "without an admin token") {
+		t.Errorf("serve on 0.0.0.0 without a token: got code %d, %q", code, errOut.String())
+	}
+	short := writeFile(t, "short")
+	code = run([]string{"serve", "--addr", "0.0.0.0:0", "--data", t.TempDir(), "--token-file", short}, &out, &errOut)
+	if code == 0 || !strings.Contains(errOut.String(), "too short") {
+		t.Errorf("short token: got code %d, %q", code, errOut.String())
+	}
+	for _, tc := range []struct {
+		addr string
+		want bool
+	}{{"127.0.0.1:8080", true}, {"localhost:1", true}, {"[::1]:80", true}, {"0.0.0.0:80", false}, {":8080", false}, {"10.1.2.3:80", false}} {
+		if got := isLoopback(tc.addr); got != tc.want {
+			t.Errorf("isLoopback(%q) = %v, want %v", tc.addr, got, tc.want)
+		}
+	}
+}
+
+func TestServeWithToken(t *testing.T) {
+	tok := writeFile(t, "a-long-enough-admin-token")
+	s := startServer(t, "--token-file", tok)
+	resp, err := http.Get(s.url + "/v1/functions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Errorf("without token: got %d, want 401", resp.StatusCode)
+	}
+	code, _, _ := s.mote(t, "ls", "--token", "a-long-enough-admin-token")
+	if code != 0 {
+		t.Errorf("ls with token: exit %d", code)
+	}
+}
+
+func TestSIGTERMDrainsInFlight(t *testing.T) {
+	guest := writeModule(t, "../../internal/runtime/wasm/testdata/guest", true)
+	s := startServer(t)
+	if code, _, errOut := s.mote(t, "deploy", "g", guest); code != 0 {
+		t.Fatalf("deploy: %s", errOut)
+	}
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	res := make(chan result, 1)
+	go func() {
+		resp, err := http.Post(s.url+"/fn/g", "text/plain", strings.NewReader("spin:600"))
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		res <- result{status: resp.StatusCode, body: string(b)}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	r := <-res
+	if r.err != nil || r.status != 200 || r.body != "spun" {
+		t.Errorf("in-flight invocation across SIGTERM: got %+v, want 200 spun", r)
+	}
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not exit after SIGTERM")
+	}
+	s.done <- nil // for the cleanup
+}
+
+func TestDemoRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("demo builds the examples")
+	}
+	var out bytes.Buffer
+	if err := demo("../../examples", false, &out); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{`"hello, Berkeley"`, "p50", "not a valid module", "404", "413", `"hello, still here"`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func writeModule(t *testing.T, dir string, reactor bool) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "m.wasm")
+	if err := os.WriteFile(p, testutil.BuildWasm(t, dir, reactor), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
