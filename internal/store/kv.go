@@ -311,14 +311,13 @@ func (kv *KV) Get(bucket, key string) (Entry, error) {
 	if err := kv.check(bucket, key); err != nil {
 		return Entry{}, err
 	}
-	var buf [160]byte
-	k := appendKVKey(buf[:0], bucket, key)
-	now := kv.cfg.Now().UnixNano()
 	if kv.cache != nil {
-		if e, ok := kv.cache.Get(k, now); ok {
-			return Entry{Value: bytes.Clone(e.Value), Version: e.Version, Expires: toTime(e.Expires)}, nil
+		if e, ok := kv.cachedGet(bucket, key); ok {
+			return e, nil
 		}
 	}
+	k := appendKVKey(nil, bucket, key)
+	now := kv.cfg.Now().UnixNano()
 	// A miss reads and fills the cache under the key's stripe lock, so it
 	// cannot put back a value that a concurrent write has just replaced.
 	mu := kv.lockFor(k)
@@ -334,12 +333,25 @@ func (kv *KV) Get(bucket, key string) (Entry, error) {
 	return Entry{Value: bytes.Clone(e.Value), Version: e.Version, Expires: toTime(e.Expires)}, nil
 }
 
+// cachedGet looks bucket/key up in the read cache with the key built on
+// the stack, so a hit allocates only the caller's copy of the value.
+func (kv *KV) cachedGet(bucket, key string) (Entry, bool) {
+	var buf [128]byte
+	e, ok := kv.cache.Get(appendKVKey(buf[:0], bucket, key), kv.nowNanos)
+	if !ok {
+		return Entry{}, false
+	}
+	return Entry{Value: bytes.Clone(e.Value), Version: e.Version, Expires: toTime(e.Expires)}, true
+}
+
+func (kv *KV) nowNanos() int64 { return kv.cfg.Now().UnixNano() }
+
 // readLocked returns the live record at k; the caller holds k's stripe
 // lock. With fill, a record read from Pebble is put in the cache. The
 // returned value must not be modified.
 func (kv *KV) readLocked(k []byte, now int64, fill bool) (LRUEntry, bool, error) {
 	if kv.cache != nil && fill {
-		if e, ok := kv.cache.Get(k, now); ok {
+		if e, ok := kv.cache.Get(k, func() int64 { return now }); ok {
 			return e, true, nil
 		}
 	}

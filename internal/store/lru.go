@@ -88,15 +88,16 @@ type LRUEntry struct {
 	Expires int64
 }
 
-// Get returns the entry cached for key. An entry whose expiry
-// (unix nanos) is at or before now is dropped and reported as a miss. The
+// Get returns the entry cached for key. An entry whose expiry (unix nanos)
+// is at or before now() is dropped and reported as a miss; now is only
+// called for entries that expire, keeping the clock off the common path. The
 // key is a byte slice so that lookups with a key built in a scratch buffer
 // do not allocate.
-func (c *LRU) Get(key []byte, now int64) (e LRUEntry, ok bool) {
+func (c *LRU) Get(key []byte, now func() int64) (e LRUEntry, ok bool) {
 	s := c.shardBytes(key)
 	s.mu.Lock()
 	it := s.items[string(key)]
-	if it != nil && it.expires != 0 && it.expires <= now {
+	if it != nil && it.expires != 0 && it.expires <= now() {
 		s.remove(it)
 		it = nil
 	}

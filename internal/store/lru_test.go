@@ -12,15 +12,15 @@ func TestLRUEvictsLeastRecentWithinBudget(t *testing.T) {
 	for i := range 16 {
 		c.Put(fmt.Sprintf("k%x", i), make([]byte, 10), uint64(i), 0)
 	}
-	if _, ok := c.Get([]byte("k0"), 0); !ok { // k0 becomes most recent
+	if _, ok := c.Get([]byte("k0"), at(0)); !ok { // k0 becomes most recent
 		t.Fatal("k0 missing before eviction")
 	}
 	c.Put("kx", make([]byte, 10), 99, 0) // evicts k1, the least recent
-	if _, ok := c.Get([]byte("k1"), 0); ok {
+	if _, ok := c.Get([]byte("k1"), at(0)); ok {
 		t.Error("k1 still cached, want evicted")
 	}
 	for _, k := range []string{"k0", "k2", "kx"} {
-		if _, ok := c.Get([]byte(k), 0); !ok {
+		if _, ok := c.Get([]byte(k), at(0)); !ok {
 			t.Errorf("%s evicted, want kept", k)
 		}
 	}
@@ -39,14 +39,14 @@ func TestLRUEvictsLeastRecentWithinBudget(t *testing.T) {
 func TestLRUExpiryAndOversize(t *testing.T) {
 	c := NewLRU(1<<20, 4)
 	c.Put("t", []byte("v"), 1, 100)
-	if _, ok := c.Get([]byte("t"), 99); !ok {
+	if _, ok := c.Get([]byte("t"), at(99)); !ok {
 		t.Error("entry missing before expiry")
 	}
-	if _, ok := c.Get([]byte("t"), 100); ok {
+	if _, ok := c.Get([]byte("t"), at(100)); ok {
 		t.Error("entry returned at its expiry")
 	}
 	c.Put("big", make([]byte, 1<<20), 1, 0)
-	if _, ok := c.Get([]byte("big"), 0); ok {
+	if _, ok := c.Get([]byte("big"), at(0)); ok {
 		t.Error("value over a quarter of the shard budget was cached")
 	}
 	c.Put("x", make([]byte, 1000), 1, 0)
@@ -70,7 +70,7 @@ func TestLRUHammer(t *testing.T) {
 				} else if i%11 == 0 {
 					c.Delete(k)
 				} else {
-					c.Get([]byte(k), 0)
+					c.Get([]byte(k), at(0))
 				}
 			}
 		}()
@@ -81,3 +81,6 @@ func TestLRUHammer(t *testing.T) {
 		t.Errorf("bytes %d outside [0, budget %d]", st.Bytes, st.Budget)
 	}
 }
+
+// at returns a clock stuck at unix nanos n.
+func at(n int64) func() int64 { return func() int64 { return n } }
