@@ -29,6 +29,8 @@ const (
 	hdrDeadline  = "Lambda-Runtime-Deadline-Ms"
 	hdrARN       = "Lambda-Runtime-Invoked-Function-Arn"
 	hdrTrace     = "Lambda-Runtime-Trace-Id"
+	// hdrDepth is Mote's: the invocation's depth in its call tree.
+	hdrDepth = "Mote-Depth"
 )
 
 // ServeHTTP serves this instance's Runtime API.
@@ -76,6 +78,9 @@ func (in *instance) serveNext(w http.ResponseWriter, r *http.Request) {
 	h[hdrDeadline] = []string{strconv.FormatInt(c.deadline.UnixMilli(), 10)}
 	h[hdrARN] = []string{in.m.arn()}
 	h[hdrTrace] = []string{traceID(c)}
+	if c.ev.Depth > 0 {
+		h[hdrDepth] = []string{strconv.Itoa(c.ev.Depth)}
+	}
 	h["Content-Length"] = []string{strconv.Itoa(len(c.ev.Payload))}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(c.ev.Payload)

@@ -135,11 +135,11 @@ func TestFunctionSeesLambdaContractAndSandbox(t *testing.T) {
 	}
 	var got struct {
 		Payload, ID, Deadline, ARN, Trace, Hostname string
-		UID, PID                                   int
-		Env                                        map[string]string
-		TmpWritable                                bool `json:"tmp_writable"`
-		DirWritable                                bool `json:"dir_writable"`
-		Net                                        bool
+		UID, PID                                    int
+		Env                                         map[string]string
+		TmpWritable                                 bool `json:"tmp_writable"`
+		DirWritable                                 bool `json:"dir_writable"`
+		Net                                         bool
 	}
 	if err := json.Unmarshal(res.Output, &got); err != nil {
 		t.Fatalf("%v: %s", err, res.Output)
@@ -283,7 +283,6 @@ func TestTimeoutKillsTree(t *testing.T) {
 		t.Errorf("processes left after timeout: got %d, want 0", n)
 	}
 }
-
 
 func TestInitErrors(t *testing.T) {
 	rt := newRuntime(t)

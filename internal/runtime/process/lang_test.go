@@ -1,0 +1,231 @@
+package process
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/runtime"
+)
+
+// repoRoot is the repository's root directory.
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	root, err := filepath.Abs("../../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+var (
+	buildMu    sync.Mutex
+	builtFns   = map[string]string{}
+	buildFnErr = map[string]error{}
+)
+
+// buildGoFunction builds the Go program in dir (its own module) to a
+// world-readable directory as "bootstrap", once per test binary, and
+// returns that directory.
+func buildGoFunction(t testing.TB, dir string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if out, ok := builtFns[dir]; ok {
+		return out
+	}
+	if err := buildFnErr[dir]; err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(fnDir, "build-"+filepath.Base(dir))
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "build", "-o", filepath.Join(out, "bootstrap"), ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "CGO_ENABLED=0", "GOWORK=off")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		buildFnErr[dir] = err
+		t.Fatalf("go build %s: %v\n%s", dir, err, b)
+	}
+	builtFns[dir] = out
+	return out
+}
+
+// langSpec is a spec for one of the example functions, or skips the test
+// when its interpreter is not installed.
+func langSpec(t testing.TB, lang string) runtime.Spec {
+	t.Helper()
+	root := repoRoot(t)
+	spec := runtime.Spec{Function: "hello-" + lang, Version: "v1", Kind: runtime.KindProcess, Env: map[string]string{}}
+	switch lang {
+	case "go-lambda":
+		spec.Dir = buildGoFunction(t, filepath.Join(root, "examples", "hello-go-lambda"))
+		spec.Handler = "./bootstrap"
+	case "go-sdk":
+		spec.Dir = buildGoFunction(t, filepath.Join(root, "internal", "runtime", "process", "testdata", "gosdk"))
+		spec.Handler = "./bootstrap"
+	case "python":
+		needInterpreter(t, "python3")
+		spec.Dir = filepath.Join(root, "examples", "hello-python")
+		spec.Handler = "python3 -m mote handler.handler"
+		spec.Env["PYTHONPATH"] = filepath.Join(root, "sdk", "python")
+	case "node":
+		needInterpreter(t, "node")
+		spec.Dir = filepath.Join(root, "examples", "hello-node")
+		spec.Handler = "node " + filepath.Join(root, "sdk", "js", "bootstrap.mjs") + " handler.handler"
+	default:
+		t.Fatalf("unknown language %q", lang)
+	}
+	return spec
+}
+
+func needInterpreter(t testing.TB, name string) {
+	t.Helper()
+	for _, d := range filepath.SplitList(DefaultPath) {
+		if _, err := os.Stat(filepath.Join(d, name)); err == nil {
+			return
+		}
+	}
+	t.Skipf("%s is not installed in %s", name, DefaultPath)
+}
+
+// kvHost is a Host that records log lines and kv.put calls.
+type kvHost struct {
+	recorder
+	puts []string
+}
+
+func (h *kvHost) Call(ctx context.Context, op string, args [][]byte) ([]byte, error) {
+	if op == "kv.put" {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if len(args) != 2 {
+			return nil, errs.E(errs.BadRequest, "kv.put: want 2 args")
+		}
+		h.puts = append(h.puts, string(args[0])+"="+string(args[1]))
+		return nil, nil
+	}
+	return h.recorder.Call(ctx, op, args)
+}
+
+func TestExamples(t *testing.T) {
+	rt := newRuntime(t)
+	for _, lang := range []string{"go-lambda", "python", "node"} {
+		t.Run(lang, func(t *testing.T) {
+			in := startInstance(t, rt, langSpec(t, lang))
+			tests := []struct {
+				payload  string
+				wantCode errs.Code
+				wantPut  string
+			}{
+				{`{"name":"ada"}`, "", ""},
+				{`{"name":"bob","store":true}`, "", "bob=hello bob"},
+				{`{}`, errs.FunctionError, ""},
+				{`{"name":"cy"}`, "", ""},
+			}
+			for _, tt := range tests {
+				if lang == "go-lambda" && tt.wantPut != "" {
+					continue // aws-lambda-go knows nothing of Mote's host calls
+				}
+				h := &kvHost{}
+				ev := event(tt.payload)
+				ev.Host = h
+				res, _, err := in.Invoke(context.Background(), ev)
+				if got := errs.CodeOf(err); got != tt.wantCode {
+					t.Fatalf("%s: code: got %q (%v), want %q", tt.payload, got, err, tt.wantCode)
+				}
+				if err != nil {
+					if !strings.Contains(errs.MessageOf(err), "name is required") {
+						t.Errorf("%s: error: got %q, want it to say name is required", tt.payload, errs.MessageOf(err))
+					}
+					continue
+				}
+				var got struct{ Greeting, RequestID, Function string }
+				if err := json.Unmarshal(res.Output, &got); err != nil {
+					t.Fatalf("%s: %v: %s", tt.payload, err, res.Output)
+				}
+				var in struct{ Name string }
+				_ = json.Unmarshal([]byte(tt.payload), &in)
+				if got.Greeting != "hello "+in.Name {
+					t.Errorf("greeting: got %q, want %q", got.Greeting, "hello "+in.Name)
+				}
+				if got.Function != "hello-"+lang {
+					t.Errorf("function: got %q, want %q", got.Function, "hello-"+lang)
+				}
+				if lines := h.lines(); len(lines) != 1 || lines[0] != "greeting "+in.Name {
+					t.Errorf("log lines: got %q, want [%q]", lines, "greeting "+in.Name)
+				}
+				if strings.Join(h.puts, ",") != tt.wantPut {
+					t.Errorf("kv.put calls: got %q, want %q", h.puts, tt.wantPut)
+				}
+			}
+		})
+	}
+}
+
+func TestGoSDKNative(t *testing.T) {
+	rt := newRuntime(t)
+	in := startInstance(t, rt, langSpec(t, "go-sdk"))
+	tests := []struct {
+		payload, want string
+		wantCode      errs.Code
+		wantReuse     bool
+	}{
+		{"hello", "hello", "", true},
+		{"call", "got k1v1", "", true},
+		{"missing", "not_found|no such key", "", true},
+		{"context", "", "", true}, // checked below
+		{"fail", "", errs.FunctionError, true},
+		{"panic", "", errs.FunctionError, false},
+	}
+	for _, tt := range tests {
+		ev := event(tt.payload)
+		ev.Root, ev.Parent, ev.Depth = "r-1", "p-1", 3
+		res, _, err := in.Invoke(context.Background(), ev)
+		if got := errs.CodeOf(err); got != tt.wantCode {
+			t.Fatalf("%s: code: got %q (%v), want %q", tt.payload, got, err, tt.wantCode)
+		}
+		want := tt.want
+		if tt.payload == "context" {
+			want = ev.ID + "|r-1|p-1|3|hello-go-sdk"
+		}
+		if err == nil && string(res.Output) != want {
+			t.Errorf("%s: got %q, want %q", tt.payload, res.Output, want)
+		}
+		if tt.payload == "panic" {
+			// The SDK reports the panic, then exits so the instance is replaced.
+			<-in.(*instance).proc.Done()
+		}
+		if got := in.Reusable(); got != tt.wantReuse {
+			t.Errorf("%s: Reusable: got %v, want %v", tt.payload, got, tt.wantReuse)
+		}
+	}
+}
+
+func TestSDKUnitTests(t *testing.T) {
+	root := repoRoot(t)
+	t.Run("python", func(t *testing.T) {
+		needInterpreter(t, "python3")
+		cmd := exec.Command("/usr/bin/python3", "-m", "unittest", "discover", "-s", "tests")
+		cmd.Dir = filepath.Join(root, "sdk", "python")
+		cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("python sdk tests: %v\n%s", err, b)
+		}
+	})
+	t.Run("node", func(t *testing.T) {
+		needInterpreter(t, "node")
+		cmd := exec.Command("node", "--test", "test/")
+		cmd.Dir = filepath.Join(root, "sdk", "js")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("js sdk tests: %v\n%s", err, b)
+		}
+	})
+}

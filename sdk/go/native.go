@@ -1,0 +1,209 @@
+//go:build !wasip1
+
+package mote
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// A native build is a process function: Start runs the AWS Lambda Runtime
+// API loop against the endpoint in AWS_LAMBDA_RUNTIME_API, and Call reaches
+// the host API through Mote's extension of that endpoint,
+// POST /2018-06-01/mote/call/{op}.
+
+const (
+	pathNext      = "/2018-06-01/runtime/invocation/next"
+	pathInvPrefix = "/2018-06-01/runtime/invocation/"
+	pathInitError = "/2018-06-01/runtime/init/error"
+	pathCall      = "/2018-06-01/mote/call/"
+)
+
+var (
+	function = os.Getenv("AWS_LAMBDA_FUNCTION_NAME")
+	version  = os.Getenv("AWS_LAMBDA_FUNCTION_VERSION")
+	apiAddr  = os.Getenv("AWS_LAMBDA_RUNTIME_API")
+
+	// current is the id of the invocation being served; Call sends it so
+	// the platform knows which invocation a host call belongs to.
+	currentMu sync.RWMutex
+	current   string
+
+	// callConns are idle connections for host calls (a handler may make
+	// them from several goroutines at once).
+	callConnsMu sync.Mutex
+	callConns   []*apiConn
+)
+
+// Start runs the function: it asks the platform for each event in turn,
+// calls the handler, and posts its result or error. It returns only when
+// the platform goes away, by exiting the process.
+func Start() {
+	if apiAddr == "" {
+		fatal("mote: AWS_LAMBDA_RUNTIME_API is not set; run this program as a Mote (or AWS Lambda) process function")
+	}
+	c, err := dialAPI(apiAddr)
+	if err != nil {
+		fatal(err.Error())
+	}
+	if handler == nil {
+		body, _ := json.Marshal(lambdaError{Message: "no handler registered (call mote.Handle from init)", Type: "Runtime.NoHandler"})
+		c.do("POST", pathInitError, "", body)
+		fatal("mote: no handler registered (call mote.Handle from init)")
+	}
+	for {
+		resp, err := c.do("GET", pathNext, "", nil)
+		if err != nil {
+			fatal("mote: runtime api: " + err.Error())
+		}
+		if resp.status != 200 {
+			fatal(fmt.Sprintf("mote: runtime api: next: status %d: %s", resp.status, resp.body))
+		}
+		ctx := newContext(resp)
+		setCurrent(ctx.InvocationID)
+		out, err, panicked := runNative(ctx, resp.body)
+		setCurrent("")
+		path := pathInvPrefix + ctx.InvocationID + "/response"
+		if err != nil {
+			typ := "FunctionError"
+			if panicked {
+				typ = "Runtime.Panic"
+			}
+			out, _ = json.Marshal(lambdaError{Message: err.Error(), Type: typ})
+			path = pathInvPrefix + ctx.InvocationID + "/error"
+		}
+		if _, err := c.do("POST", path, "", out); err != nil {
+			fatal("mote: runtime api: " + err.Error())
+		}
+		if panicked {
+			// The handler's state may be broken: let the platform replace
+			// this instance, as a wasm reactor's would be.
+			os.Exit(2)
+		}
+	}
+}
+
+// lambdaError is the Runtime API's error body.
+type lambdaError struct {
+	Message string `json:"errorMessage"`
+	Type    string `json:"errorType"`
+}
+
+func newContext(r *apiResponse) *Context {
+	ctx := &Context{InvocationID: r.requestID, Function: function, Version: version}
+	if ms, err := strconv.ParseInt(r.deadline, 10, 64); err == nil {
+		ctx.Deadline = time.UnixMilli(ms)
+	}
+	// Mote's trace header names the call tree: Root=...;Parent=...
+	for _, part := range strings.Split(r.trace, ";") {
+		k, v, _ := strings.Cut(part, "=")
+		switch k {
+		case "Root":
+			ctx.RootID = v
+		case "Parent":
+			ctx.ParentID = v
+		}
+	}
+	if ctx.RootID == "" {
+		ctx.RootID = ctx.InvocationID
+	}
+	ctx.Depth, _ = strconv.Atoi(r.depth)
+	return ctx
+}
+
+func runNative(ctx *Context, event []byte) (out []byte, err error, panicked bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			out, err, panicked = nil, fmt.Errorf("panic: %v", p), true
+		}
+	}()
+	out, err = handler(ctx, event)
+	return out, err, false
+}
+
+func setCurrent(id string) {
+	currentMu.Lock()
+	current = id
+	currentMu.Unlock()
+}
+
+func fatal(msg string) {
+	fmt.Fprintln(os.Stderr, msg)
+	os.Exit(1)
+}
+
+// Log writes a formatted line to the function's log. In a process
+// function that is standard error, which the platform attributes to the
+// running invocation.
+func Log(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if !strings.HasSuffix(msg, "\n") {
+		msg += "\n"
+	}
+	os.Stderr.WriteString(msg)
+}
+
+// Call makes the host call op with args and returns its result, or an
+// *Error carrying the host's error code. It must be called while a handler
+// runs (the call belongs to that invocation).
+func Call(op string, args ...[]byte) ([]byte, error) {
+	currentMu.RLock()
+	id := current
+	currentMu.RUnlock()
+	if id == "" {
+		return nil, &Error{Code: "bad_request", Message: "mote: host call outside an invocation"}
+	}
+	c, err := takeCallConn()
+	if err != nil {
+		return nil, &Error{Code: "unavailable", Message: err.Error()}
+	}
+	resp, err := c.do("POST", pathCall+op, id, appendArgs(nil, args...))
+	if err != nil {
+		c.conn.Close()
+		return nil, &Error{Code: "unavailable", Message: "mote: host call: " + err.Error()}
+	}
+	putCallConn(c)
+	if resp.status == 200 {
+		return resp.body, nil
+	}
+	var e struct {
+		Error string `json:"error"`
+		Code  string `json:"code"`
+	}
+	if json.Unmarshal(resp.body, &e) != nil || e.Code == "" {
+		return nil, &Error{Code: "internal", Message: fmt.Sprintf("mote: host call: status %d", resp.status)}
+	}
+	return nil, &Error{Code: e.Code, Message: e.Error}
+}
+
+func takeCallConn() (*apiConn, error) {
+	callConnsMu.Lock()
+	if n := len(callConns); n > 0 {
+		c := callConns[n-1]
+		callConns = callConns[:n-1]
+		callConnsMu.Unlock()
+		return c, nil
+	}
+	callConnsMu.Unlock()
+	if apiAddr == "" {
+		return nil, fmt.Errorf("mote: AWS_LAMBDA_RUNTIME_API is not set")
+	}
+	return dialAPI(apiAddr)
+}
+
+func putCallConn(c *apiConn) {
+	callConnsMu.Lock()
+	if len(callConns) < 8 {
+		callConns = append(callConns, c)
+		c = nil
+	}
+	callConnsMu.Unlock()
+	if c != nil {
+		c.conn.Close()
+	}
+}

@@ -1,0 +1,205 @@
+"""Mote's Python SDK for process functions (standard library only).
+
+A function is a module with ``handler(event, context)``; run it with the
+bootstrap, which speaks the AWS Lambda Runtime API that Mote serves::
+
+    python3 -m mote handler.handler
+
+``event`` is the decoded JSON payload (``bytes`` when it is not JSON);
+the return value is encoded as JSON (``bytes`` and ``str`` are sent as
+they are). An exception fails the invocation with code function_error.
+``call(op, *args)`` makes a host call (kv, invoke, ...) for the running
+invocation; ``log(msg)`` writes a line to its log, as ``print`` does.
+"""
+
+import http.client
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+
+__all__ = ["Context", "MoteError", "call", "log", "start", "encode_args", "decode_args"]
+
+_API = "/2018-06-01"
+
+
+class MoteError(Exception):
+    """A failed host call: ``code`` is one of Mote's stable error codes."""
+
+    def __init__(self, code, message):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class Context:
+    """The invocation being served, with Lambda's attribute names."""
+
+    def __init__(self, headers):
+        self.aws_request_id = headers.get("Lambda-Runtime-Aws-Request-Id", "")
+        self.invoked_function_arn = headers.get("Lambda-Runtime-Invoked-Function-Arn", "")
+        self.deadline_ms = int(headers.get("Lambda-Runtime-Deadline-Ms", "0") or 0)
+        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
+        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "")
+        self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
+        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
+        trace = dict(p.split("=", 1) for p in headers.get("Lambda-Runtime-Trace-Id", "").split(";") if "=" in p)
+        self.root_id = trace.get("Root", self.aws_request_id)
+        self.parent_id = trace.get("Parent", "")
+        self.depth = int(headers.get("Mote-Depth", "0") or 0)
+
+    def get_remaining_time_in_millis(self):
+        return max(0, self.deadline_ms - int(time.time() * 1000))
+
+    def call(self, op, *args):
+        return call(op, *args)
+
+
+def encode_args(*args):
+    """Encodes host-call arguments: each as uvarint(len) then its bytes."""
+    out = bytearray()
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode()
+        elif not isinstance(a, (bytes, bytearray)):
+            raise TypeError(f"host call arguments are bytes or str, not {type(a).__name__}")
+        n = len(a)
+        while n >= 0x80:
+            out.append(n & 0x7F | 0x80)
+            n >>= 7
+        out.append(n)
+        out += a
+    return bytes(out)
+
+
+def decode_args(b):
+    """Decodes an argument list made by encode_args."""
+    args, i = [], 0
+    while i < len(b):
+        n, shift = 0, 0
+        while True:
+            if i >= len(b) or shift > 63:
+                raise ValueError("malformed argument list")
+            c = b[i]
+            i += 1
+            n |= (c & 0x7F) << shift
+            shift += 7
+            if c < 0x80:
+                break
+        if i + n > len(b):
+            raise ValueError("malformed argument list")
+        args.append(bytes(b[i:i + n]))
+        i += n
+    return args
+
+
+_state = threading.local()
+_current = {"id": ""}
+
+
+def _conn():
+    c = getattr(_state, "conn", None)
+    if c is None:
+        addr = os.environ.get("AWS_LAMBDA_RUNTIME_API")
+        if not addr:
+            raise MoteError("unavailable", "AWS_LAMBDA_RUNTIME_API is not set")
+        host, _, port = addr.rpartition(":")
+        c = http.client.HTTPConnection(host, int(port))
+        _state.conn = c
+    return c
+
+
+def _request(method, path, body=None, headers=None):
+    for attempt in (0, 1):
+        c = _conn()
+        try:
+            c.request(method, _API + path, body=body, headers=headers or {})
+            r = c.getresponse()
+            return r.status, r.headers, r.read()
+        except (ConnectionError, http.client.HTTPException):
+            c.close()
+            _state.conn = None
+            if attempt:
+                raise
+
+
+def call(op, *args):
+    """Makes host call ``op`` for the running invocation; returns bytes or
+    raises MoteError with the host's error code."""
+    rid = _current["id"]
+    if not rid:
+        raise MoteError("bad_request", "host call outside an invocation")
+    status, _, body = _request("POST", "/mote/call/" + op, encode_args(*args),
+                               {"Lambda-Runtime-Aws-Request-Id": rid})
+    if status == 200:
+        return body
+    try:
+        e = json.loads(body)
+        raise MoteError(e.get("code", "internal"), e.get("error", ""))
+    except ValueError:
+        raise MoteError("internal", f"host call failed with status {status}") from None
+
+
+def log(msg):
+    """Writes one line to the invocation's log."""
+    sys.stderr.write(str(msg).rstrip("\n") + "\n")
+    sys.stderr.flush()
+
+
+def _error_body(exc):
+    return json.dumps({
+        "errorMessage": str(exc),
+        "errorType": type(exc).__name__,
+        "stackTrace": traceback.format_tb(exc.__traceback__),
+    }).encode()
+
+
+def _decode_event(body):
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body
+
+
+def _encode_result(v):
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v)
+    if isinstance(v, str):
+        return v.encode()
+    return json.dumps(v).encode()
+
+
+def init_error(exc):
+    """Reports that the function could not start, then exits."""
+    try:
+        _request("POST", "/runtime/init/error", _error_body(exc),
+                 {"Lambda-Runtime-Function-Error-Type": "Runtime.InitError"})
+    finally:
+        traceback.print_exception(exc)
+        sys.exit(1)
+
+
+def start(handler):
+    """Runs the Runtime API loop, calling ``handler(event, context)`` for
+    each event. Never returns."""
+    while True:
+        status, headers, body = _request("GET", "/runtime/invocation/next")
+        if status != 200:
+            log(f"mote: runtime api next: status {status}")
+            sys.exit(1)
+        ctx = Context(headers)
+        _current["id"] = ctx.aws_request_id
+        path = f"/runtime/invocation/{ctx.aws_request_id}/response"
+        try:
+            out = _encode_result(handler(_decode_event(body), ctx))
+        except Exception as exc:  # the function's failure, reported to the caller
+            out = _error_body(exc)
+            path = f"/runtime/invocation/{ctx.aws_request_id}/error"
+        finally:
+            _current["id"] = ""
+        _request("POST", path, out, {"Content-Type": "application/json"})
