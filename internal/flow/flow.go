@@ -211,6 +211,7 @@ type Engine struct {
 	ownLedger bool
 
 	slots sync.Map // function name → *atomic.Int64, attempts running
+	live  sync.Map // id → *inv, children running (their records are written at the end)
 
 	// base is cancelled by Close; async work (the queue, invoke_async
 	// children) runs under it.
@@ -383,7 +384,16 @@ func (e *Engine) run(ctx context.Context, in *inv) (*Outcome, error) {
 		n.Start = e.cfg.Clock.Now()
 	}
 	n.Status = StatusRunning
-	e.putNode(in, n.Parent != "")
+	// A child's record is written once, when it ends (with its place under
+	// the parent): child calls are the hot path, and one record instead of
+	// two halves the bytes every call costs the store. Roots are written at
+	// the start too, so a running tree can be traced from its root.
+	child := n.Parent != ""
+	if !child {
+		e.putNode(in, false)
+	} else {
+		e.live.Store(n.ID, in)
+	}
 
 	var out []byte
 	var err error
@@ -393,7 +403,9 @@ func (e *Engine) run(ctx context.Context, in *inv) (*Outcome, error) {
 		if err == nil || try >= in.max || ctx.Err() != nil || !in.pol.retryable(errs.CodeOf(err)) {
 			break
 		}
-		e.putNode(in, false)
+		if !child {
+			e.putNode(in, false)
+		}
 		if serr := e.cfg.Clock.Sleep(ctx, in.pol.Backoff.delay(try)); serr != nil {
 			err = ctxError(ctx, n.Function)
 			break
@@ -551,7 +563,10 @@ func (e *Engine) finish(in *inv, out []byte, err error) (*Outcome, error) {
 	if in.durable {
 		e.settle(in, out, err)
 	} else {
-		e.putNode(in, false)
+		e.putNode(in, n.Parent != "")
+		if n.Parent != "" {
+			e.live.Delete(n.ID) // after the record is queued: Get sees one or the other
+		}
 	}
 	if in.cancel != nil {
 		in.cancel()
@@ -570,6 +585,15 @@ func (e *Engine) finish(in *inv, out []byte, err error) (*Outcome, error) {
 		Attempts: n.Attempts,
 	}
 	return o, err
+}
+
+// snapshot is what Get shows of a child still running: the fields fixed
+// before it was registered in Engine.live (the rest belongs to the
+// goroutine running it).
+func (in *inv) snapshot() *Node {
+	n := &in.node
+	return &Node{ID: n.ID, Parent: n.Parent, Root: n.Root, Depth: n.Depth, Function: n.Function,
+		Status: StatusRunning, Async: n.Async, Start: n.Start}
 }
 
 // handOver gives the async children of an invocation that succeeded to the
