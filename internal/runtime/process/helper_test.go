@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/mote-run/mote/internal/host"
 	"github.com/mote-run/mote/internal/sandbox"
+	"golang.org/x/sys/unix"
 )
 
 // The test binary doubles as the sandbox init (MaybeRunInit) and as a set
@@ -165,12 +167,19 @@ func runTestFunction(name string) int {
 			code, b := c.hostCall(id, string(payload), []byte("k1"), []byte("v1"))
 			c.respond(id, []byte(strconv.Itoa(code)+" "+string(b)))
 		case "spin":
-			// 60 ms of CPU, then 150 ms blocked: only the first is billed.
-			end := time.Now().Add(60 * time.Millisecond)
+			// 60 ms of CPU (by this thread's CPU clock, so a busy machine
+			// does not shorten it), then 150 ms blocked: only the first
+			// is billed.
+			runtime.LockOSThread()
+			var ts unix.Timespec
+			_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
+			end := ts.Nano() + int64(60*time.Millisecond)
 			n := 0
-			for time.Now().Before(end) {
+			for ts.Nano() < end {
 				n++
+				_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
 			}
+			runtime.UnlockOSThread()
 			time.Sleep(150 * time.Millisecond)
 			c.respond(id, []byte(strconv.Itoa(n%2)))
 		case "oom":

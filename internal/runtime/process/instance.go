@@ -42,6 +42,8 @@ type instance struct {
 	busy     atomic.Bool
 	reusable atomic.Bool
 
+	oomSeen uint64 // OOM kills counted so far; read on failures only
+
 	readyOnce, closeOnce sync.Once
 	serveDone            chan struct{}
 }
@@ -197,7 +199,6 @@ func (in *instance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Resu
 		id = newID()
 	}
 	c := &call{id: id, ev: ev, ctx: ctx, deadline: deadline, done: make(chan struct{})}
-	oom0 := in.proc.OOMKills()
 	cpu0, cpuErr := in.proc.CPU()
 	start := time.Now()
 	in.out.setCall(c)
@@ -240,10 +241,15 @@ func (in *instance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Resu
 		in.reusable.Store(false)
 		in.proc.Kill()
 	}
-	if err != nil && in.proc.OOMKills() > oom0 {
-		in.reusable.Store(false)
-		in.proc.Kill()
-		err = errs.E(errs.OutOfMemory, "process: function exceeded its memory limit of %d MiB", in.m.spec.MemoryLimit>>20)
+	// The OOM counter only grows; it is read on failures only, to keep
+	// the warm path to two reads of the CPU counter.
+	if err != nil {
+		if oom := in.proc.OOMKills(); oom > in.oomSeen {
+			in.oomSeen = oom
+			in.reusable.Store(false)
+			in.proc.Kill()
+			err = errs.E(errs.OutOfMemory, "process: function exceeded its memory limit of %d MiB", in.m.spec.MemoryLimit>>20)
+		}
 	}
 	var u runtime.Usage
 	u.Wall = time.Since(start)
