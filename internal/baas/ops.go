@@ -60,7 +60,7 @@ type opSpec struct {
 	min, max int // argument count; max < 0: unbounded
 	bucket   bool
 	need     access
-	fn       func(s *Service, ctx context.Context, who *Caller, a args) ([]byte, error)
+	fn       func(s *Service, ctx context.Context, who Caller, a args) ([]byte, error)
 }
 
 var ops map[string]opSpec
@@ -135,7 +135,7 @@ func (s *Service) Call(ctx context.Context, who Caller, op string, argv [][]byte
 			return nil, err
 		}
 	}
-	return spec.fn(s, ctx, &who, args{op: op, v: argv})
+	return spec.fn(s, ctx, who, args{op: op, v: argv})
 }
 
 func arityErr(op string, spec opSpec) error {
@@ -214,12 +214,12 @@ func listResult(next string, keys []string) []byte {
 	return out
 }
 
-func (s *Service) kvGet(_ context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) kvGet(_ context.Context, _ Caller, a args) ([]byte, error) {
 	e, err := s.kv.Get(a.str(0), a.str(1))
 	return e.Value, err
 }
 
-func (s *Service) kvGetV(_ context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) kvGetV(_ context.Context, _ Caller, a args) ([]byte, error) {
 	e, err := s.kv.Get(a.str(0), a.str(1))
 	if err != nil {
 		return nil, err
@@ -227,7 +227,7 @@ func (s *Service) kvGetV(_ context.Context, _ *Caller, a args) ([]byte, error) {
 	return host.AppendArgs(nil, e.Value, strconv.AppendUint(nil, e.Version, 10)), nil
 }
 
-func (s *Service) kvPut(_ context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) kvPut(_ context.Context, _ Caller, a args) ([]byte, error) {
 	ttl, err := a.ms(3, "ttl_ms")
 	if err != nil {
 		return nil, err
@@ -243,7 +243,7 @@ func (s *Service) kvPut(_ context.Context, _ *Caller, a args) ([]byte, error) {
 	return strconv.AppendUint(nil, ver, 10), nil
 }
 
-func (s *Service) kvDelete(_ context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) kvDelete(_ context.Context, _ Caller, a args) ([]byte, error) {
 	d, err := a.durability(2)
 	if err != nil {
 		return nil, err
@@ -251,7 +251,7 @@ func (s *Service) kvDelete(_ context.Context, _ *Caller, a args) ([]byte, error)
 	return nil, s.kv.Delete(a.str(0), a.str(1), store.WriteOptions{Durability: d})
 }
 
-func (s *Service) kvCAS(_ context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) kvCAS(_ context.Context, _ Caller, a args) ([]byte, error) {
 	ver, err := a.uint(2, "version")
 	if err != nil {
 		return nil, err
@@ -271,7 +271,7 @@ func (s *Service) kvCAS(_ context.Context, _ *Caller, a args) ([]byte, error) {
 	return strconv.AppendUint(nil, nv, 10), nil
 }
 
-func (s *Service) kvIncr(_ context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) kvIncr(_ context.Context, _ Caller, a args) ([]byte, error) {
 	delta, err := a.int(2, "delta", 1)
 	if err != nil {
 		return nil, err
@@ -295,7 +295,7 @@ func (a args) page(first int) (prefix, cursor string, limit int, err error) {
 	return a.str(first), a.str(first + 1), int(min(max(l, 0), 1000)), nil
 }
 
-func (s *Service) kvList(_ context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) kvList(_ context.Context, _ Caller, a args) ([]byte, error) {
 	prefix, cursor, limit, err := a.page(1)
 	if err != nil {
 		return nil, err
@@ -307,7 +307,7 @@ func (s *Service) kvList(_ context.Context, _ *Caller, a args) ([]byte, error) {
 	return listResult(p.Next, p.Keys), nil
 }
 
-func (s *Service) kvBatch(_ context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) kvBatch(_ context.Context, _ Caller, a args) ([]byte, error) {
 	d, err := a.durability(1)
 	if err != nil {
 		return nil, err
@@ -340,7 +340,7 @@ func (s *Service) kvBatch(_ context.Context, _ *Caller, a args) ([]byte, error) 
 	return out, nil
 }
 
-func (s *Service) objPut(_ context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) objPut(_ context.Context, _ Caller, a args) ([]byte, error) {
 	data := a.bytes(2)
 	if int64(len(data)) > s.cfg.MaxHostObjectBytes {
 		return nil, errs.E(errs.PayloadTooLarge, "obj.put moves at most %d bytes per call; use the HTTP API for larger objects", s.cfg.MaxHostObjectBytes)
@@ -352,7 +352,7 @@ func (s *Service) objPut(_ context.Context, _ *Caller, a args) ([]byte, error) {
 	return host.AppendArgs(nil, decimal(info.Size), []byte(info.SHA256)), nil
 }
 
-func (s *Service) objGet(_ context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) objGet(_ context.Context, _ Caller, a args) ([]byte, error) {
 	off, err := a.int(2, "offset", 0)
 	if err != nil {
 		return nil, err
@@ -380,7 +380,7 @@ func (s *Service) objGet(_ context.Context, _ *Caller, a args) ([]byte, error) {
 	return out, nil
 }
 
-func (s *Service) objHead(_ context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) objHead(_ context.Context, _ Caller, a args) ([]byte, error) {
 	info, err := s.obj.Head(a.str(0), a.str(1))
 	if err != nil {
 		return nil, err
@@ -389,11 +389,11 @@ func (s *Service) objHead(_ context.Context, _ *Caller, a args) ([]byte, error) 
 		decimal(info.Modified.UnixMilli())), nil
 }
 
-func (s *Service) objDelete(_ context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) objDelete(_ context.Context, _ Caller, a args) ([]byte, error) {
 	return nil, s.obj.Delete(a.str(0), a.str(1))
 }
 
-func (s *Service) objList(_ context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) objList(_ context.Context, _ Caller, a args) ([]byte, error) {
 	prefix, cursor, limit, err := a.page(1)
 	if err != nil {
 		return nil, err
@@ -409,7 +409,7 @@ func (s *Service) objList(_ context.Context, _ *Caller, a args) ([]byte, error) 
 	return listResult(next, keys), nil
 }
 
-func (s *Service) ephPut(_ context.Context, who *Caller, a args) ([]byte, error) {
+func (s *Service) ephPut(_ context.Context, who Caller, a args) ([]byte, error) {
 	ttl, err := a.ms(2, "ttl_ms")
 	if err != nil {
 		return nil, err
@@ -417,15 +417,15 @@ func (s *Service) ephPut(_ context.Context, who *Caller, a args) ([]byte, error)
 	return nil, s.eph.Put(who.Root, a.str(0), a.bytes(1), ttl, store.DefaultDurability)
 }
 
-func (s *Service) ephGet(_ context.Context, who *Caller, a args) ([]byte, error) {
+func (s *Service) ephGet(_ context.Context, who Caller, a args) ([]byte, error) {
 	return s.eph.Get(who.Root, a.str(0))
 }
 
-func (s *Service) ephDelete(_ context.Context, who *Caller, a args) ([]byte, error) {
+func (s *Service) ephDelete(_ context.Context, who Caller, a args) ([]byte, error) {
 	return nil, s.eph.Delete(who.Root, a.str(0), store.DefaultDurability)
 }
 
-func (s *Service) ephList(_ context.Context, who *Caller, a args) ([]byte, error) {
+func (s *Service) ephList(_ context.Context, who Caller, a args) ([]byte, error) {
 	prefix, cursor, limit, err := a.page(0)
 	if err != nil {
 		return nil, err
@@ -437,7 +437,7 @@ func (s *Service) ephList(_ context.Context, who *Caller, a args) ([]byte, error
 	return listResult(p.Next, p.Keys), nil
 }
 
-func (s *Service) counterAdd(_ context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) counterAdd(_ context.Context, _ Caller, a args) ([]byte, error) {
 	delta, err := a.int(2, "delta", 1)
 	if err != nil {
 		return nil, err
@@ -449,7 +449,7 @@ func (s *Service) counterAdd(_ context.Context, _ *Caller, a args) ([]byte, erro
 	return decimal(n), nil
 }
 
-func (s *Service) counterGet(_ context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) counterGet(_ context.Context, _ Caller, a args) ([]byte, error) {
 	n, err := s.coord.Counter(a.str(0), a.str(1))
 	if err != nil {
 		return nil, err
@@ -457,7 +457,7 @@ func (s *Service) counterGet(_ context.Context, _ *Caller, a args) ([]byte, erro
 	return decimal(n), nil
 }
 
-func (s *Service) barrierWait(ctx context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) barrierWait(ctx context.Context, _ Caller, a args) ([]byte, error) {
 	n, err := a.int(2, "n", 0)
 	if err != nil {
 		return nil, err
@@ -476,7 +476,7 @@ func (s *Service) barrierWait(ctx context.Context, _ *Caller, a args) ([]byte, e
 	return decimal(int64(idx)), nil
 }
 
-func (s *Service) queuePush(_ context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) queuePush(_ context.Context, _ Caller, a args) ([]byte, error) {
 	n, err := s.coord.Push(a.str(0), a.str(1), a.v[2:]...)
 	if err != nil {
 		return nil, err
@@ -484,7 +484,7 @@ func (s *Service) queuePush(_ context.Context, _ *Caller, a args) ([]byte, error
 	return decimal(n), nil
 }
 
-func (s *Service) queuePop(ctx context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) queuePop(ctx context.Context, _ Caller, a args) ([]byte, error) {
 	timeout, err := a.ms(2, "timeout_ms")
 	if err != nil {
 		return nil, err
@@ -492,7 +492,7 @@ func (s *Service) queuePop(ctx context.Context, _ *Caller, a args) ([]byte, erro
 	return s.coord.Pop(ctx, a.str(0), a.str(1), timeout)
 }
 
-func (s *Service) queueLen(_ context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) queueLen(_ context.Context, _ Caller, a args) ([]byte, error) {
 	n, err := s.coord.Len(a.str(0), a.str(1))
 	if err != nil {
 		return nil, err
@@ -500,7 +500,7 @@ func (s *Service) queueLen(_ context.Context, _ *Caller, a args) ([]byte, error)
 	return decimal(n), nil
 }
 
-func (s *Service) signalPublish(_ context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) signalPublish(_ context.Context, _ Caller, a args) ([]byte, error) {
 	n, err := s.coord.Publish(a.str(0), a.str(1), a.bytes(2))
 	if err != nil {
 		return nil, err
@@ -508,7 +508,7 @@ func (s *Service) signalPublish(_ context.Context, _ *Caller, a args) ([]byte, e
 	return decimal(int64(n)), nil
 }
 
-func (s *Service) signalWait(ctx context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) signalWait(ctx context.Context, _ Caller, a args) ([]byte, error) {
 	timeout, err := a.ms(2, "timeout_ms")
 	if err != nil {
 		return nil, err
@@ -516,7 +516,7 @@ func (s *Service) signalWait(ctx context.Context, _ *Caller, a args) ([]byte, er
 	return s.coord.WaitSignal(ctx, a.str(0), a.str(1), timeout)
 }
 
-func (s *Service) leaseAcquire(ctx context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) leaseAcquire(ctx context.Context, _ Caller, a args) ([]byte, error) {
 	ttl, err := a.ms(2, "ttl_ms")
 	if err != nil {
 		return nil, err
@@ -532,7 +532,7 @@ func (s *Service) leaseAcquire(ctx context.Context, _ *Caller, a args) ([]byte, 
 	return host.AppendArgs(nil, []byte(l.Token), decimal(l.Expires.UnixMilli())), nil
 }
 
-func (s *Service) leaseRenew(_ context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) leaseRenew(_ context.Context, _ Caller, a args) ([]byte, error) {
 	ttl, err := a.ms(3, "ttl_ms")
 	if err != nil {
 		return nil, err
@@ -544,7 +544,7 @@ func (s *Service) leaseRenew(_ context.Context, _ *Caller, a args) ([]byte, erro
 	return decimal(l.Expires.UnixMilli()), nil
 }
 
-func (s *Service) leaseRelease(_ context.Context, _ *Caller, a args) ([]byte, error) {
+func (s *Service) leaseRelease(_ context.Context, _ Caller, a args) ([]byte, error) {
 	return nil, s.coord.Release(a.str(0), a.str(1), a.str(2))
 }
 
@@ -556,19 +556,19 @@ func cacheKey(a args) ([]byte, error) {
 	return k, nil
 }
 
-func (s *Service) cacheGet(_ context.Context, who *Caller, a args) ([]byte, error) {
+func (s *Service) cacheGet(_ context.Context, who Caller, a args) ([]byte, error) {
 	k, err := cacheKey(a)
 	if err != nil {
 		return nil, err
 	}
-	e, ok := s.functionCache(who).Get(k, func() int64 { return time.Now().UnixNano() })
+	e, ok := s.functionCache(&who).Get(k, func() int64 { return time.Now().UnixNano() })
 	if !ok {
 		return nil, errs.E(errs.NotFound, "cache key not found")
 	}
 	return bytes.Clone(e.Value), nil
 }
 
-func (s *Service) cachePut(_ context.Context, who *Caller, a args) ([]byte, error) {
+func (s *Service) cachePut(_ context.Context, who Caller, a args) ([]byte, error) {
 	k, err := cacheKey(a)
 	if err != nil {
 		return nil, err
@@ -582,15 +582,15 @@ func (s *Service) cachePut(_ context.Context, who *Caller, a args) ([]byte, erro
 		exp = time.Now().Add(ttl).UnixNano()
 	}
 	// The value is copied: args alias guest memory.
-	s.functionCache(who).Put(string(k), bytes.Clone(a.bytes(1)), 0, exp)
+	s.functionCache(&who).Put(string(k), bytes.Clone(a.bytes(1)), 0, exp)
 	return nil, nil
 }
 
-func (s *Service) cacheDelete(_ context.Context, who *Caller, a args) ([]byte, error) {
+func (s *Service) cacheDelete(_ context.Context, who Caller, a args) ([]byte, error) {
 	k, err := cacheKey(a)
 	if err != nil {
 		return nil, err
 	}
-	s.functionCache(who).Delete(string(k))
+	s.functionCache(&who).Delete(string(k))
 	return nil, nil
 }
