@@ -634,7 +634,7 @@ func (e *Engine) release(t *tree) {
 		// The tree is done: nothing can replay its journal any more.
 		start := journalPrefix(t.id, "")
 		end := store.PrefixEnd(start)
-		e.w.apply(func(b *pebble.Batch) { _ = b.DeleteRange(start, end, nil) })
+		e.w.apply(false, func(b *pebble.Batch) { _ = b.DeleteRange(start, end, nil) })
 	}
 	if e.cfg.OnRootDone != nil {
 		e.cfg.OnRootDone(t.id)
@@ -650,7 +650,7 @@ func (e *Engine) putNode(in *inv, index bool) {
 	if index {
 		ck = childKey(in.node.Parent, in.node.ID)
 	}
-	e.w.apply(func(b *pebble.Batch) {
+	e.w.apply(false, func(b *pebble.Batch) {
 		_ = b.Set(k, v, nil)
 		if ck != nil {
 			_ = b.Set(ck, nil, nil)

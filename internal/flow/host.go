@@ -331,6 +331,6 @@ func (e *Engine) journal(in *inv, seq uint64, child, fn string, payload, out []b
 	in.mu.Unlock()
 	if in.durable {
 		in.tree.journaled.Store(true)
-		e.w.set(journalKey(in.node.Root, in.node.ID, seq), encodeJournal(j))
+		e.w.set(true, journalKey(in.node.Root, in.node.ID, seq), encodeJournal(j))
 	}
 }

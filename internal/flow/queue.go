@@ -20,17 +20,23 @@ type queue struct {
 	cond   *sync.Cond
 	ids    []string
 	known  map[string]bool // queued here or running, so an id runs once
+	redo   map[string]bool // re-driven while its last run was still ending
 	closed bool
 }
 
 func (q *queue) init() {
 	q.cond = sync.NewCond(&q.mu)
 	q.known = make(map[string]bool)
+	q.redo = make(map[string]bool)
 }
 
 func (q *queue) push(id string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.pushLocked(id)
+}
+
+func (q *queue) pushLocked(id string) {
 	if q.known[id] || q.closed {
 		return
 	}
@@ -57,8 +63,12 @@ func (q *queue) pop() (string, bool) {
 
 func (q *queue) done(id string) {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	delete(q.known, id)
-	q.mu.Unlock()
+	if q.redo[id] {
+		delete(q.redo, id)
+		q.pushLocked(id)
+	}
 }
 
 func (q *queue) close() {
@@ -218,7 +228,7 @@ func (e *Engine) settle(in *inv, out []byte, err error) {
 		dv = encodeQueued(&queued{ID: n.ID, Function: n.Function, Payload: in.payload, At: n.End,
 			Attempts: n.Attempts, Code: n.ErrorCode, Message: n.ErrorMessage})
 	}
-	e.w.apply(func(b *pebble.Batch) {
+	e.w.apply(true, func(b *pebble.Batch) {
 		_ = b.Set(nk, nv, nil)
 		_ = b.Delete(qk, nil)
 		if dk != nil {
@@ -339,10 +349,12 @@ func (e *Engine) Redrive(id string) error {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "flow: could not re-drive")
 	}
-	if !e.q.closed && !e.q.known[id] {
-		e.q.known[id] = true
-		e.q.ids = append(e.q.ids, id)
-		e.q.cond.Signal()
+	if e.q.known[id] {
+		// Its dead-lettering run has not quite returned: queue it again
+		// when it does.
+		e.q.redo[id] = true
+	} else {
+		e.q.pushLocked(id)
 	}
 	return nil
 }

@@ -13,9 +13,13 @@ import (
 // accumulated: under load one commit carries many invocations' records, so
 // the per-invocation cost is an encode and a memcpy, not a Pebble commit.
 // Records not yet committed are lost if the process dies, which is the
-// contract for in-flight state; what must survive (the async queue) is
-// written synchronously elsewhere. Readers call flush first to see all
-// writes made before.
+// contract for in-flight state. Note that a commit without sync is not even
+// in the kernel: Pebble keeps it in its WAL block buffer until a block fills
+// or a sync comes, so SIGKILL loses it. Records that must survive a crash
+// (the journal and settlement of durable async invocations) are applied
+// with sync set, which makes the commit that carries them fsync; callers do
+// not wait for it, so durability lags by about one fsync. Readers call
+// flush first to see all writes made before.
 type writer struct {
 	db  *pebble.DB
 	log *slog.Logger
@@ -25,6 +29,7 @@ type writer struct {
 	commitMu sync.Mutex
 	mu       sync.Mutex
 	b        *pebble.Batch
+	sync     bool // b holds records that must be durable
 
 	kick chan struct{}
 	stop chan struct{}
@@ -58,10 +63,11 @@ func (w *writer) loop() {
 	}
 }
 
-// apply adds records to the next commit.
-func (w *writer) apply(fn func(b *pebble.Batch)) {
+// apply adds records to the next commit; with durable, that commit syncs.
+func (w *writer) apply(durable bool, fn func(b *pebble.Batch)) {
 	w.mu.Lock()
 	fn(w.b)
+	w.sync = w.sync || durable
 	w.mu.Unlock()
 	select {
 	case w.kick <- struct{}{}:
@@ -69,8 +75,8 @@ func (w *writer) apply(fn func(b *pebble.Batch)) {
 	}
 }
 
-func (w *writer) set(key, value []byte) {
-	w.apply(func(b *pebble.Batch) { _ = b.Set(key, value, nil) })
+func (w *writer) set(durable bool, key, value []byte) {
+	w.apply(durable, func(b *pebble.Batch) { _ = b.Set(key, value, nil) })
 }
 
 // flush commits everything applied so far.
@@ -83,9 +89,13 @@ func (w *writer) flush() {
 		w.mu.Unlock()
 		return
 	}
-	w.b = w.db.NewBatch()
+	opts := pebble.NoSync
+	if w.sync {
+		opts = pebble.Sync
+	}
+	w.b, w.sync = w.db.NewBatch(), false
 	w.mu.Unlock()
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := b.Commit(opts); err != nil {
 		// Only a closed or broken database fails here; the records are
 		// in-flight state, so log and go on rather than stop invocations.
 		w.log.Error("flow: commit of in-flight records failed", "err", err, "records", b.Count())
