@@ -8,13 +8,13 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/mote-run/mote/internal/api"
+	"github.com/mote-run/mote/internal/gobuild"
 	"github.com/mote-run/mote/internal/registry"
 )
 
@@ -47,7 +47,7 @@ func demo(examples string, keep bool, out io.Writer) error {
 	defer os.RemoveAll(tmp)
 
 	say := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
-	say("== building the example functions from source (Go %s)", strings.TrimPrefix(goVersion(), "go"))
+	say("== building the example functions from source (Go %s)", strings.TrimPrefix(gobuild.Version(), "go"))
 	type fn struct {
 		name, dir, note string
 		reactor         bool
@@ -60,7 +60,7 @@ func demo(examples string, keep bool, out io.Writer) error {
 	for _, f := range fns {
 		t0 := time.Now()
 		path := filepath.Join(tmp, f.name+".wasm")
-		if err := buildWasm(filepath.Join(examples, f.dir), path, f.reactor); err != nil {
+		if err := gobuild.Wasm(filepath.Join(examples, f.dir), path, f.reactor); err != nil {
 			return err
 		}
 		st, _ := os.Stat(path)
@@ -158,45 +158,3 @@ func post(c *client, path, body string) (*http.Response, string, error) {
 	b, err := io.ReadAll(resp.Body)
 	return resp, string(b), err
 }
-
-// buildWasm compiles a Go function to wasm with the local toolchain.
-func buildWasm(dir, out string, reactor bool) error {
-	abs, err := filepath.Abs(out)
-	if err != nil {
-		return err
-	}
-	args := []string{"build", "-o", abs}
-	if reactor {
-		args = append(args, "-buildmode=c-shared")
-	}
-	cmd := exec.Command(goCommand(), append(args, ".")...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("building %s: %v\n%s", dir, err, b)
-	}
-	return nil
-}
-
-// goCommand finds the go tool: GOROOT's first, then PATH.
-func goCommand() string {
-	if root := os.Getenv("GOROOT"); root != "" {
-		if p := filepath.Join(root, "bin", "go"); fileExists(p) {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "/usr/local/go/bin/go"
-}
-
-func goVersion() string {
-	b, err := exec.Command(goCommand(), "env", "GOVERSION").Output()
-	if err != nil {
-		return "?"
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

@@ -8,9 +8,14 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/mote-run/mote/internal/sandbox"
 )
 
 func main() {
+	// A sandboxed process function starts as this binary re-executed as
+	// its init; that never returns here.
+	sandbox.MaybeRunInit()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -34,6 +39,7 @@ func init() {
 		"rollback": {"point a function at an earlier version: rollback NAME [VERSION]", cmdRollback},
 		"logs":     {"show a function's logs: logs NAME [-f] [-n N] [--invocation ID]", cmdLogs},
 		"version":  {"print the version", cmdVersion},
+		"bench":    {"run an end-to-end benchmark: bench gateway", cmdBench},
 	}
 }
 
@@ -45,6 +51,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return 0
+	}
+	if args[0] == "bench-peer" { // the harness's baseline server; not listed
+		return cmdBenchPeer(args[1:], stdout, stderr)
 	}
 	c, ok := commands[args[0]]
 	if !ok {

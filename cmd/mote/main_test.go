@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mote-run/mote/internal/gobuild"
 	"github.com/mote-run/mote/internal/testutil"
 )
 
@@ -27,7 +28,7 @@ func moteBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "mote")
-		out, err := exec.Command(goCommand(), "build", "-o", binPath, ".").CombinedOutput()
+		out, err := exec.Command(gobuild.Go(), "build", "-o", binPath, ".").CombinedOutput()
 		if err != nil {
 			binErr = err
 			t.Logf("%s", out)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +21,7 @@ import (
 	"github.com/mote-run/mote/internal/api"
 	"github.com/mote-run/mote/internal/registry"
 	"github.com/mote-run/mote/internal/runtime"
+	"github.com/mote-run/mote/internal/runtime/process"
 	"github.com/mote-run/mote/internal/runtime/wasm"
 	"github.com/mote-run/mote/internal/system"
 )
@@ -93,10 +96,11 @@ func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(add
 		return err
 	}
 	sys, err := system.Open(ctx, system.Config{
-		DataDir:    sc.dataDir,
-		Logger:     log,
-		MaxPayload: int64(sc.maxPayload),
-		Runtimes:   rts,
+		DataDir:      sc.dataDir,
+		Logger:       log,
+		MaxPayload:   int64(sc.maxPayload),
+		Runtimes:     rts,
+		FunctionsDir: functionsDir(sc.dataDir),
 	})
 	if err != nil {
 		for _, rt := range rts {
@@ -137,13 +141,51 @@ func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(add
 	return err
 }
 
-// newRuntimes starts the runtimes available on this machine.
+// newRuntimes starts the runtimes available on this machine. The process
+// runtime needs to sandbox processes; where it cannot start (not root, no
+// cgroups), Mote serves wasm functions alone and says why.
 func newRuntimes(ctx context.Context, dataDir string, log *slog.Logger) (map[runtime.Kind]runtime.Runtime, error) {
-	w, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(dataDir, "wasm-cache"), Logger: log})
+	w, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(dataDir, "wasm-cache"), Logger: log.With("runtime", "wasm")})
 	if err != nil {
 		return nil, err
 	}
-	return map[runtime.Kind]runtime.Runtime{runtime.KindWasm: w}, nil
+	rts := map[runtime.Kind]runtime.Runtime{runtime.KindWasm: w}
+	p, err := process.New(ctx, process.Config{Logger: log.With("runtime", "process")})
+	if err != nil {
+		log.Warn("process functions are not available on this server", "err", err)
+	} else {
+		rts[runtime.KindProcess] = p
+	}
+	return rts, nil
+}
+
+// functionsDir is where process functions are unpacked: in the data
+// directory when an unprivileged user can reach it, else in a root-owned
+// directory under the system's temporary directory (the unpacked tree is a
+// cache, rebuilt from the artifacts when missing).
+func functionsDir(dataDir string) string {
+	abs, err := filepath.Abs(dataDir)
+	if err == nil && traversable(filepath.Dir(abs)) {
+		os.MkdirAll(abs, 0o755)
+		os.Chmod(abs, 0o711)
+		return filepath.Join(abs, "functions")
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join(os.TempDir(), "mote-functions-"+hex.EncodeToString(sum[:6]))
+}
+
+// traversable reports whether every directory from / down to dir lets
+// others pass (the x bit for others).
+func traversable(dir string) bool {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		if d == filepath.Dir(d) {
+			return true
+		}
+	}
 }
 
 func readToken(path string) (string, error) {

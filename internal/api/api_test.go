@@ -48,7 +48,7 @@ func start(t *testing.T, dir, token string) *platform {
 		t.Fatal(err)
 	}
 	p := &platform{t: t, dir: dir, sys: sys, token: token}
-	p.srv = httptest.NewServer(api.New(api.Config{System: sys, Token: token}))
+	p.srv = newServer(api.New(api.Config{System: sys, Token: token}))
 	t.Cleanup(p.stop)
 	return p
 }
@@ -434,3 +434,5 @@ func TestLogsAndMetrics(t *testing.T) {
 	}
 	_ = registry.DefaultMemory
 }
+
+func newServer(h http.Handler) *httptest.Server { return httptest.NewServer(h) }

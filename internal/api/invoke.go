@@ -113,6 +113,11 @@ func (s *Server) lambdaInvoke(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("X-Amz-Function-Error", "Unhandled")
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
+		if len(out.Output) > 0 && json.Valid(out.Output) {
+			// A process function's own error payload, as Lambda returns it.
+			_, err := w.Write(out.Output)
+			return err
+		}
 		return json.NewEncoder(w).Encode(map[string]string{
 			"errorMessage": errs.MessageOf(out.Err),
 			"errorType":    string(errs.CodeOf(out.Err)),

@@ -48,15 +48,23 @@ func (r *Registry) Unpack(sum, root string) (string, error) {
 	if err := os.WriteFile(filepath.Join(tmp, ".mote-complete"), nil, 0o444); err != nil {
 		return "", fmt.Errorf("registry: %w", err)
 	}
-	// Everything read-only: a function may not change its own code.
+	// Everything read-only, and readable by the unprivileged user that
+	// sandboxed functions run as: a function may not change its own code.
 	filepath.WalkDir(tmp, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
+		switch {
+		case err != nil:
+		case d.IsDir():
+			os.Chmod(p, 0o755)
+		case d.Type().IsRegular():
 			info, _ := d.Info()
-			os.Chmod(p, info.Mode().Perm()&^0o222)
+			mode := fs.FileMode(0o444)
+			if info.Mode().Perm()&0o111 != 0 {
+				mode |= 0o111
+			}
+			os.Chmod(p, mode)
 		}
 		return nil
 	})
-	os.Chmod(tmp, 0o755)
 	os.RemoveAll(dst)
 	if err := os.Rename(tmp, dst); err != nil {
 		return "", fmt.Errorf("registry: %w", err)

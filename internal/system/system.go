@@ -38,6 +38,11 @@ type Config struct {
 	Runtimes map[runtime.Kind]runtime.Runtime
 	// ReapEvery is how often idle instances are scaled down; default 1s.
 	ReapEvery time.Duration
+	// FunctionsDir is where process functions' directories are unpacked
+	// (a cache of the artifacts). Sandboxed functions run as an
+	// unprivileged user who must be able to reach it. Default:
+	// DataDir/functions.
+	FunctionsDir string
 }
 
 // Defaults.
@@ -59,6 +64,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxArtifact <= 0 {
 		c.MaxArtifact = DefaultMaxArtifact
+	}
+	if c.FunctionsDir == "" {
+		c.FunctionsDir = filepath.Join(c.DataDir, "functions")
 	}
 	if len(c.Runtimes) == 0 {
 		return errors.New("system: no runtimes configured")
@@ -359,7 +367,7 @@ func (s *System) load(ctx context.Context, rt runtime.Runtime, v *registry.Versi
 		}
 		spec.Artifact = b
 	case runtime.KindProcess:
-		dir, err := s.reg.Unpack(v.Artifact, filepath.Join(s.cfg.DataDir, "functions"))
+		dir, err := s.reg.Unpack(v.Artifact, s.cfg.FunctionsDir)
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+
+	"github.com/mote-run/mote/bench"
+)
+
+// scenarios are the end-to-end benchmarks `mote bench` runs.
+var scenarios = map[string]func(context.Context, bench.Options) error{
+	"gateway": bench.Gateway,
+}
+
+func cmdBench(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := bench.Options{Out: stdout}
+	fs.StringVar(&o.Examples, "examples", "examples", "directory holding the example functions' sources")
+	fs.DurationVar(&o.Duration, "duration", 0, "length of each load run (default 5s)")
+	fs.IntVar(&o.Rounds, "rounds", 0, "rounds per point; medians are reported (default 3)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 || scenarios[pos[0]] == nil {
+		fmt.Fprintln(stderr, "usage: mote bench SCENARIO [flags]; scenarios:")
+		for name := range scenarios {
+			fmt.Fprintln(stderr, "  ", name)
+		}
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := scenarios[pos[0]](ctx, o); err != nil {
+		fmt.Fprintf(stderr, "mote bench: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// cmdBenchPeer runs the bare baseline server the harness compares with.
+func cmdBenchPeer(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench-peer", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := bench.ServePeer(ctx, *addr, func(s string) { fmt.Fprintln(stdout, s) }); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,124 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"mime/multipart"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mote-run/mote/internal/api"
+	"github.com/mote-run/mote/internal/gobuild"
+	"github.com/mote-run/mote/internal/registry"
+	"github.com/mote-run/mote/internal/runtime"
+	"github.com/mote-run/mote/internal/runtime/process"
+	"github.com/mote-run/mote/internal/runtime/wasm"
+	"github.com/mote-run/mote/internal/sandbox"
+	"github.com/mote-run/mote/internal/system"
+)
+
+func TestMain(m *testing.M) {
+	sandbox.MaybeRunInit() // process instances start as this test binary re-executed
+	os.Exit(m.Run())
+}
+
+// startWithProcess is start with the process runtime too.
+func startWithProcess(t *testing.T) *platform {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("process functions are sandboxed, which needs root")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	w, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(os.TempDir(), "mote-api-test-wasm-cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, err := process.New(ctx, process.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fdir := filepath.Join(os.TempDir(), "mote-api-test-functions")
+	os.MkdirAll(fdir, 0o755)
+	sys, err := system.Open(ctx, system.Config{DataDir: dir, FunctionsDir: fdir, MaxPayload: 1 << 20,
+		Runtimes: map[runtime.Kind]runtime.Runtime{runtime.KindWasm: w, runtime.KindProcess: pr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &platform{t: t, dir: dir, sys: sys}
+	p.srv = newServer(api.New(api.Config{System: sys}))
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *platform) deployDir(name, dir, cfg string) response {
+	p.t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	mw.WriteField("config", cfg)
+	fw, _ := mw.CreateFormFile("artifact", name+".tar.gz")
+	if err := registry.Pack(fw, dir); err != nil {
+		p.t.Fatal(err)
+	}
+	mw.Close()
+	return p.do("PUT", "/v1/functions/"+name, &buf, map[string]string{"Content-Type": mw.FormDataContentType()})
+}
+
+func TestProcessFunctionsOverTheGateway(t *testing.T) {
+	p := startWithProcess(t)
+
+	// An aws-lambda-go function, unchanged, built natively.
+	lambdaDir := t.TempDir()
+	os.Chmod(lambdaDir, 0o755)
+	if err := gobuild.Native("../../examples/hello-go-lambda", filepath.Join(lambdaDir, "bootstrap")); err != nil {
+		t.Fatal(err)
+	}
+	if r := p.deployDir("golambda", lambdaDir, `{"runtime":"process","handler":"./bootstrap","memory":"64MiB"}`); r.status != 201 {
+		t.Fatalf("deploy: %d %s", r.status, r.body)
+	}
+	r := p.do("POST", "/2015-03-31/functions/golambda/invocations", strings.NewReader(`{"name":"ada"}`), nil)
+	if r.status != 200 || !strings.Contains(r.body, "ada") || r.header.Get("X-Amz-Function-Error") != "" {
+		t.Errorf("lambda invoke: got %d %q", r.status, r.body)
+	}
+	r = p.invoke("golambda", `{"name":"bob"}`)
+	if r.status != 200 || !strings.Contains(r.body, "bob") || r.header.Get(api.HeaderCold) != "false" || r.header.Get(api.HeaderCPU) == "" {
+		t.Errorf("fn invoke: got %d %q %v", r.status, r.body, r.header)
+	}
+
+	// A Python function with the SDK beside it.
+	if _, err := exec.LookPath("/usr/bin/python3"); err != nil {
+		t.Log("no /usr/bin/python3: skipping the Python part")
+		return
+	}
+	pyDir := t.TempDir()
+	os.Chmod(pyDir, 0o755)
+	copyTree(t, "../../sdk/python/mote", filepath.Join(pyDir, "mote"))
+	copyTree(t, "../../examples/hello-python/handler.py", filepath.Join(pyDir, "handler.py"))
+	if r := p.deployDir("py", pyDir, `{"runtime":"process","handler":"/usr/bin/python3 -m mote handler.handler"}`); r.status != 201 {
+		t.Fatalf("deploy python: %d %s", r.status, r.body)
+	}
+	r = p.invoke("py", `{"name":"ada"}`)
+	if r.status != 200 || !strings.Contains(r.body, "hello ada") {
+		t.Errorf("python: got %d %q", r.status, r.body)
+	}
+	r = p.do("POST", "/2015-03-31/functions/py/invocations", strings.NewReader(`{}`), nil)
+	if r.status != 200 || r.header.Get("X-Amz-Function-Error") != "Unhandled" || !strings.Contains(r.body, "name is required") {
+		t.Errorf("python error via Lambda API: got %d %q %v", r.status, r.body, r.header)
+	}
+	logs := p.do("GET", "/v1/functions/py/logs", nil, nil)
+	if !strings.Contains(logs.body, "greeting ada") {
+		t.Errorf("python's print not in the logs: %s", logs.body)
+	}
+}
+
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	out, err := exec.Command("cp", "-r", src, dst).CombinedOutput()
+	if err != nil {
+		t.Fatalf("cp %s: %v %s", src, err, out)
+	}
+}
