@@ -386,4 +386,3 @@ func (p *Pool) close() {
 		p.closeInstance(s)
 	}
 }
-
