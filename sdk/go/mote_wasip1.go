@@ -153,21 +153,38 @@ func fail(msg string, fatal bool) {
 	hostFail(unsafe.Pointer(unsafe.StringData(msg)), uint32(len(msg)), f)
 }
 
+// metaHeader is the size of the fixed part of the invocation metadata.
+const metaHeader = 24
+
 // decodeContext decodes the invocation metadata the host writes before the
-// payload: args (id, root, parent, deadline as int64 unix ns little endian,
-// depth as uint32 little endian).
+// payload: deadline (int64 unix ns), depth (uint32), then the lengths
+// (uint32 each) and bytes of the invocation, root and parent ids; all
+// little endian. The strings alias meta, which is never written again: a
+// wasm guest pays for every call and loop, so the hot path avoids both.
 func decodeContext(meta []byte) (*Context, bool) {
-	args, ok := parseArgs(meta)
-	if !ok || len(args) != 5 || len(args[3]) != 8 || len(args[4]) != 4 {
+	if len(meta) < metaHeader {
 		return nil, false
 	}
+	le := binary.LittleEndian
+	n1, n2, n3 := int(le.Uint32(meta[12:])), int(le.Uint32(meta[16:])), int(le.Uint32(meta[20:]))
+	if n1+n2+n3 != len(meta)-metaHeader {
+		return nil, false
+	}
+	ids := meta[metaHeader:]
 	return &Context{
-		InvocationID: string(args[0]),
-		RootID:       string(args[1]),
-		ParentID:     string(args[2]),
-		Deadline:     time.Unix(0, int64(binary.LittleEndian.Uint64(args[3]))),
-		Depth:        int(binary.LittleEndian.Uint32(args[4])),
+		InvocationID: unsafeString(ids[:n1]),
+		RootID:       unsafeString(ids[n1 : n1+n2]),
+		ParentID:     unsafeString(ids[n1+n2:]),
+		Deadline:     time.Unix(0, int64(le.Uint64(meta))),
+		Depth:        int(le.Uint32(meta[8:])),
 		Function:     function,
 		Version:      version,
 	}, true
+}
+
+func unsafeString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }

@@ -66,10 +66,17 @@ func (g *guest) begin(ctx context.Context, ev *runtime.Event) {
 	g.stderr.reset()
 	g.stdout.reset()
 
-	var deadline, depth [8]byte
-	binary.LittleEndian.PutUint64(deadline[:], uint64(ev.Deadline.UnixNano()))
-	binary.LittleEndian.PutUint32(depth[:4], uint32(ev.Depth))
-	g.meta = host.AppendArgs(g.meta[:0], []byte(ev.ID), []byte(ev.Root), []byte(ev.Parent), deadline[:], depth[:4])
+	// The layout is the ABI's (docs/host-api.md): fixed-size fields the
+	// guest reads without loops, then the ids.
+	le := binary.LittleEndian
+	m := le.AppendUint64(g.meta[:0], uint64(ev.Deadline.UnixNano()))
+	m = le.AppendUint32(m, uint32(ev.Depth))
+	m = le.AppendUint32(m, uint32(len(ev.ID)))
+	m = le.AppendUint32(m, uint32(len(ev.Root)))
+	m = le.AppendUint32(m, uint32(len(ev.Parent)))
+	m = append(m, ev.ID...)
+	m = append(m, ev.Root...)
+	g.meta = append(m, ev.Parent...)
 }
 
 func (g *guest) end() {

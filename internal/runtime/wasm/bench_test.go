@@ -1,0 +1,105 @@
+package wasm
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/mote-run/mote/internal/runtime"
+	"github.com/mote-run/mote/internal/testutil"
+)
+
+func benchInvoke(b *testing.B, inst runtime.Instance, payload string) {
+	b.Helper()
+	ev := event(payload, &testHost{})
+	ctx := context.Background()
+	var cpu time.Duration
+	for b.Loop() {
+		_, u, err := inst.Invoke(ctx, ev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cpu += u.CPU
+	}
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+}
+
+// BenchmarkReactorInvoke is a warm invocation of the hello-reactor example
+// (Go SDK) returning "hello, x", clock reads included.
+func BenchmarkReactorInvoke(b *testing.B) {
+	r := newRuntime(b)
+	hello := testutil.BuildWasm(b, "../../../examples/hello-reactor", true)
+	inst := newInstance(b, load(b, r, hello, runtime.Spec{}))
+	benchInvoke(b, inst, "x")
+}
+
+// BenchmarkReactorInvokeTiny is the runtime's own overhead: a hand-made
+// reactor whose handler returns a constant.
+func BenchmarkReactorInvokeTiny(b *testing.B) {
+	r := newRuntime(b)
+	inst := newInstance(b, load(b, r, tinyReactor, runtime.Spec{}))
+	benchInvoke(b, inst, "x")
+}
+
+// BenchmarkCommandInvoke is an invocation of a WASI command: a fresh
+// instance each time.
+func BenchmarkCommandInvoke(b *testing.B) {
+	for _, bm := range []struct {
+		name     string
+		artifact func(b *testing.B) []byte
+	}{
+		{"tiny", func(*testing.B) []byte { return tinyCommand }},
+		{"go", func(b *testing.B) []byte { return testutil.BuildWasm(b, "../../../examples/hello-wasi", false) }},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			r := newRuntime(b)
+			inst := newInstance(b, load(b, r, bm.artifact(b), runtime.Spec{}))
+			benchInvoke(b, inst, "x")
+		})
+	}
+}
+
+// BenchmarkInstantiate is a cold start of a small hand-made reactor
+// (NewInstance and Close).
+func BenchmarkInstantiate(b *testing.B) {
+	r := newRuntime(b)
+	m := load(b, r, tinyReactor, runtime.Spec{})
+	ctx := context.Background()
+	for b.Loop() {
+		inst, err := m.NewInstance(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		inst.Close(ctx)
+	}
+}
+
+// BenchmarkInstantiateGoReactor is a cold start of the Go SDK reactor
+// (instantiation and _initialize).
+func BenchmarkInstantiateGoReactor(b *testing.B) {
+	r := newRuntime(b)
+	m := load(b, r, guestModule(b), runtime.Spec{})
+	ctx := context.Background()
+	for b.Loop() {
+		inst, err := m.NewInstance(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		inst.Close(ctx)
+	}
+}
+
+// BenchmarkHostCall is one trivial host call from the Go SDK (mote.Call of
+// a no-op) and back: 1000 per invocation, reported per call.
+func BenchmarkHostCall(b *testing.B) {
+	r := newRuntime(b)
+	inst := newInstance(b, load(b, r, guestModule(b), runtime.Spec{}))
+	ev := event("calln:1000", &testHost{})
+	ctx := context.Background()
+	for b.Loop() {
+		if _, _, err := inst.Invoke(ctx, ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/call")
+}
