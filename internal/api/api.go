@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mote-run/mote/internal/baas"
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/logs"
 	"github.com/mote-run/mote/internal/registry"
@@ -73,6 +74,16 @@ func New(cfg Config) *Server {
 	s.mux.Handle("/fn/{name}", h(s.invoke))
 	s.mux.Handle("/fn/{name}/{path...}", h(s.invoke))
 	s.mux.Handle("POST /2015-03-31/functions/{name}/invocations", h(s.lambdaInvoke))
+	// Call trees, dead letters and usage come from the flow engine;
+	// storage and coordination from the BaaS layer.
+	fl := cfg.System.Flow().Handler()
+	for _, pattern := range []string{"GET /v1/invocations/{id}", "GET /v1/dlq", "POST /v1/dlq/{id}/redrive", "GET /v1/usage"} {
+		s.mux.Handle(pattern, fl)
+	}
+	bs := cfg.System.BaaS().Handler()
+	for _, prefix := range baas.HTTPPrefixes {
+		s.mux.Handle(prefix, bs)
+	}
 	for pattern, hh := range cfg.Extra {
 		s.mux.Handle(pattern, hh)
 	}

@@ -16,6 +16,9 @@ const (
 	HeaderCPU          = "X-Mote-Cpu-Us"
 	HeaderBilled       = "X-Mote-Billed-Ms"
 	HeaderVersion      = "X-Mote-Version"
+	// HeaderAsync: true on a request queues the invocation durably and
+	// answers 202 with its id at once.
+	HeaderAsync = "X-Mote-Async"
 )
 
 var (
@@ -45,10 +48,15 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out, err := s.sys.Invoke(r.Context(), system.Invocation{Function: name, Payload: payload})
+	async := r.Header.Get(HeaderAsync) == "true"
+	out, err := s.sys.Invoke(r.Context(), system.Invocation{Function: name, Payload: payload, Async: async})
 	if err != nil {
 		s.metrics.rejected(name, err)
 		return err
+	}
+	if out.Queued {
+		w.Header()[HeaderInvocationID] = []string{out.ID}
+		return writeJSON(w, http.StatusAccepted, map[string]string{"id": out.ID, "status": "queued"})
 	}
 	s.metrics.observe(out)
 	setOutcomeHeaders(w.Header(), out)
@@ -92,7 +100,18 @@ func (s *Server) lambdaInvoke(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	case "Event":
-		return fail(errs.E(errs.BadRequest, "asynchronous invocation is not available on this server"))
+		payload, err := readBody(w, r, s.sys.Config().MaxPayload)
+		if err != nil {
+			return fail(err)
+		}
+		out, err := s.sys.Invoke(r.Context(), system.Invocation{Function: name, Payload: payload, Async: true})
+		if err != nil {
+			return fail(err)
+		}
+		w.Header().Set("X-Amzn-Requestid", out.ID)
+		w.Header()[HeaderInvocationID] = []string{out.ID}
+		w.WriteHeader(http.StatusAccepted)
+		return nil
 	default:
 		return fail(errs.E(errs.BadRequest, "unknown X-Amz-Invocation-Type %q", typ))
 	}

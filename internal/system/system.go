@@ -6,22 +6,23 @@ package system
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/mote-run/mote/internal/baas"
 	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/flow"
 	"github.com/mote-run/mote/internal/host"
 	"github.com/mote-run/mote/internal/logs"
+	"github.com/mote-run/mote/internal/meter"
 	"github.com/mote-run/mote/internal/registry"
 	"github.com/mote-run/mote/internal/runtime"
 	"github.com/mote-run/mote/internal/scheduler"
@@ -76,8 +77,17 @@ func (c *Config) Validate() error {
 
 // active is the version of a function that takes traffic, with its pool.
 type active struct {
-	version *registry.Version
+	version *activeVersion
 	pool    *scheduler.Pool
+	policy  flow.Policy
+	caller  baas.Caller // Function and permissions; Root set per invocation
+}
+
+// activeVersion is a registry version with what the hot path derives from
+// it computed once.
+type activeVersion struct {
+	*registry.Version
+	numberText string
 }
 
 // System is the running platform.
@@ -88,6 +98,9 @@ type System struct {
 	reg   *registry.Registry
 	sched *scheduler.Scheduler
 	Logs  *logs.Store
+	baas  *baas.Service
+	flow  *flow.Engine
+	usage *meter.Ledger
 
 	fnsMu sync.RWMutex
 	fns   map[string]*active // by function name
@@ -125,6 +138,10 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 		Logs:  logs.New(0),
 		fns:   map[string]*active{},
 	}
+	if err := s.openServices(); err != nil {
+		s.Shutdown(ctx)
+		return nil, err
+	}
 	fns, err := reg.List()
 	if err != nil {
 		s.Shutdown(ctx)
@@ -143,7 +160,66 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 			s.log.Error("loading function", "fn", f.Name, "err", err)
 		}
 	}
+	// Queued async invocations resume once their functions are loaded.
+	if err := s.flow.Start(); err != nil {
+		s.Shutdown(ctx)
+		return nil, err
+	}
 	return s, nil
+}
+
+// openServices starts the BaaS layer, the usage ledger and the flow engine.
+func (s *System) openServices() error {
+	var err error
+	if s.baas, err = baas.New(baas.Config{DB: s.db, Dir: s.cfg.DataDir, Logger: s.log.With("part", "baas")}); err != nil {
+		return err
+	}
+	if s.usage, err = meter.NewLedger(s.db, meter.LedgerConfig{Logger: s.log.With("part", "ledger")}); err != nil {
+		return err
+	}
+	s.flow, err = flow.New(flow.Config{
+		Runner:     s,
+		Functions:  s,
+		DB:         s.db,
+		Ledger:     s.usage,
+		Fallback:   s.hostFor,
+		OnRootDone: s.rootDone,
+		Logger:     s.log.With("part", "flow"),
+	})
+	return err
+}
+
+// Flow returns the flow engine (call trees, dead letters, usage routes).
+func (s *System) Flow() *flow.Engine { return s.flow }
+
+// BaaS returns the storage and coordination service.
+func (s *System) BaaS() *baas.Service { return s.baas }
+
+func (s *System) rootDone(root string) {
+	if err := s.baas.EndScope(root); err != nil {
+		s.log.Warn("ending ephemeral scope", "root", root, "err", err)
+	}
+}
+
+// Run runs one attempt of an invocation on a warm instance of fn's current
+// version (flow.Runner: the flow engine calls it for every invocation).
+func (s *System) Run(ctx context.Context, fn string, ev *runtime.Event) (runtime.Result, runtime.Usage, bool, string, error) {
+	a := s.lookup(fn)
+	if a == nil {
+		return runtime.Result{}, runtime.Usage{}, false, "", errs.E(errs.NotFound, "function %q not found", fn)
+	}
+	res, u, cold, err := a.pool.Invoke(ctx, ev)
+	return res, u, cold, a.version.numberText, err
+}
+
+// Policy returns fn's flow settings from its current version's config
+// (flow.Functions).
+func (s *System) Policy(fn string) (flow.Policy, error) {
+	a := s.lookup(fn)
+	if a == nil {
+		return flow.Policy{}, errs.E(errs.NotFound, "function %q not found", fn)
+	}
+	return a.policy, nil
 }
 
 // DB returns the platform's store (for the parts that keep data there).
@@ -336,9 +412,33 @@ func (s *System) switchTo(v *registry.Version, pool *scheduler.Pool, record bool
 			return err
 		}
 	}
+	c := v.Config
+	var retryOn []errs.Code
+	for _, code := range c.Retry.On {
+		retryOn = append(retryOn, errs.Code(code))
+	}
+	a := &active{
+		version: &activeVersion{Version: v, numberText: strconv.Itoa(v.Number)},
+		pool:    pool,
+		policy: flow.Policy{
+			MaxAttempts: c.Retry.Attempts,
+			Backoff:     flow.Backoff{Base: time.Duration(c.Retry.Backoff)},
+			RetryOn:     retryOn,
+			OnSuccess:   c.OnSuccess,
+			OnFailure:   c.OnFailure,
+			Concurrency: c.Concurrency,
+			Timeout:     time.Duration(c.Timeout),
+			Memory:      int64(c.Memory),
+		},
+		caller: baas.Caller{
+			Function:   v.Function,
+			Perms:      baas.Permissions{Read: c.Permissions.Read, Write: c.Permissions.Write},
+			CacheBytes: int64(c.Cache),
+		},
+	}
 	s.fnsMu.Lock()
 	old := s.fns[v.Function]
-	s.fns[v.Function] = &active{version: v, pool: pool}
+	s.fns[v.Function] = a
 	s.fnsMu.Unlock()
 	if old != nil && old.pool != pool {
 		s.sched.Retire(old.version.Key())
@@ -396,6 +496,7 @@ func (s *System) dropArtifactIfUnused(sum string) {
 type Invocation struct {
 	Function string
 	Payload  []byte
+	Async    bool // queue durably and return at once with the id
 }
 
 // Outcome is what an invocation produced.
@@ -403,16 +504,19 @@ type Outcome struct {
 	ID       string
 	Function string
 	Version  int
+	Queued   bool // an async invocation, accepted
 	Output   []byte
 	Usage    runtime.Usage
 	BilledMs int64
 	Cold     bool
+	Attempts int
 	Err      error // the function's failure (an *errs.Error), if any
 }
 
-// Invoke runs a function synchronously. A returned error means the
-// invocation could not run (unknown function, overload, too large);
-// a failure of the function itself is in Outcome.Err.
+// Invoke runs a function as a root invocation, through the flow engine.
+// A returned error means the invocation could not run (unknown function,
+// overload, too large); a failure of the function itself is in
+// Outcome.Err.
 func (s *System) Invoke(ctx context.Context, inv Invocation) (*Outcome, error) {
 	if s.draining.Load() {
 		return nil, errs.E(errs.Unavailable, "server is shutting down")
@@ -422,56 +526,55 @@ func (s *System) Invoke(ctx context.Context, inv Invocation) (*Outcome, error) {
 	if int64(len(inv.Payload)) > s.cfg.MaxPayload {
 		return nil, errs.E(errs.PayloadTooLarge, "event of %d bytes is over the %d-byte limit", len(inv.Payload), s.cfg.MaxPayload)
 	}
-	a := s.lookup(inv.Function)
-	if a == nil {
-		return nil, errs.E(errs.NotFound, "function %q not found", inv.Function)
+	fo, err := s.flow.Invoke(ctx, flow.Request{Function: inv.Function, Payload: inv.Payload, Async: inv.Async})
+	if fo == nil {
+		if err == nil {
+			err = errs.E(errs.Internal, "flow engine returned no outcome")
+		}
+		return nil, err
 	}
-	id := NewID()
-	timeout := time.Duration(a.version.Config.Timeout)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	deadline, _ := ctx.Deadline()
-	ev := &runtime.Event{
-		ID:       id,
-		Root:     id,
-		Deadline: deadline,
-		Payload:  inv.Payload,
-		Host:     s.hostFor(inv.Function, id),
+	out := &Outcome{
+		ID:       fo.ID,
+		Function: inv.Function,
+		Queued:   inv.Async,
+		Output:   fo.Output,
+		Usage:    runtime.Usage{CPU: fo.CPU, Wall: fo.Wall},
+		BilledMs: fo.BilledMs,
+		Cold:     fo.Cold,
+		Attempts: fo.Attempts,
 	}
-	res, u, cold, err := a.pool.Invoke(ctx, ev)
-	out := &Outcome{ID: id, Function: inv.Function, Version: a.version.Number, Output: res.Output, Usage: u, Cold: cold}
-	out.BilledMs = billedMs(u.CPU)
+	out.Version, _ = strconv.Atoi(fo.Version)
 	if err != nil {
 		switch errs.CodeOf(err) {
-		case errs.Overloaded, errs.Unavailable, errs.NotFound:
-			return nil, err
-		}
-		if ctx.Err() != nil && errs.CodeOf(err) == errs.Internal {
-			err = errs.Wrap(errs.Timeout, err, fmt.Sprintf("function %s timed out after %s", inv.Function, timeout))
+		case errs.Overloaded, errs.Unavailable, errs.NotFound, errs.LimitExceeded:
+			if fo.Attempts == 0 {
+				return nil, err
+			}
 		}
 		out.Err = err
 	}
 	return out, nil
 }
 
-// billedMs rounds CPU time up to whole milliseconds, at least 1 ms.
-func billedMs(cpu time.Duration) int64 {
-	ms := int64((cpu + time.Millisecond - 1) / time.Millisecond)
-	return max(ms, 1)
-}
-
-// hostFor returns the host-call surface of one invocation.
-func (s *System) hostFor(fn, id string) host.Host {
+// hostFor returns the host surface of one invocation for every op that is
+// not a flow op (the flow engine serves invoke, invoke_async, await and
+// map itself): log, and the BaaS ops under the function's permissions.
+func (s *System) hostFor(ref flow.Ref) host.Host {
+	a := s.lookup(ref.Function)
+	var caller baas.Caller
+	if a != nil {
+		caller = a.caller
+	}
+	caller.Function, caller.Root = ref.Function, ref.Root
 	return host.Func(func(ctx context.Context, op string, args [][]byte) ([]byte, error) {
-		switch op {
-		case host.OpLog:
+		if op == host.OpLog {
 			if len(args) != 1 {
 				return nil, errs.E(errs.BadRequest, "log takes one argument")
 			}
-			s.Logs.Add(logs.Line{Function: fn, Invocation: id, Stream: "log", Text: string(args[0])})
+			s.Logs.Add(logs.Line{Function: ref.Function, Invocation: ref.ID, Stream: "log", Text: string(args[0])})
 			return nil, nil
 		}
-		return nil, errs.E(errs.BadRequest, "unknown host operation %q", op)
+		return s.baas.Call(ctx, caller, op, args)
 	})
 }
 
@@ -486,26 +589,20 @@ func (s *System) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		s.log.Warn("shutdown: in-flight invocations did not finish in time")
 	}
+	// Order: stop the async workers (they need pools), then the pools and
+	// runtimes, then what functions called into, then the store.
+	if s.flow != nil {
+		s.flow.Close()
+	}
 	s.sched.Close(ctx)
 	for _, rt := range s.cfg.Runtimes {
 		rt.Close(ctx)
 	}
+	if s.baas != nil {
+		s.baas.Close()
+	}
+	if s.usage != nil {
+		s.usage.Close()
+	}
 	return s.db.Close()
 }
-
-var idSeq atomic.Uint32
-
-// NewID returns a new invocation id: 16 hex digits of time (µs since the
-// epoch) then 8 random ones, so ids sort by start time.
-func NewID() string {
-	var b [12]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMicro()))
-	binary.BigEndian.PutUint32(b[8:], idSeq.Add(1)^randSalt)
-	return hex.EncodeToString(b[:])
-}
-
-var randSalt = func() uint32 {
-	var b [4]byte
-	rand.Read(b[:])
-	return binary.BigEndian.Uint32(b[:])
-}()
