@@ -8,8 +8,23 @@ bootstrap, which speaks the AWS Lambda Runtime API that Mote serves::
 ``event`` is the decoded JSON payload (``bytes`` when it is not JSON);
 the return value is encoded as JSON (``bytes`` and ``str`` are sent as
 they are). An exception fails the invocation with code function_error.
-``call(op, *args)`` makes a host call (kv, invoke, ...) for the running
-invocation; ``log(msg)`` writes a line to its log, as ``print`` does.
+``log(msg)`` writes a line to the invocation's log, as ``print`` does.
+
+The host surface, as in the Go SDK (docs/sdk-python.md):
+
+- ``mote.kv``: get, get_version, put, delete, cas, incr, list, batch;
+- ``mote.objects``: put, get, get_range, head, delete, list;
+- ``mote.eph`` (the call tree's ephemeral data): put, get, delete, list;
+- ``mote.cache`` (the function's node-local cache): get, put, delete;
+- coordination: counter_add, counter_get, barrier_wait, queue_push,
+  queue_pop, queue_len, signal_publish, signal_wait, lease_acquire
+  (a Lease with renew and release);
+- flows: invoke, invoke_async, await_all, await_any, map;
+- ``call(op, *args)``: any host op, raw.
+
+A failed host call raises MoteError with the host's ``code`` and
+``message``; wrong argument types raise TypeError, bad values ValueError.
+Durations are seconds (int, float or timedelta).
 """
 
 import http.client
@@ -20,7 +35,19 @@ import threading
 import time
 import traceback
 
-__all__ = ["Context", "MoteError", "call", "log", "start", "encode_args", "decode_args"]
+__all__ = [
+    "Context", "MoteError", "call", "log", "start", "encode_args", "decode_args",
+    "DURABLE", "BUFFERED", "is_not_found", "is_conflict", "is_timeout",
+    "kv", "objects", "eph", "cache",
+    "counter_add", "counter_get", "barrier_wait", "queue_push", "queue_pop", "queue_len",
+    "signal_publish", "signal_wait", "Lease", "lease_acquire", "lease_renew", "lease_release",
+    "Result", "invoke", "invoke_async", "await_all", "await_any", "map",
+]
+
+# Durabilities of a write: acknowledged once fsynced, or once in memory
+# (may be lost in a crash). None uses the platform's default.
+DURABLE = "durable"
+BUFFERED = "buffered"
 
 _API = "/2018-06-01"
 
@@ -32,6 +59,22 @@ class MoteError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+def is_not_found(err):
+    """Reports whether err is a MoteError with code not_found."""
+    return isinstance(err, MoteError) and err.code == "not_found"
+
+
+def is_conflict(err):
+    """Reports whether err is a MoteError with code conflict (a stale
+    compare-and-swap, a held lease)."""
+    return isinstance(err, MoteError) and err.code == "conflict"
+
+
+def is_timeout(err):
+    """Reports whether err is a MoteError with code timeout."""
+    return isinstance(err, MoteError) and err.code == "timeout"
 
 
 class Context:
@@ -203,3 +246,13 @@ def start(handler):
         finally:
             _current["id"] = ""
         _request("POST", path, out, {"Content-Type": "application/json"})
+
+
+# The typed wrappers import call and the codec from this module, so they
+# come last.
+from . import cache, eph, kv, objects  # noqa: E402
+from .coord import (  # noqa: E402
+    Lease, barrier_wait, counter_add, counter_get, lease_acquire, lease_release, lease_renew,
+    queue_len, queue_pop, queue_push, signal_publish, signal_wait,
+)
+from .flow import Result, await_all, await_any, invoke, invoke_async, map  # noqa: E402,A004
