@@ -181,7 +181,7 @@ func (c *Config) Validate() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.MaxDepth == 0 {
-		c.MaxDepth = 16
+		c.MaxDepth = DefaultMaxDepth
 	}
 	if c.MaxDescendants == 0 {
 		c.MaxDescendants = 10_000
@@ -223,6 +223,9 @@ type Engine struct {
 
 	closed atomic.Bool
 }
+
+// DefaultMaxDepth is the recursion depth limit unless Config says otherwise.
+const DefaultMaxDepth = 16
 
 // Request is one invocation from outside (the gateway, the CLI).
 type Request struct {

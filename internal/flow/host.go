@@ -9,6 +9,7 @@ import (
 
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/host"
+	"github.com/mote-run/mote/internal/runtime"
 )
 
 // The flow host ops. Their arguments and results are encoded with
@@ -64,13 +65,21 @@ type pending struct {
 }
 
 // Call serves the flow ops and hands every other op to Config.Fallback.
+//
+// args may alias the caller's memory (a wasm guest's) only for the
+// duration of the call, and children, the journal and async runs outlive
+// it: the flow ops copy what they keep.
 func (a *attempt) Call(ctx context.Context, op string, args [][]byte) ([]byte, error) {
+	switch op {
+	case OpInvoke, OpInvokeAsync, OpMap:
+		args = cloneArgs(args)
+	}
 	switch op {
 	case OpInvoke:
 		if len(args) != 2 {
 			return nil, errs.E(errs.BadRequest, "flow: invoke takes [function, payload]")
 		}
-		return a.call(string(args[0]), args[1], a.seq.Add(1)-1)
+		return a.call(ctx, string(args[0]), args[1], a.seq.Add(1)-1)
 	case OpInvokeAsync:
 		if len(args) != 2 {
 			return nil, errs.E(errs.BadRequest, "flow: invoke_async takes [function, payload]")
@@ -79,7 +88,7 @@ func (a *attempt) Call(ctx context.Context, op string, args [][]byte) ([]byte, e
 	case OpAwait:
 		return a.await(ctx, args)
 	case OpMap:
-		return a.mapCall(args)
+		return a.mapCall(ctx, args)
 	}
 	a.fbOnce.Do(func() {
 		if a.e.cfg.Fallback != nil {
@@ -93,8 +102,10 @@ func (a *attempt) Call(ctx context.Context, op string, args [][]byte) ([]byte, e
 	return a.fb.Call(ctx, op, args)
 }
 
-// call is a synchronous child call with sequence number seq.
-func (a *attempt) call(fn string, payload []byte, seq uint64) ([]byte, error) {
+// call is a synchronous child call with sequence number seq. It runs under
+// the attempt's context, marked as called from hctx, the host call's: the
+// child may run on the caller's thread, and its runtime needs to know.
+func (a *attempt) call(hctx context.Context, fn string, payload []byte, seq uint64) ([]byte, error) {
 	if j := a.in.replayed(seq, fn, payload); j != nil {
 		return j.Output, nil
 	}
@@ -102,7 +113,7 @@ func (a *attempt) call(fn string, payload []byte, seq uint64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	o, err := a.e.run(a.ctx, c)
+	o, err := a.e.run(runtime.InheritCaller(a.ctx, hctx), c)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +257,7 @@ func appendResult(dst, out []byte, err error) []byte {
 	return host.AppendArgs(dst, nil, out)
 }
 
-func (a *attempt) mapCall(args [][]byte) ([]byte, error) {
+func (a *attempt) mapCall(hctx context.Context, args [][]byte) ([]byte, error) {
 	if len(args) < 2 {
 		return nil, errs.E(errs.BadRequest, "flow: map takes [function, concurrency, event...]")
 	}
@@ -276,7 +287,7 @@ func (a *attempt) mapCall(args [][]byte) ([]byte, error) {
 			if i >= n {
 				return
 			}
-			outs[i], errsOut[i] = a.call(fn, events[i], base+i)
+			outs[i], errsOut[i] = a.call(hctx, fn, events[i], base+i)
 		}
 	}
 	var wg sync.WaitGroup
@@ -333,4 +344,19 @@ func (e *Engine) journal(in *inv, seq uint64, child, fn string, payload, out []b
 		in.tree.journaled.Store(true)
 		e.w.set(true, journalKey(in.node.Root, in.node.ID, seq), encodeJournal(j))
 	}
+}
+
+// cloneArgs copies args into one allocation.
+func cloneArgs(args [][]byte) [][]byte {
+	n := 0
+	for _, a := range args {
+		n += len(a)
+	}
+	buf := make([]byte, 0, n)
+	out := make([][]byte, len(args))
+	for i, a := range args {
+		buf = append(buf, a...)
+		out[i] = buf[len(buf)-len(a) : len(buf) : len(buf)]
+	}
+	return out
 }

@@ -101,3 +101,28 @@ type Instance interface {
 type MemoryReporter interface {
 	Memory() int64
 }
+
+// callerKey marks the context of a host call with the calling invocation's
+// runtime state.
+type callerKey struct{}
+
+// WithCaller returns ctx marked as a host call made by an invocation whose
+// runtime-private state is v. An invocation nested in that host call finds
+// v with CallerOf: the wasm runtime uses it to keep a synchronously called
+// function's CPU off its caller's bill.
+func WithCaller(ctx context.Context, v any) context.Context {
+	return context.WithValue(ctx, callerKey{}, v)
+}
+
+// CallerOf returns the mark WithCaller put on ctx, or nil.
+func CallerOf(ctx context.Context) any { return ctx.Value(callerKey{}) }
+
+// InheritCaller returns ctx carrying from's caller mark, if it has one:
+// for code that runs a nested invocation under its own context (deadline,
+// cancellation) on behalf of a host call's context.
+func InheritCaller(ctx, from context.Context) context.Context {
+	if v := CallerOf(from); v != nil {
+		return WithCaller(ctx, v)
+	}
+	return ctx
+}

@@ -29,6 +29,12 @@ type PoolConfig struct {
 	MaxQueue     int           // invocations that may wait for an instance
 	IdleTimeout  time.Duration // idle instances above MinWarm stop after this
 	StartTimeout time.Duration // how long a cold start may take
+	// NestedHeadroom is how many instances beyond MaxInstances invocations
+	// made by functions (depth > 0) may start when the pool is full. A
+	// function calling itself synchronously holds an instance per level;
+	// without headroom, recursion as deep as MaxInstances would wait
+	// forever for an instance its own ancestors hold.
+	NestedHeadroom int
 }
 
 // Validate checks c and fills defaults.
@@ -109,7 +115,7 @@ func (p *Pool) Module() runtime.Module { return p.mod }
 // Invoke runs ev on an instance of the pool and reports whether that
 // instance was started for it (a cold start).
 func (p *Pool) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Result, runtime.Usage, bool, error) {
-	s, cold, err := p.acquire(ctx)
+	s, cold, err := p.acquire(ctx, ev.Depth > 0)
 	if err != nil {
 		return runtime.Result{}, runtime.Usage{}, cold, err
 	}
@@ -120,7 +126,8 @@ func (p *Pool) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Result, r
 }
 
 // acquire returns an instance for one invocation: idle, new, or queued.
-func (p *Pool) acquire(ctx context.Context) (*slot, bool, error) {
+// nested invocations may go NestedHeadroom past the ceiling.
+func (p *Pool) acquire(ctx context.Context, nested bool) (*slot, bool, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -141,7 +148,11 @@ func (p *Pool) acquire(ctx context.Context) (*slot, bool, error) {
 		}
 		return s, false, nil
 	}
-	if p.live < p.cfg.MaxInstances {
+	ceiling := p.cfg.MaxInstances
+	if nested {
+		ceiling += p.cfg.NestedHeadroom
+	}
+	if p.live < ceiling {
 		p.live++
 		p.busy++
 		p.mu.Unlock()

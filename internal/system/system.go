@@ -389,6 +389,9 @@ func (s *System) activateModule(ctx context.Context, v *registry.Version, mod ru
 		MaxInstances: c.MaxInstances,
 		MaxQueue:     c.MaxQueue,
 		IdleTimeout:  time.Duration(c.IdleTimeout),
+		// Synchronous recursion holds an instance per level: room for as
+		// many levels as the flow engine's depth limit allows.
+		NestedHeadroom: flow.DefaultMaxDepth,
 	})
 	if err != nil {
 		mod.Close(ctx)

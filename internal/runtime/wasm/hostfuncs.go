@@ -41,6 +41,10 @@ type guest struct {
 
 	stdout, stderr logWriter
 	alloc          memoryAllocator
+
+	// nested is the thread CPU of wasm invocations this one called
+	// synchronously (nested.go).
+	nested nestedCPU
 }
 
 func newGuest(function string, log *slog.Logger, limit uint64) *guest {
@@ -63,6 +67,7 @@ func (g *guest) begin(ctx context.Context, ev *runtime.Event) {
 	g.ev, g.ctx = ev, ctx
 	g.failed, g.fatal, g.failMsg = false, false, ""
 	g.pending = nil
+	g.nested.reset()
 	g.stderr.reset()
 	g.stdout.reset()
 

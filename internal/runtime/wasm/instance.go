@@ -111,7 +111,8 @@ func (i *instance) invokeReactor(ctx context.Context, ev *runtime.Event) (runtim
 		return runtime.Result{}, runtime.Usage{}, errs.E(errs.Unavailable, "wasm: instance failed earlier and cannot be reused")
 	}
 	g := i.g
-	ctx = context.WithValue(ctx, guestKey{}, g)
+	caller := callerOf(ctx)
+	ctx = runtime.WithCaller(context.WithValue(ctx, guestKey{}, g), g)
 	g.begin(ctx, ev)
 	defer g.end()
 	i.stack[0], i.stack[1] = uint64(len(g.meta)), uint64(len(ev.Payload))
@@ -121,7 +122,10 @@ func (i *instance) invokeReactor(ctx context.Context, ev *runtime.Event) (runtim
 	cpu0 := meter.ThreadCPU()
 	err := i.handle.CallWithStack(ctx, i.stack[:])
 	cpu := meter.ThreadCPU() - cpu0
-	usage := runtime.Usage{CPU: cpu, Wall: time.Since(start)}
+	if caller != nil {
+		caller.nested.add(cpu)
+	}
+	usage := runtime.Usage{CPU: cpu - g.nested.onThisThread(), Wall: time.Since(start)}
 	goruntime.UnlockOSThread()
 
 	if err != nil {
@@ -154,7 +158,8 @@ func (i *instance) invokeReactor(ctx context.Context, ev *runtime.Event) (runtim
 
 func (i *instance) invokeCommand(ctx context.Context, ev *runtime.Event, deadline time.Time) (runtime.Result, runtime.Usage, error) {
 	m, g := i.m, i.g
-	ctx = context.WithValue(ctx, guestKey{}, g)
+	caller := callerOf(ctx)
+	ctx = runtime.WithCaller(context.WithValue(ctx, guestKey{}, g), g)
 	g.begin(ctx, ev)
 	defer g.end()
 	i.out = boundedBuffer{buf: i.out.buf[:0], max: m.r.cfg.MaxOutput}
@@ -174,7 +179,10 @@ func (i *instance) invokeCommand(ctx context.Context, ev *runtime.Event, deadlin
 	cpu0 := meter.ThreadCPU()
 	mod, err := m.r.rt.InstantiateModule(ictx, m.compiled, cfg)
 	cpu := meter.ThreadCPU() - cpu0
-	usage := runtime.Usage{CPU: cpu, Wall: time.Since(start)}
+	if caller != nil {
+		caller.nested.add(cpu)
+	}
+	usage := runtime.Usage{CPU: cpu - g.nested.onThisThread(), Wall: time.Since(start)}
 	goruntime.UnlockOSThread()
 	if mod != nil {
 		_ = mod.Close(context.Background())

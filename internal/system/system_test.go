@@ -1,0 +1,138 @@
+package system_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/registry"
+	"github.com/mote-run/mote/internal/system"
+	"github.com/mote-run/mote/internal/testutil"
+)
+
+var (
+	guestOnce sync.Once
+	guestWasm []byte
+)
+
+// withGuest returns a system with the flow guest deployed as "g" (and
+// more names if given), with permissions on bucket "b".
+func withGuest(t *testing.T, cfg registry.Config, names ...string) *system.System {
+	t.Helper()
+	guestOnce.Do(func() { guestWasm = testutil.BuildWasm(t, "testdata/flowguest", true) })
+	s := openSystem(t)
+	if cfg.Permissions.Read == nil {
+		cfg.Permissions = registry.Permissions{Read: []string{"b"}, Write: []string{"b"}}
+	}
+	for _, n := range append([]string{"g"}, names...) {
+		if _, err := s.Deploy(context.Background(), n, cfg, bytes.NewReader(guestWasm)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+func call(t *testing.T, s *system.System, fn, event string) *system.Outcome {
+	t.Helper()
+	out, err := s.Invoke(context.Background(), system.Invocation{Function: fn, Payload: []byte(event)})
+	if err != nil {
+		t.Fatalf("%s(%q): %v", fn, event, err)
+	}
+	return out
+}
+
+func TestFlowsBetweenWasmFunctions(t *testing.T) {
+	s := withGuest(t, registry.Config{}, "other")
+	for _, tc := range []struct{ event, want string }{
+		{"call:other:echo:hi", "hi"},
+		{"chain:5", "depth 5"},
+		{"fan:200", "200"},
+		{"async:3", "a0,a1,a2"},
+	} {
+		out := call(t, s, "g", tc.event)
+		if out.Err != nil || string(out.Output) != tc.want {
+			t.Errorf("%s: got %q, %v; want %q", tc.event, out.Output, out.Err, tc.want)
+		}
+	}
+	// The tree of a chain is recorded: root with one child each level down.
+	out := call(t, s, "g", "chain:3")
+	n, err := s.Flow().Get(out.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	depth := 0
+	for len(n.Children) == 1 {
+		n = n.Children[0]
+		depth++
+	}
+	if depth != 3 || n.Depth != 3 || n.Root != out.ID {
+		t.Errorf("chain tree: got depth %d (node depth %d, root %s), want 3 under %s", depth, n.Depth, n.Root, out.ID)
+	}
+	// A child's failure reaches the parent with its code.
+	out = call(t, s, "g", "call:other:fail:broken")
+	if errs.CodeOf(out.Err) != errs.FunctionError || !strings.Contains(errs.MessageOf(out.Err), "broken") {
+		t.Errorf("child failure: got %v", out.Err)
+	}
+	out = call(t, s, "g", "call:nope:x")
+	if out.Err == nil || !strings.Contains(errs.MessageOf(out.Err), "nope") {
+		t.Errorf("call to an unknown function: got %v", out.Err)
+	}
+}
+
+func TestRecursionIsBounded(t *testing.T) {
+	s := withGuest(t, registry.Config{})
+	out := call(t, s, "g", "chain:100")
+	if out.Err == nil || !strings.Contains(errs.MessageOf(out.Err), "depth") {
+		t.Errorf("chain of 100: got %q %v, want a depth limit error", out.Output, out.Err)
+	}
+	if got := call(t, s, "g", "echo:ok"); string(got.Output) != "ok" {
+		t.Errorf("after a runaway chain: %q %v", got.Output, got.Err)
+	}
+}
+
+func TestBillingCountsCPUNotWaiting(t *testing.T) {
+	s := withGuest(t, registry.Config{}, "child")
+	// 20 ms of CPU then 200 ms asleep: billed for the 20.
+	out := call(t, s, "g", "spinsleep:20:200")
+	if out.Err != nil {
+		t.Fatal(out.Err)
+	}
+	if out.BilledMs < 18 || out.BilledMs > 30 || out.Usage.Wall < 200*time.Millisecond {
+		t.Errorf("spin 20 ms + sleep 200 ms: billed %d ms (cpu %s, wall %s), want 20±2 (slack for a loaded machine: 18..30)", out.BilledMs, out.Usage.CPU, out.Usage.Wall)
+	}
+	// A parent waiting 100 ms on a synchronous child pays its own CPU only.
+	out = call(t, s, "g", "call:child:spin:100")
+	if out.Err != nil {
+		t.Fatal(out.Err)
+	}
+	if out.BilledMs > 10 || out.Usage.Wall < 100*time.Millisecond {
+		t.Errorf("parent of a 100 ms child: billed %d ms (cpu %s, wall %s), want its own few ms", out.BilledMs, out.Usage.CPU, out.Usage.Wall)
+	}
+	n, err := s.Flow().Get(out.ID)
+	if err != nil || len(n.Children) != 1 {
+		t.Fatalf("tree: %v %+v", err, n)
+	}
+	if c := n.Children[0]; c.BilledMs < 95 {
+		t.Errorf("child billed %d ms, want ≈100", c.BilledMs)
+	}
+}
+
+func TestKVFromWasmWithPermissions(t *testing.T) {
+	s := withGuest(t, registry.Config{})
+	if out := call(t, s, "g", "kvput:b:k1:v1"); out.Err != nil || string(out.Output) != "ok" {
+		t.Fatalf("put: %q %v", out.Output, out.Err)
+	}
+	if out := call(t, s, "g", "kvget:b:k1"); out.Err != nil || string(out.Output) != "v1" {
+		t.Errorf("get: %q %v", out.Output, out.Err)
+	}
+	for _, ev := range []string{"kvput:secret:k:v", "kvget:secret:k"} {
+		out := call(t, s, "g", ev)
+		if !strings.Contains(errs.MessageOf(out.Err), "forbidden") && errs.CodeOf(out.Err) != errs.Forbidden {
+			t.Errorf("%s outside permissions: got %q %v, want forbidden", ev, out.Output, out.Err)
+		}
+	}
+}

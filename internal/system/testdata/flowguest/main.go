@@ -1,0 +1,102 @@
+// Command flowguest is the system tests' function: a Go SDK reactor whose
+// event, "verb:args", says what to do with the platform's host API.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	mote "github.com/mote-run/mote/sdk/go"
+)
+
+func init() { mote.Handle(handle) }
+
+func main() {}
+
+func spin(ms int) {
+	for end := time.Now().Add(time.Duration(ms) * time.Millisecond); time.Now().Before(end); {
+	}
+}
+
+func handle(ctx *mote.Context, event []byte) ([]byte, error) {
+	verb, arg, _ := strings.Cut(string(event), ":")
+	switch verb {
+	case "echo":
+		return []byte(arg), nil
+	case "fail":
+		return nil, errors.New(arg)
+	case "spin": // burn CPU for arg ms
+		ms, _ := strconv.Atoi(arg)
+		spin(ms)
+		return []byte("spun"), nil
+	case "spinsleep": // burn A ms of CPU, then sleep B ms
+		a, b, _ := strings.Cut(arg, ":")
+		ms, _ := strconv.Atoi(a)
+		spin(ms)
+		d, _ := strconv.Atoi(b)
+		time.Sleep(time.Duration(d) * time.Millisecond)
+		return []byte("done"), nil
+	case "call": // call:FN:PAYLOAD
+		fn, payload, _ := strings.Cut(arg, ":")
+		return mote.Invoke(fn, []byte(payload))
+	case "chain": // chain:N calls itself N deep
+		n, _ := strconv.Atoi(arg)
+		if n == 0 {
+			return []byte(fmt.Sprint("depth ", ctx.Depth)), nil
+		}
+		return mote.Invoke(ctx.Function, []byte(fmt.Sprint("chain:", n-1)))
+	case "fan": // fan:N maps echo over N events and sums the lengths
+		n, _ := strconv.Atoi(arg)
+		events := make([][]byte, n)
+		for i := range events {
+			events[i] = []byte("echo:" + strconv.Itoa(i))
+		}
+		rs, err := mote.Map(ctx.Function, events, 0)
+		if err != nil {
+			return nil, err
+		}
+		var b strings.Builder
+		for i, r := range rs {
+			if r.Err != nil {
+				return nil, fmt.Errorf("child %d: %v", i, r.Err)
+			}
+			if string(r.Output) != strconv.Itoa(i) {
+				return nil, fmt.Errorf("child %d answered %q", i, r.Output)
+			}
+		}
+		fmt.Fprint(&b, len(rs))
+		return []byte(b.String()), nil
+	case "async": // async:N starts N echo children and awaits all
+		n, _ := strconv.Atoi(arg)
+		var calls []mote.AsyncCall
+		for i := 0; i < n; i++ {
+			c, err := mote.InvokeAsync(ctx.Function, []byte("echo:a"+strconv.Itoa(i)))
+			if err != nil {
+				return nil, err
+			}
+			calls = append(calls, c)
+		}
+		rs, err := mote.AwaitAll(5*time.Second, calls...)
+		if err != nil {
+			return nil, err
+		}
+		var outs []string
+		for _, r := range rs {
+			outs = append(outs, string(r.Output))
+		}
+		return []byte(strings.Join(outs, ",")), nil
+	case "kvput": // kvput:BUCKET:KEY:VALUE
+		p := strings.SplitN(arg, ":", 3)
+		if _, err := mote.KV(p[0]).Put(p[1], []byte(p[2])); err != nil {
+			return nil, err
+		}
+		return []byte("ok"), nil
+	case "kvget": // kvget:BUCKET:KEY
+		b, k, _ := strings.Cut(arg, ":")
+		return mote.KV(b).Get(k)
+	}
+	return nil, fmt.Errorf("unknown verb %q", verb)
+}
