@@ -206,6 +206,7 @@ func cmdInvoke(args []string, stdout, stderr io.Writer) int {
 	c := clientFlags(fs)
 	data := fs.String("d", "", "event data, or @FILE to read it from a file (@- for stdin)")
 	verbose := fs.Bool("v", false, "print the invocation's id, cold flag and CPU/billing to stderr")
+	async := fs.Bool("async", false, "queue the invocation durably and print its id at once (see mote trace)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return 2
@@ -231,6 +232,9 @@ func cmdInvoke(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
+	if *async {
+		req.Header.Set(api.HeaderAsync, "true")
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fail(stderr, fmt.Errorf("cannot reach the Mote server at %s: %w", c.base, err))
@@ -245,6 +249,10 @@ func cmdInvoke(args []string, stdout, stderr io.Writer) int {
 	if resp.StatusCode >= 300 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		return fail(stderr, errs.FromHTTP(resp.StatusCode, b))
+	}
+	if *async {
+		fmt.Fprintln(stdout, resp.Header.Get(api.HeaderInvocationID))
+		return 0
 	}
 	if _, err := io.Copy(stdout, resp.Body); err != nil {
 		return fail(stderr, err)

@@ -40,6 +40,11 @@ func init() {
 		"logs":     {"show a function's logs: logs NAME [-f] [-n N] [--invocation ID]", cmdLogs},
 		"version":  {"print the version", cmdVersion},
 		"bench":    {"run an end-to-end benchmark: bench gateway", cmdBench},
+		"kv":       {"key-value storage: kv get|put|rm|ls|incr BUCKET [KEY] [VALUE]", cmdKV},
+		"obj":      {"objects, streamed: obj put|get|head|rm|ls BUCKET [KEY] [FILE]", cmdObj},
+		"trace":    {"draw an invocation's call tree: trace ID", cmdTrace},
+		"usage":    {"CPU and billed time per function: usage [NAME]", cmdUsage},
+		"dlq":      {"dead letters of async invocations: dlq ls | dlq redrive ID", cmdDLQ},
 	}
 }
 

@@ -49,7 +49,12 @@ type server struct {
 
 func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
-	cmd := exec.Command(moteBinary(t), append([]string{"serve", "--addr", "127.0.0.1:0", "--data", t.TempDir()}, args...)...)
+	return startServerIn(t, t.TempDir(), args...)
+}
+
+func startServerIn(t *testing.T, data string, args ...string) *server {
+	t.Helper()
+	cmd := exec.Command(moteBinary(t), append([]string{"serve", "--addr", "127.0.0.1:0", "--data", data}, args...)...)
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -232,3 +237,105 @@ var (
 	binPath string
 	binErr  error
 )
+
+func TestCLIStorageAndFlows(t *testing.T) {
+	guest := writeModule(t, "../../internal/system/testdata/flowguest", true)
+	s := startServer(t)
+	big := filepath.Join(t.TempDir(), "big")
+	os.WriteFile(big, bytes.Repeat([]byte("0123456789"), 300_000), 0o644)
+	got := filepath.Join(t.TempDir(), "got")
+	steps := []struct {
+		args     []string
+		wantCode int
+		wantOut  string
+	}{
+		{[]string{"deploy", "g", guest, "--read", "b", "--write", "b"}, 0, "version 1"},
+		{[]string{"kv", "put", "b", "greeting", "hello"}, 0, "version"},
+		{[]string{"kv", "get", "b", "greeting"}, 0, "hello"},
+		{[]string{"invoke", "g", "-d", "kvget:b:greeting"}, 0, "hello"},
+		{[]string{"invoke", "g", "-d", "kvput:b:from-fn:yes"}, 0, "ok"},
+		{[]string{"kv", "ls", "b"}, 0, "from-fn\ngreeting"},
+		{[]string{"kv", "incr", "b", "n", "--by", "5"}, 0, "5"},
+		{[]string{"kv", "rm", "b", "greeting"}, 0, ""},
+		{[]string{"kv", "get", "b", "greeting"}, 1, ""},
+		{[]string{"kv", "get", "../etc", "passwd"}, 1, ""},
+		{[]string{"obj", "put", "b", "dir/big", big}, 0, "stored 3000000 bytes"},
+		{[]string{"obj", "ls", "b"}, 0, "dir/big"},
+		{[]string{"obj", "get", "b", "dir/big", "-o", got}, 0, ""},
+		{[]string{"obj", "head", "b", "dir/big"}, 0, "size 3000000"},
+		{[]string{"obj", "rm", "b", "dir/big"}, 0, ""},
+		{[]string{"usage", "g"}, 0, "CPU-time billing charges"},
+		{[]string{"dlq", "ls"}, 0, "ID"},
+	}
+	for _, st := range steps {
+		code, out, errOut := s.mote(t, st.args...)
+		if code != st.wantCode || !strings.Contains(out, st.wantOut) {
+			t.Fatalf("mote %s: got code %d out %q err %q; want code %d and %q", strings.Join(st.args, " "), code, out, errOut, st.wantCode, st.wantOut)
+		}
+	}
+	if a, _ := os.ReadFile(big); !bytes.Equal(a, mustRead(t, got)) {
+		t.Error("object read back differs")
+	}
+	// An async chain: queued at once, traced when done.
+	code, out, errOut := s.mote(t, "invoke", "g", "--async", "-d", "chain:2")
+	if code != 0 || len(strings.TrimSpace(out)) != 24 {
+		t.Fatalf("invoke --async: %d %q %q", code, out, errOut)
+	}
+	id := strings.TrimSpace(out)
+	var trace string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		_, trace, _ = s.mote(t, "trace", id)
+		if strings.Count(trace, "succeeded") == 3 {
+			break
+		}
+	}
+	if strings.Count(trace, "succeeded") != 3 || !strings.Contains(trace, "└─") {
+		t.Errorf("trace of an async chain of 3: %q", trace)
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestAsyncSurvivesKill9 queues async invocations, SIGKILLs the server
+// before they can all run, restarts it on the same data directory and
+// checks that every accepted invocation completes.
+func TestAsyncSurvivesKill9(t *testing.T) {
+	guest := writeModule(t, "../../internal/system/testdata/flowguest", true)
+	data := t.TempDir()
+	s := startServerIn(t, data)
+	if code, _, errOut := s.mote(t, "deploy", "g", guest, "--max-instances", "1"); code != 0 {
+		t.Fatalf("deploy: %s", errOut)
+	}
+	var ids []string
+	for i := 0; i < 6; i++ {
+		code, out, errOut := s.mote(t, "invoke", "g", "--async", "-d", "spin:150")
+		if code != 0 {
+			t.Fatalf("invoke --async: %s", errOut)
+		}
+		ids = append(ids, strings.TrimSpace(out))
+	}
+	s.cmd.Process.Kill() // SIGKILL: no drain, no flush
+	<-s.done
+	s.done <- nil
+
+	s = startServerIn(t, data)
+	for _, id := range ids {
+		var trace string
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			_, trace, _ = s.mote(t, "trace", id)
+			if strings.Contains(trace, "succeeded") {
+				break
+			}
+		}
+		if !strings.Contains(trace, "succeeded") {
+			t.Errorf("async invocation %s after kill -9 and restart: %q", id, trace)
+		}
+	}
+}
