@@ -136,3 +136,18 @@ func TestKVFromWasmWithPermissions(t *testing.T) {
 		}
 	}
 }
+
+// TestRetriedParentReplaysJournaledChildren is the recovery contract with
+// real wasm: a parent calls 10 children, traps after 5 on its first
+// attempt, is retried, and the 5 completed children are not run again.
+func TestRetriedParentReplaysJournaledChildren(t *testing.T) {
+	s := withGuest(t, registry.Config{Retry: registry.Retry{Attempts: 2}})
+	out := call(t, s, "g", "crashy")
+	if out.Err != nil || string(out.Output) != "attempt 2" || out.Attempts != 2 {
+		t.Fatalf("crashy: got %q, %v after %d attempts; want success on attempt 2", out.Output, out.Err, out.Attempts)
+	}
+	children := call(t, s, "g", "kvget:b:children")
+	if got := string(children.Output); got != "10" {
+		t.Errorf("child executions: got %s, want exactly 10", got)
+	}
+}

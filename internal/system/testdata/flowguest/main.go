@@ -94,6 +94,24 @@ func handle(ctx *mote.Context, event []byte) ([]byte, error) {
 			return nil, err
 		}
 		return []byte("ok"), nil
+	case "incr": // incr:BUCKET:KEY adds one and returns the new value
+		b, k, _ := strings.Cut(arg, ":")
+		n, err := mote.KV(b).Incr(k, 1)
+		return []byte(strconv.FormatInt(n, 10)), err
+	case "crashy": // calls 10 children ("incr:b:children"); the first attempt traps after 5
+		attempt, err := mote.KV("b").Incr("attempts", 1)
+		if err != nil {
+			return nil, err
+		}
+		for i := 0; i < 10; i++ {
+			if i == 5 && attempt == 1 {
+				panic("crash after 5 children")
+			}
+			if _, err := mote.Invoke(ctx.Function, []byte("incr:b:children")); err != nil {
+				return nil, err
+			}
+		}
+		return []byte(fmt.Sprint("attempt ", attempt)), nil
 	case "kvget": // kvget:BUCKET:KEY
 		b, k, _ := strings.Cut(arg, ":")
 		return mote.KV(b).Get(k)
