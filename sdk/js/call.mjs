@@ -80,16 +80,21 @@ export function request(method, path, body, headers = {}) {
   });
 }
 
-let current = "";
+// The running invocation's id lives on globalThis under a registered
+// symbol, so that a function importing another copy of this SDK (its own
+// node_modules/mote, say, under the platform's bootstrap) still makes its
+// host calls for the invocation the bootstrap is serving.
+const CURRENT = Symbol.for("mote.invocation");
 
 /** setCurrent records the invocation that host calls belong to (bootstrap use). */
 export function setCurrent(id) {
-  current = id;
+  globalThis[CURRENT] = id;
 }
 
 /** Makes host call `op` for the running invocation: resolves to a Buffer or
  * rejects with a MoteError carrying the host's error code. */
 export async function call(op, ...args) {
+  const current = globalThis[CURRENT];
   if (!current) throw new MoteError("bad_request", "host call outside an invocation");
   const r = await request("POST", `/mote/call/${op}`, encodeArgs(...args), {
     "Lambda-Runtime-Aws-Request-Id": current,

@@ -9,7 +9,11 @@
 // internal/runtime/process.
 import { after, before, beforeEach, test } from "node:test";
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import * as mote from "../index.mjs";
 
 const PREFIX = "/2018-06-01/mote/call/";
@@ -227,4 +231,18 @@ test("bad arguments reject before anything is sent", async () => {
     await assert.rejects(fn(), want);
   }
   assert.deepEqual(calls, []);
+});
+
+test("a second copy of the SDK calls for the same invocation", async (t) => {
+  // As when a function bundles node_modules/mote but runs under the
+  // platform's bootstrap: the copy's modules are distinct instances.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mote-sdk-copy-"));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const here = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+  for (const f of fs.readdirSync(here).filter((f) => f.endsWith(".mjs"))) fs.copyFileSync(path.join(here, f), path.join(dir, f));
+  const copy = await import(pathToFileURL(path.join(dir, "index.mjs")).href);
+  assert.notEqual(copy.call, mote.call);
+  replies.push(ok("v"));
+  assert.deepEqual(await copy.kv.get("u", "k"), Buffer.from("v"));
+  assert.deepEqual(sent(), { op: "kv.get", args: b("u", "k") });
 });
