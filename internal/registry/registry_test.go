@@ -1,0 +1,287 @@
+package registry
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/store"
+)
+
+func openTest(t *testing.T) *Registry {
+	t.Helper()
+	db, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	r, err := Open(db, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestVersionsCurrentAndDelete(t *testing.T) {
+	r := openTest(t)
+	sumA, _, err := r.PutArtifact(strings.NewReader("module a"), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sumA2, _, _ := r.PutArtifact(strings.NewReader("module a"), 1<<20)
+	if sumA != sumA2 {
+		t.Errorf("same bytes, different hashes: %s %s", sumA, sumA2)
+	}
+	sumB, _, _ := r.PutArtifact(strings.NewReader("module b"), 1<<20)
+	cfg := Config{}.WithDefaults()
+	v1, err := r.AddVersion("f", sumA, 8, cfg, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := r.AddVersion("f", sumB, 8, cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v1.Number != 1 || v2.Number != 2 || v1.ID == v2.ID {
+		t.Fatalf("versions: got %d %s, %d %s", v1.Number, v1.ID, v2.Number, v2.ID)
+	}
+	if cur, _ := r.Current("f"); cur.Number != 1 {
+		t.Errorf("current before SetCurrent: got %d, want 1", cur.Number)
+	}
+	if _, err := r.SetCurrent("f", 2); err != nil {
+		t.Fatal(err)
+	}
+	if cur, _ := r.Current("f"); cur.Number != 2 {
+		t.Errorf("current after SetCurrent: got %d, want 2", cur.Number)
+	}
+	if _, err := r.SetCurrent("f", 9); errs.CodeOf(err) != errs.NotFound {
+		t.Errorf("SetCurrent to a missing version: got %v", err)
+	}
+	r.AddVersion("g", sumA, 8, cfg, true) // g shares artifact a
+	if err := r.Delete("f"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Function("f"); errs.CodeOf(err) != errs.NotFound {
+		t.Errorf("after delete: got %v", err)
+	}
+	if _, err := os.Stat(r.ArtifactPath(sumA)); err != nil {
+		t.Errorf("artifact shared with g was removed: %v", err)
+	}
+	if _, err := os.Stat(r.ArtifactPath(sumB)); !os.IsNotExist(err) {
+		t.Errorf("unreferenced artifact kept: %v", err)
+	}
+}
+
+func TestPutArtifactLimits(t *testing.T) {
+	r := openTest(t)
+	if _, _, err := r.PutArtifact(strings.NewReader(strings.Repeat("x", 11)), 10); errs.CodeOf(err) != errs.PayloadTooLarge {
+		t.Errorf("over the limit: got %v", err)
+	}
+	if _, _, err := r.PutArtifact(strings.NewReader(""), 10); errs.CodeOf(err) != errs.BadRequest {
+		t.Errorf("empty: got %v", err)
+	}
+	if left, _ := os.ReadDir(r.dir); len(left) != 0 {
+		t.Errorf("refused uploads left %d files", len(left))
+	}
+}
+
+type entry struct {
+	name, link string
+	typ        byte
+	body       string
+	mode       int64
+}
+
+func archive(t testing.TB, entries ...entry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Typeflag: e.typ, Linkname: e.link, Mode: e.mode, Size: int64(len(e.body))}
+		if h.Mode == 0 {
+			h.Mode = 0o644
+		}
+		if e.typ != tar.TypeReg {
+			h.Size = 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(e.body))
+	}
+	tw.Close()
+	zw.Close()
+	return buf.Bytes()
+}
+
+func TestUnpackRefusesEscapes(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		entries []entry
+	}{
+		{"dot dot", []entry{{name: "../evil", typ: tar.TypeReg, body: "x"}}},
+		{"nested dot dot", []entry{{name: "a/../../evil", typ: tar.TypeReg, body: "x"}}},
+		{"absolute", []entry{{name: "/etc/evil", typ: tar.TypeReg, body: "x"}}},
+		{"absolute link", []entry{{name: "l", typ: tar.TypeSymlink, link: "/etc/passwd"}}},
+		{"escaping link", []entry{{name: "a/l", typ: tar.TypeSymlink, link: "../../x"}}},
+		{"device", []entry{{name: "dev", typ: tar.TypeChar}}},
+		{"hard link", []entry{{name: "h", typ: tar.TypeLink, link: "/etc/passwd"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := openTest(t)
+			sum, _, err := r.PutArtifact(bytes.NewReader(archive(t, tc.entries...)), 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			root := t.TempDir()
+			_, err = r.Unpack(sum, root)
+			if errs.CodeOf(err) != errs.BadRequest {
+				t.Errorf("got %v, want bad_request", err)
+			}
+			if _, err := os.Stat(filepath.Join(filepath.Dir(root), "evil")); err == nil {
+				t.Error("a file escaped the function directory")
+			}
+			if left, _ := os.ReadDir(root); len(left) != 0 {
+				t.Errorf("refused archive left %d entries", len(left))
+			}
+		})
+	}
+	r := openTest(t)
+	sum, _, _ := r.PutArtifact(strings.NewReader("not gzip"), 1<<20)
+	if _, err := r.Unpack(sum, t.TempDir()); errs.CodeOf(err) != errs.BadRequest {
+		t.Errorf("not an archive: got %v", err)
+	}
+}
+
+func TestPackUnpackRoundTrip(t *testing.T) {
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "lib"), 0o755)
+	os.WriteFile(filepath.Join(src, "bootstrap"), []byte("#!/bin/sh\necho hi\n"), 0o700)
+	os.WriteFile(filepath.Join(src, "lib", "data.txt"), []byte("data"), 0o600)
+	os.Symlink("lib/data.txt", filepath.Join(src, "link"))
+	var buf bytes.Buffer
+	if err := Pack(&buf, src); err != nil {
+		t.Fatal(err)
+	}
+	r := openTest(t)
+	sum, _, _ := r.PutArtifact(&buf, 1<<20)
+	dir, err := r.Unpack(sum, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path, want string
+		mode       os.FileMode
+	}{
+		{"bootstrap", "#!/bin/sh\necho hi\n", 0o555},
+		{"lib/data.txt", "data", 0o444},
+		{"link", "data", 0},
+	} {
+		b, err := os.ReadFile(filepath.Join(dir, tc.path))
+		if err != nil || string(b) != tc.want {
+			t.Errorf("%s: got %q, %v", tc.path, b, err)
+		}
+		if tc.mode != 0 {
+			if fi, _ := os.Stat(filepath.Join(dir, tc.path)); fi.Mode().Perm() != tc.mode {
+				t.Errorf("%s: mode %v, want %v (read-only, readable by the function user)", tc.path, fi.Mode().Perm(), tc.mode)
+			}
+		}
+	}
+	again, err := r.Unpack(sum, filepath.Dir(dir))
+	if err != nil || again != dir {
+		t.Errorf("second unpack: got %s, %v; want the existing %s", again, err, dir)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		json string
+		ok   bool
+	}{
+		{`{}`, true},
+		{`{"memory":"64MiB","timeout":"2s","min_warm":2,"max_instances":4}`, true},
+		{`{"runtime":"process","handler":"./bootstrap"}`, true},
+		{`{"runtime":"process"}`, false},
+		{`{"handler":"./x"}`, false},
+		{`{"memory":"512KiB"}`, false},
+		{`{"timeout":"16m"}`, false},
+		{`{"min_warm":5,"max_instances":2}`, false},
+		{`{"env":{"1BAD":"x"}}`, false},
+		{`{"retry":{"on":["nope"]}}`, false},
+		{`{"on_failure":"Bad Name"}`, false},
+		{`{"idle_timeout":"10ms"}`, false},
+	} {
+		var c Config
+		err := json.Unmarshal([]byte(tc.json), &c)
+		if err == nil {
+			err = c.WithDefaults().Validate()
+		}
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: got %v, want ok=%v", tc.json, err, tc.ok)
+		}
+	}
+}
+
+func TestSizes(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Size
+		ok   bool
+	}{{"128MiB", 128 << 20, true}, {"64mb", 64 << 20, true}, {"1g", 1 << 30, true}, {"1048576", 1 << 20, true}, {"", 0, false}, {"-1MiB", 0, false}, {"lots", 0, false}} {
+		got, err := ParseSize(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+	if s := Size(128 << 20).String(); s != "128MiB" {
+		t.Errorf("String: got %s", s)
+	}
+}
+
+func FuzzUnpack(f *testing.F) {
+	f.Add(archive(f, entry{name: "a", typ: tar.TypeReg, body: "x"}))
+	f.Add(archive(f, entry{name: "../a", typ: tar.TypeReg, body: "x"}))
+	f.Add([]byte("junk"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		root := filepath.Join(dir, "root")
+		if err := untar(bytes.NewReader(data), mustMkdir(t, root)); err != nil && errs.CodeOf(err) == errs.Internal {
+			// I/O errors are fine; what matters is below.
+		}
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if e.Name() != "root" {
+				t.Fatalf("archive wrote %q outside its directory", e.Name())
+			}
+		}
+	})
+}
+
+func FuzzConfig(f *testing.F) {
+	f.Add(`{"memory":"64MiB"}`)
+	f.Add(`{"runtime":"process","handler":"x","env":{"A":"b"}}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		var c Config
+		if json.Unmarshal([]byte(s), &c) != nil {
+			return
+		}
+		if err := c.WithDefaults().Validate(); err != nil && errs.CodeOf(err) != errs.BadRequest {
+			t.Fatalf("validation error without a code: %v", err)
+		}
+	})
+}
+
+func mustMkdir(t *testing.T, p string) string {
+	t.Helper()
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
