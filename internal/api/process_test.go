@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -120,5 +121,42 @@ func copyTree(t *testing.T, src, dst string) {
 	out, err := exec.Command("cp", "-r", src, dst).CombinedOutput()
 	if err != nil {
 		t.Fatalf("cp %s: %v %s", src, err, out)
+	}
+}
+
+// TestProcessFunctionHostAPI runs the system tests' Go guest natively as a
+// process function: storage under its permissions, calls to a wasm
+// function, and CPU-only billing from the cgroup.
+func TestProcessFunctionHostAPI(t *testing.T) {
+	modules(t)
+	p := startWithProcess(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	if err := gobuild.Native("../system/testdata/flowguest", filepath.Join(dir, "bootstrap")); err != nil {
+		t.Fatal(err)
+	}
+	if r := p.deployDir("pg", dir, `{"runtime":"process","handler":"./bootstrap","permissions":{"read":["b"],"write":["b"]}}`); r.status != 201 {
+		t.Fatalf("deploy: %d %s", r.status, r.body)
+	}
+	p.mustDeploy("echo", guest, "")
+	for _, tc := range []struct {
+		event, want string
+		status     int
+	}{
+		{"kvput:b:k:v", "ok", 200},
+		{"kvget:b:k", "v", 200},
+		{"kvput:secret:k:v", "forbidden", 502},
+		{"kvget:secret:k", "forbidden", 502},
+		{"call:echo:echo:from a process", "from a process", 200},
+	} {
+		r := p.invoke("pg", tc.event)
+		if r.status != tc.status || !strings.Contains(r.body, tc.want) {
+			t.Errorf("%s: got %d %q, want %d containing %q", tc.event, r.status, r.body, tc.status, tc.want)
+		}
+	}
+	r := p.invoke("pg", "spinsleep:20:200")
+	billed := r.header.Get(api.HeaderBilled)
+	if n, _ := strconv.Atoi(billed); r.status != 200 || n < 18 || n > 35 {
+		t.Errorf("process spin 20 ms + sleep 200 ms: billed %s ms (cpu %s µs), want about 20", billed, r.header.Get(api.HeaderCPU))
 	}
 }

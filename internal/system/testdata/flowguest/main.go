@@ -14,7 +14,9 @@ import (
 
 func init() { mote.Handle(handle) }
 
-func main() {}
+// main runs only in the native build (a process function); a wasm reactor
+// never calls it.
+func main() { mote.Start() }
 
 func spin(ms int) {
 	for end := time.Now().Add(time.Duration(ms) * time.Millisecond); time.Now().Before(end); {
