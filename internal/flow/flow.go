@@ -387,12 +387,14 @@ func (e *Engine) run(ctx context.Context, in *inv) (*Outcome, error) {
 		n.Start = e.cfg.Clock.Now()
 	}
 	n.Status = StatusRunning
-	// A child's record is written once, when it ends (with its place under
-	// the parent): child calls are the hot path, and one record instead of
-	// two halves the bytes every call costs the store. Roots are written at
-	// the start too, so a running tree can be traced from its root.
+	// A record is written once, when the invocation ends (a child's with
+	// its place under the parent); while it runs, Get shows it from
+	// memory. Invocations are the hot path, and one record instead of two
+	// halves the bytes each costs the store. Only a durable (queued) root
+	// is written at the start too, so that a restart finds it.
 	child := n.Parent != ""
-	if !child {
+	early := !child && in.durable
+	if early {
 		e.putNode(in, false)
 	} else {
 		e.live.Store(n.ID, in)
@@ -406,7 +408,7 @@ func (e *Engine) run(ctx context.Context, in *inv) (*Outcome, error) {
 		if err == nil || try >= in.max || ctx.Err() != nil || !in.pol.retryable(errs.CodeOf(err)) {
 			break
 		}
-		if !child {
+		if early {
 			e.putNode(in, false)
 		}
 		if serr := e.cfg.Clock.Sleep(ctx, in.pol.Backoff.delay(try)); serr != nil {
@@ -567,9 +569,7 @@ func (e *Engine) finish(in *inv, out []byte, err error) (*Outcome, error) {
 		e.settle(in, out, err)
 	} else {
 		e.putNode(in, n.Parent != "")
-		if n.Parent != "" {
-			e.live.Delete(n.ID) // after the record is queued: Get sees one or the other
-		}
+		e.live.Delete(n.ID) // after the record is queued: Get sees one or the other
 	}
 	if in.cancel != nil {
 		in.cancel()

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -18,10 +19,19 @@ import (
 // cache (ephemeral data is typically read once).
 type Ephemeral struct {
 	kv *KV
+
+	// live holds the roots that wrote ephemeral data since start, so that
+	// ending a tree that never did (nearly all of them) costs no write: a
+	// range deletion per invocation would litter Pebble with tombstones.
+	// Scopes written before a restart are not in it; their TTL reclaims
+	// them.
+	mu   sync.Mutex
+	live map[string]struct{}
 }
 
-// Ephemeral returns the ephemeral store that shares kv's engine.
-func (kv *KV) Ephemeral() *Ephemeral { return &Ephemeral{kv: kv} }
+// Ephemeral returns the ephemeral store that shares kv's engine. Use one
+// per KV: it remembers which scopes hold data.
+func (kv *KV) Ephemeral() *Ephemeral { return &Ephemeral{kv: kv, live: map[string]struct{}{}} }
 
 // ValidRoot reports whether root is a usable scope id: 1–128 bytes of
 // printable ASCII other than '/'.
@@ -67,6 +77,9 @@ func (e *Ephemeral) Put(root, key string, value []byte, ttl time.Duration, d Dur
 	if ttl == 0 {
 		ttl = e.kv.cfg.EphemeralTTL
 	}
+	e.mu.Lock()
+	e.live[root] = struct{}{}
+	e.mu.Unlock()
 	k := ephKey(root, key)
 	mu := e.kv.lockFor(k)
 	mu.Lock()
@@ -124,6 +137,13 @@ func (e *Ephemeral) List(root, prefix, cursor string, limit int) (ListPage, erro
 func (e *Ephemeral) EndScope(root string) error {
 	if err := ValidRoot(root); err != nil {
 		return err
+	}
+	e.mu.Lock()
+	_, ok := e.live[root]
+	delete(e.live, root)
+	e.mu.Unlock()
+	if !ok {
+		return nil
 	}
 	start := ephKey(root, "")
 	if err := e.kv.db.Pebble().DeleteRange(start, PrefixEnd(bytes.Clone(start)), pebble.NoSync); err != nil {
