@@ -403,3 +403,31 @@ func TestKVAcknowledgedWritesSurviveKill9(t *testing.T) {
 	}
 	t.Logf("%d acknowledged writes, all present after kill -9 and restart", len(acked))
 }
+
+// TestExampleProcessFunctions deploys the Python and Node examples as a
+// user would (the directory, its mote.json) and uses their storage.
+func TestExampleProcessFunctions(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("process functions are sandboxed, which needs root")
+	}
+	s := startServer(t)
+	for _, ex := range []struct{ name, interp string }{{"hello-python", "/usr/bin/python3"}, {"hello-node", "node"}} {
+		if _, err := exec.LookPath(ex.interp); err != nil {
+			t.Logf("%s not installed: skipping %s", ex.interp, ex.name)
+			continue
+		}
+		if code, _, errOut := s.mote(t, "deploy", ex.name, "../../examples/"+ex.name); code != 0 {
+			t.Fatalf("deploy %s: %s", ex.name, errOut)
+		}
+		code, out, errOut := s.mote(t, "invoke", ex.name, "-d", `{"name":"ada-`+ex.name+`","store":true}`)
+		if code != 0 || !strings.Contains(out, "hello ada-"+ex.name) {
+			t.Errorf("invoke %s: %d %q %q", ex.name, code, out, errOut)
+		}
+		if code, out, _ := s.mote(t, "kv", "get", "greetings", "ada-"+ex.name); code != 0 || out != "hello ada-"+ex.name {
+			t.Errorf("%s stored %q (exit %d)", ex.name, out, code)
+		}
+		if code, _, _ := s.mote(t, "invoke", ex.name, "-d", `{}`); code == 0 {
+			t.Errorf("%s without a name should fail", ex.name)
+		}
+	}
+}

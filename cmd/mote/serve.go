@@ -91,7 +91,8 @@ func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(add
 	if token == "" && !isLoopback(sc.addr) {
 		return fmt.Errorf("refusing to listen on %s without an admin token: pass --token-file (or bind to 127.0.0.1)", sc.addr)
 	}
-	rts, err := newRuntimes(ctx, sc.dataDir, log)
+	fdir := functionsDir(sc.dataDir)
+	rts, err := newRuntimes(ctx, sc.dataDir, fdir, log)
 	if err != nil {
 		return err
 	}
@@ -100,7 +101,7 @@ func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(add
 		Logger:       log,
 		MaxPayload:   int64(sc.maxPayload),
 		Runtimes:     rts,
-		FunctionsDir: functionsDir(sc.dataDir),
+		FunctionsDir: fdir,
 	})
 	if err != nil {
 		for _, rt := range rts {
@@ -144,13 +145,18 @@ func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(add
 // newRuntimes starts the runtimes available on this machine. The process
 // runtime needs to sandbox processes; where it cannot start (not root, no
 // cgroups), Mote serves wasm functions alone and says why.
-func newRuntimes(ctx context.Context, dataDir string, log *slog.Logger) (map[runtime.Kind]runtime.Runtime, error) {
+func newRuntimes(ctx context.Context, dataDir, functionsDir string, log *slog.Logger) (map[runtime.Kind]runtime.Runtime, error) {
 	w, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(dataDir, "wasm-cache"), Logger: log.With("runtime", "wasm")})
 	if err != nil {
 		return nil, err
 	}
 	rts := map[runtime.Kind]runtime.Runtime{runtime.KindWasm: w}
-	p, err := process.New(ctx, process.Config{Logger: log.With("runtime", "process")})
+	// The SDKs go beside the function directories, so functions import
+	// them without bundling a copy.
+	if err := os.MkdirAll(functionsDir, 0o755); err != nil {
+		return nil, err
+	}
+	p, err := process.New(ctx, process.Config{Logger: log.With("runtime", "process"), SDKRoot: functionsDir})
 	if err != nil {
 		log.Warn("process functions are not available on this server", "err", err)
 	} else {

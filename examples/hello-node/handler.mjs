@@ -1,9 +1,9 @@
 // hello-node: a Mote process function in JavaScript (Node 20, ESM).
 //
-// Deploy this directory with the handler
-//   node bootstrap.mjs handler.handler
-// where bootstrap.mjs is sdk/js/bootstrap.mjs (copy sdk/js here as
-// node_modules/mote to `import { call } from "mote"` as well).
+// Mote provides the SDK: deploy this directory alone with the handler
+//   node node_modules/mote/bootstrap.mjs handler.handler
+// (see mote.json) and `import { kv } from "mote"` resolves to it.
+import { kv } from "mote";
 
 export async function handler(event, context) {
   const name = event && event.name;
@@ -11,8 +11,9 @@ export async function handler(event, context) {
   console.log(`greeting ${name}`);
   const greeting = `hello ${name}`;
   if (event.store) {
-    // A host call: keep the greeting in the function's KV store.
-    await context.call("kv.put", name, greeting);
+    // A host call: keep the greeting in the "greetings" bucket (the
+    // function's config must allow writing it).
+    await kv.put("greetings", name, greeting);
   }
   return { greeting, request_id: context.awsRequestId, function: context.functionName };
 }

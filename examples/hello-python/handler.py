@@ -1,8 +1,7 @@
 """hello-python: a Mote process function in Python.
 
-Deploy this directory with the handler ``python3 -m mote handler.handler``
-(the SDK in sdk/python must be importable: copy its ``mote`` package next
-to this file, or set PYTHONPATH in the function's environment).
+Mote provides the SDK (``import mote``): deploy this directory alone with the
+handler ``python3 -m mote handler.handler`` (see mote.json).
 """
 
 import mote
@@ -15,8 +14,9 @@ def handler(event, context):
     print(f"greeting {name}")
     greeting = f"hello {name}"
     if event.get("store"):
-        # A host call: keep the greeting in the function's KV store.
-        mote.call("kv.put", name, greeting)
+        # A host call: keep the greeting in the "greetings" bucket (the
+        # function's config must allow writing it).
+        mote.kv.put("greetings", name, greeting)
     return {
         "greeting": greeting,
         "request_id": context.aws_request_id,

@@ -39,12 +39,12 @@ func startWithProcess(t *testing.T) *platform {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pr, err := process.New(ctx, process.Config{})
+	fdir := filepath.Join(os.TempDir(), "mote-api-test-functions")
+	os.MkdirAll(fdir, 0o755)
+	pr, err := process.New(ctx, process.Config{SDKRoot: fdir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	fdir := filepath.Join(os.TempDir(), "mote-api-test-functions")
-	os.MkdirAll(fdir, 0o755)
 	sys, err := system.Open(ctx, system.Config{DataDir: dir, FunctionsDir: fdir, MaxPayload: 1 << 20,
 		Runtimes: map[runtime.Kind]runtime.Runtime{runtime.KindWasm: w, runtime.KindProcess: pr}})
 	if err != nil {
@@ -90,14 +90,13 @@ func TestProcessFunctionsOverTheGateway(t *testing.T) {
 		t.Errorf("fn invoke: got %d %q %v", r.status, r.body, r.header)
 	}
 
-	// A Python function with the SDK beside it.
+	// A Python function alone in its directory: Mote provides the SDK.
 	if _, err := exec.LookPath("/usr/bin/python3"); err != nil {
 		t.Log("no /usr/bin/python3: skipping the Python part")
 		return
 	}
 	pyDir := t.TempDir()
 	os.Chmod(pyDir, 0o755)
-	copyTree(t, "../../sdk/python/mote", filepath.Join(pyDir, "mote"))
 	copyTree(t, "../../examples/hello-python/handler.py", filepath.Join(pyDir, "handler.py"))
 	if r := p.deployDir("py", pyDir, `{"runtime":"process","handler":"/usr/bin/python3 -m mote handler.handler"}`); r.status != 201 {
 		t.Fatalf("deploy python: %d %s", r.status, r.body)
@@ -141,7 +140,7 @@ func TestProcessFunctionHostAPI(t *testing.T) {
 	p.mustDeploy("echo", guest, "")
 	for _, tc := range []struct {
 		event, want string
-		status     int
+		status      int
 	}{
 		{"kvput:b:k:v", "ok", 200},
 		{"kvget:b:k", "v", 200},

@@ -70,6 +70,12 @@ type Config struct {
 	Region string
 	// MaxResponse caps a response or error body (bytes).
 	MaxResponse int64
+	// SDKRoot, if set, is where the Python and JS SDKs are extracted so
+	// that functions import them without bundling a copy: PYTHONPATH
+	// includes it, and Node finds SDKRoot/node_modules/mote from function
+	// directories below SDKRoot. It must be an ancestor of the function
+	// directories and reachable by the function user.
+	SDKRoot string
 }
 
 // Validate applies defaults and checks c.
@@ -126,8 +132,9 @@ func (c *Config) Validate() error {
 type Runtime struct {
 	cfg Config
 	log *slog.Logger
-	sb  *sandbox.Sandbox
-	seq atomic.Uint64
+	sb   *sandbox.Sandbox
+	sdks *SDKs // extracted SDKs, or nil
+	seq  atomic.Uint64
 
 	mu     sync.Mutex
 	live   map[*instance]struct{}
@@ -156,7 +163,16 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Runtime{cfg: cfg, log: cfg.Logger, sb: sb, live: map[*instance]struct{}{}}, nil
+	r := &Runtime{cfg: cfg, log: cfg.Logger, sb: sb, live: map[*instance]struct{}{}}
+	if cfg.SDKRoot != "" {
+		sdks, err := ExtractSDKs(cfg.SDKRoot)
+		if err != nil {
+			sb.Close()
+			return nil, fmt.Errorf("process: extract SDKs: %w", err)
+		}
+		r.sdks = &sdks
+	}
+	return r, nil
 }
 
 // Sandbox returns the sandbox the runtime starts instances in, to report
@@ -185,6 +201,10 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 	}
 	if len(argv) == 0 {
 		return nil, errs.E(errs.BadRequest, "process: function %q has no handler command", spec.Function)
+	}
+	if r.sdks != nil {
+		spec.Env = r.sdks.Env(spec.Env)
+		argv = r.sdks.Command(argv, dir)
 	}
 	path := r.cfg.Path
 	if p, ok := spec.Env["PATH"]; ok {
