@@ -130,8 +130,8 @@ func (c *Config) Validate() error {
 
 // Runtime runs process functions. It is safe for concurrent use.
 type Runtime struct {
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	log  *slog.Logger
 	sb   *sandbox.Sandbox
 	sdks *SDKs // extracted SDKs, or nil
 	seq  atomic.Uint64
