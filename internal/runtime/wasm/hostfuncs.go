@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"log/slog"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -45,6 +46,8 @@ type guest struct {
 	// nested is the thread CPU of wasm invocations this one called
 	// synchronously (nested.go).
 	nested nestedCPU
+
+	sleepFn func(ns int64) // sleep, made once
 }
 
 func newGuest(function string, log *slog.Logger, limit uint64) *guest {
@@ -52,7 +55,28 @@ func newGuest(function string, log *slog.Logger, limit uint64) *guest {
 	g.stdout = logWriter{g: g, stream: "stdout"}
 	g.stderr = logWriter{g: g, stream: "stderr"}
 	g.alloc.limit = limit
+	g.sleepFn = g.sleep
 	return g
+}
+
+// sleep is the guest's WASI sleep (poll_oneoff on a clock, which is how a
+// Go guest's time.Sleep and idle scheduler wait). wazero's own sleep
+// ignores the context, so a guest sleeping past its deadline would hold
+// its invocation until it woke; this one wakes when the invocation ends,
+// and the guest is stopped at its next loop iteration. It runs on the
+// guest's goroutine, so reading g.ctx needs no lock.
+func (g *guest) sleep(ns int64) {
+	ctx := g.ctx
+	if ctx == nil {
+		time.Sleep(time.Duration(ns))
+		return
+	}
+	t := time.NewTimer(time.Duration(ns))
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	t.Stop()
 }
 
 type guestKey struct{}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
@@ -24,8 +25,9 @@ import (
 // module; a command's only the buffers its invocations reuse.
 //
 // Lock order: mu (held for a whole Invoke, and by Close to wait for one)
-// before cmu (guards closed and the cancel of the invocation in flight, so
-// Close can stop it without waiting for mu).
+// before cmu (guards closed, the context and cancel of the invocation in
+// flight and the stop global, so Close and the deadline can stop it
+// without waiting for mu).
 type instance struct {
 	m *Module
 	g *guest
@@ -36,9 +38,15 @@ type instance struct {
 	stack  [2]uint64
 	out    boundedBuffer // command only: stdout
 
-	cmu    sync.Mutex
-	closed bool
-	cancel context.CancelFunc
+	cmu     sync.Mutex
+	closed  bool
+	ctx     context.Context // of the invocation (or initialisation) in flight
+	cancel  context.CancelFunc
+	stop    api.MutableGlobal // the live module's stop global, if instrumented
+	stopped bool              // stop is set
+	// interruptFn is interrupt as a func value made once, so arming it
+	// for an invocation does not allocate one.
+	interruptFn func()
 
 	reusable atomic.Bool
 	memBytes atomic.Int64 // linear memory size, for Memory
@@ -59,8 +67,11 @@ func (i *instance) initReactor(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
 	ctx = experimental.WithMemoryAllocator(context.WithValue(ctx, guestKey{}, g), &g.alloc)
-	cfg := m.config.WithStdout(&g.stdout).WithStderr(&g.stderr)
-	mod, err := m.r.rt.InstantiateModule(ctx, m.compiled, cfg)
+	cfg := m.config.WithStdout(&g.stdout).WithStderr(&g.stderr).WithNanosleep(g.sleepFn)
+	g.ctx = ctx // for sleeps (g.sleep); g.end clears it
+	unwatch := i.watch(ctx)
+	mod, err := i.instantiate(ctx, cfg)
+	i.unwatch(unwatch)
 	g.end()
 	if err != nil {
 		cause := i.guestError(ctx, err)
@@ -70,6 +81,86 @@ func (i *instance) initReactor(ctx context.Context) error {
 	i.handle = mod.ExportedFunction(exportHandle)
 	i.memBytes.Store(int64(mod.Memory().Size()))
 	return nil
+}
+
+// instantiate instantiates the module and runs its start function. An
+// instrumented module is instantiated without it, so that its stop global
+// is reachable (and set at once if ctx has already ended) before any of
+// its code runs; the start function then runs as wazero would run it.
+func (i *instance) instantiate(ctx context.Context, cfg wazero.ModuleConfig) (api.Module, error) {
+	m := i.m
+	mod, err := m.rt.InstantiateModule(ctx, m.compiled, cfg)
+	if err != nil || m.stopName == "" {
+		return mod, err
+	}
+	stop, ok := mod.ExportedGlobal(m.stopName).(api.MutableGlobal)
+	if !ok {
+		_ = mod.Close(ctx)
+		return nil, fmt.Errorf("wasm: instrumented module lacks its stop global %q", m.stopName)
+	}
+	i.cmu.Lock()
+	i.stop, i.stopped = stop, false
+	if i.ctx != nil && i.ctx.Err() != nil {
+		stop.Set(1)
+		i.stopped = true
+	}
+	i.cmu.Unlock()
+	if m.start == "" {
+		return mod, nil
+	}
+	if _, err := mod.ExportedFunction(m.start).Call(ctx); err != nil {
+		_ = mod.Close(ctx)
+		var exit *sys.ExitError
+		if errors.As(err, &exit) {
+			if exit.ExitCode() == 0 {
+				return mod, nil
+			}
+			return nil, err
+		}
+		return nil, fmt.Errorf("module[] function[%s] failed: %w", m.start, err)
+	}
+	return mod, nil
+}
+
+// watch makes the end of ctx, the context of the invocation (or
+// initialisation) about to run, stop the guest; unwatch undoes it. A
+// module that is not instrumented is stopped by wazero instead.
+func (i *instance) watch(ctx context.Context) (stopWatching func() bool) {
+	i.cmu.Lock()
+	i.ctx = ctx
+	if i.stopped {
+		i.stop.Set(0)
+		i.stopped = false
+	}
+	i.cmu.Unlock()
+	if i.m.stopName == "" {
+		return nil
+	}
+	return context.AfterFunc(ctx, i.interruptFn)
+}
+
+func (i *instance) unwatch(stopWatching func() bool) {
+	if stopWatching != nil {
+		stopWatching()
+	}
+	i.cmu.Lock()
+	i.ctx = nil
+	i.cmu.Unlock()
+}
+
+// interrupt stops the guest if the context of the invocation in flight
+// has ended: it sets the stop global, and the guest traps at its next loop
+// iteration or call. It runs on its own goroutine (context.AfterFunc); it
+// may run late, after its invocation returned, so it checks the context in
+// flight now instead of trusting that it is still its own.
+func (i *instance) interrupt() {
+	i.cmu.Lock()
+	defer i.cmu.Unlock()
+	if i.ctx == nil || i.ctx.Err() == nil || i.stop == nil {
+		return
+	}
+	i.stop.Set(1)
+	i.stopped = true
 }
 
 // Invoke runs one invocation.
@@ -93,7 +184,9 @@ func (i *instance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Resul
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	i.cancel = cancel
 	i.cmu.Unlock()
+	unwatch := i.watch(ctx)
 	defer func() {
+		i.unwatch(unwatch)
 		i.cmu.Lock()
 		i.cancel = nil
 		i.cmu.Unlock()
@@ -168,7 +261,8 @@ func (i *instance) invokeCommand(ctx context.Context, ev *runtime.Event, deadlin
 		WithStdout(&i.out).
 		WithStderr(&g.stderr).
 		WithEnv(envInvocation, ev.ID).
-		WithEnv(envDeadline, strconv.FormatInt(deadline.UnixMilli(), 10))
+		WithEnv(envDeadline, strconv.FormatInt(deadline.UnixMilli(), 10)).
+		WithNanosleep(g.sleepFn)
 	ictx := experimental.WithMemoryAllocator(ctx, &g.alloc)
 	g.alloc.mem = nil
 
@@ -177,7 +271,7 @@ func (i *instance) invokeCommand(ctx context.Context, ev *runtime.Event, deadlin
 	goruntime.LockOSThread()
 	start := time.Now()
 	cpu0 := meter.ThreadCPU()
-	mod, err := m.r.rt.InstantiateModule(ictx, m.compiled, cfg)
+	mod, err := i.instantiate(ictx, cfg)
 	cpu := meter.ThreadCPU() - cpu0
 	if caller != nil {
 		caller.nested.add(cpu)
@@ -187,6 +281,9 @@ func (i *instance) invokeCommand(ctx context.Context, ev *runtime.Event, deadlin
 	if mod != nil {
 		_ = mod.Close(context.Background())
 	}
+	i.cmu.Lock()
+	i.stop, i.stopped = nil, false // closed with the module
+	i.cmu.Unlock()
 	if err != nil {
 		err = i.guestError(ctx, err)
 	}
@@ -232,8 +329,13 @@ func (i *instance) guestError(ctx context.Context, err error) error {
 	if oom {
 		return i.oomError(err)
 	}
-	if ctx.Err() == context.DeadlineExceeded {
+	// An instrumented guest stopped by interrupt traps at "unreachable":
+	// the context says why it was stopped.
+	switch ctx.Err() {
+	case context.DeadlineExceeded:
 		return errs.Wrap(errs.Timeout, err, "function timed out")
+	case context.Canceled:
+		return errs.Wrap(errs.Cancelled, err, "invocation was cancelled")
 	}
 	var e *errs.Error
 	if errors.As(err, &e) { // a trap raised by a host function
@@ -269,7 +371,7 @@ func (i *instance) Memory() int64 {
 }
 
 // Close stops an invocation in flight (its context is cancelled, which
-// makes wazero stop the guest), waits for it to return, then releases the
+// sets the guest's stop global, or makes wazero stop it), waits for it to return, then releases the
 // instance. The module's memory is unmapped only then, never under a
 // running guest.
 func (i *instance) Close(ctx context.Context) error {
@@ -296,5 +398,8 @@ func (i *instance) closeModule() {
 		_ = i.mod.Close(context.Background())
 		i.mod, i.handle = nil, nil
 	}
+	i.cmu.Lock()
+	i.stop, i.stopped = nil, false
+	i.cmu.Unlock()
 	i.g.alloc.mem = nil
 }

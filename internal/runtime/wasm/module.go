@@ -18,6 +18,9 @@ import (
 // Module is a compiled function version. It is safe for concurrent use.
 type Module struct {
 	r        *Runtime
+	rt       wazero.Runtime // r.rt if the module is instrumented, else r.rtSafe
+	stopName string         // the export name of its stop global; "" if not instrumented
+	start    string         // the start function (startFunction)
 	spec     runtime.Spec
 	log      *slog.Logger
 	compiled wazero.CompiledModule
@@ -63,13 +66,27 @@ func (m *Module) baseConfig() wazero.ModuleConfig {
 			c = c.WithEnv(k, m.spec.Env[k])
 		}
 	}
-	if m.conv == conventionReactor {
-		if _, ok := m.compiled.ExportedFunctions()[exportInitialize]; ok {
-			return c.WithStartFunctions(exportInitialize)
-		}
+	if m.stopName != "" {
+		// The instance runs its start function itself, once its stop
+		// global can be reached (instance.instantiate).
 		return c.WithStartFunctions()
 	}
-	return c
+	if m.start != "" {
+		return c.WithStartFunctions(m.start)
+	}
+	return c.WithStartFunctions()
+}
+
+// startFunction is the export run when an instance starts: a command's
+// _start, a reactor's _initialize if it has one.
+func (m *Module) startFunction() string {
+	if m.conv == conventionCommand {
+		return exportStart
+	}
+	if _, ok := m.compiled.ExportedFunctions()[exportInitialize]; ok {
+		return exportInitialize
+	}
+	return ""
 }
 
 func reservedEnv(k string) bool {
@@ -95,6 +112,7 @@ func validEnv(env map[string]string) error {
 // is only prepared, since every invocation instantiates it afresh.
 func (m *Module) NewInstance(ctx context.Context) (runtime.Instance, error) {
 	i := &instance{m: m, g: newGuest(m.spec.Function, m.log, m.limit)}
+	i.interruptFn = i.interrupt
 	i.reusable.Store(true)
 	if m.conv == conventionReactor {
 		if err := i.initReactor(ctx); err != nil {

@@ -28,7 +28,10 @@ type Runtime struct {
 	cfg   Config
 	log   *slog.Logger
 	cache wazero.CompilationCache
-	rt    wazero.Runtime
+	// rt runs instrumented modules (instrument.go), which stop themselves
+	// when their stop global is set; rtSafe runs, with wazero's
+	// close-on-context-done, the modules the rewriter cannot handle.
+	rt, rtSafe wazero.Runtime
 
 	// provided maps each import module Mote provides to its functions'
 	// definitions, for checking imports by name and signature.
@@ -58,26 +61,20 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	} else {
 		cache = wazero.NewCompilationCache()
 	}
-	rc := wazero.NewRuntimeConfigCompiler().
-		WithCompilationCache(cache).
-		WithCloseOnContextDone(true)
-	rt := wazero.NewRuntimeWithConfig(ctx, rc)
-
 	r := &Runtime{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		cache:    cache,
-		rt:       rt,
 		provided: make(map[string]map[string]api.FunctionDefinition),
 		modules:  make(map[*Module]struct{}),
 	}
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
-		r.closeWazero(ctx)
-		return nil, fmt.Errorf("wasm: instantiating WASI: %w", err)
+	var err error
+	if r.rt, err = newWazero(ctx, cache, false); err == nil {
+		r.rtSafe, err = newWazero(ctx, cache, true)
 	}
-	if err := instantiateHostModule(ctx, rt); err != nil {
+	if err != nil {
 		r.closeWazero(ctx)
-		return nil, fmt.Errorf("wasm: instantiating host module: %w", err)
+		return nil, err
 	}
 	for _, name := range []string{wasi_snapshot_preview1.ModuleName, hostModule} {
 		r.provided[name] = r.rt.Module(name).ExportedFunctionDefinitions()
@@ -85,8 +82,31 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	return r, nil
 }
 
+// newWazero starts a wazero runtime with WASI and Mote's host functions.
+// closeOnDone makes wazero stop guests whose context ends, at the price of
+// a trampoline call at every loop iteration.
+func newWazero(ctx context.Context, cache wazero.CompilationCache, closeOnDone bool) (wazero.Runtime, error) {
+	rc := wazero.NewRuntimeConfigCompiler().
+		WithCompilationCache(cache).
+		WithCloseOnContextDone(closeOnDone)
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		_ = rt.Close(ctx)
+		return nil, fmt.Errorf("wasm: instantiating WASI: %w", err)
+	}
+	if err := instantiateHostModule(ctx, rt); err != nil {
+		_ = rt.Close(ctx)
+		return nil, fmt.Errorf("wasm: instantiating host module: %w", err)
+	}
+	return rt, nil
+}
+
 func (r *Runtime) closeWazero(ctx context.Context) {
-	_ = r.rt.Close(ctx)
+	for _, rt := range []wazero.Runtime{r.rt, r.rtSafe} {
+		if rt != nil {
+			_ = rt.Close(ctx)
+		}
+	}
 	_ = r.cache.Close(ctx)
 }
 
@@ -165,7 +185,7 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 		return nil, errs.E(errs.Unavailable, "wasm: runtime is closed")
 	}
 
-	compiled, err := r.rt.CompileModule(ctx, spec.Artifact)
+	compiled, rt, stopName, err := r.compile(ctx, spec)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, errs.Wrap(errs.Cancelled, err, "wasm: loading was cancelled")
@@ -180,6 +200,8 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 
 	m := &Module{
 		r:         r,
+		rt:        rt,
+		stopName:  stopName,
 		spec:      spec,
 		log:       r.log.With("fn", spec.Function, "version", spec.Version),
 		compiled:  compiled,
@@ -188,6 +210,7 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 		timeout:   timeout,
 		instances: make(map[*instance]struct{}),
 	}
+	m.start = m.startFunction()
 	m.config = m.baseConfig()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -197,6 +220,32 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 	}
 	r.modules[m] = struct{}{}
 	return m, nil
+}
+
+// compile compiles spec's module, instrumented for stopping (instrument.go)
+// where the rewriter can handle it, and returns the wazero runtime it
+// belongs to and the name of its stop global ("" if not instrumented).
+func (r *Runtime) compile(ctx context.Context, spec runtime.Spec) (wazero.CompiledModule, wazero.Runtime, string, error) {
+	ins, err := instrument(spec.Artifact)
+	if err == nil {
+		compiled, cerr := r.rt.CompileModule(ctx, ins.bin)
+		if cerr == nil {
+			return compiled, r.rt, ins.stopName, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil, "", cerr
+		}
+		// Either the module is invalid, which compiling the original
+		// will say in wazero's words, or the rewriter broke it, which
+		// must not fail the load.
+		err = cerr
+	}
+	compiled, cerr := r.rtSafe.CompileModule(ctx, spec.Artifact)
+	if cerr == nil {
+		r.log.Warn("wasm: module not instrumented; deadlines use wazero's slower close-on-context-done",
+			"fn", spec.Function, "version", spec.Version, "reason", err)
+	}
+	return compiled, r.rtSafe, "", cerr
 }
 
 // check enforces what Mote accepts of a compiled module and returns its
