@@ -5,6 +5,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
 	"sort"
 	"testing"
 	"time"
@@ -57,4 +60,52 @@ func BenchmarkInvokeWarmReactor(b *testing.B) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+}
+
+// BenchmarkIdleInstanceMemory warms 50 instances of each kind of module and
+// reports the process's resident memory growth per idle instance (rss-KB
+// per instance) and what the instances themselves report (guest-KB).
+func BenchmarkIdleInstanceMemory(b *testing.B) {
+	for _, tc := range []struct {
+		name, dir string
+		reactor   bool
+	}{{"reactor", "../../examples/hello-reactor", true}, {"wasi-command", "../../examples/hello-wasi", false}} {
+		b.Run(tc.name, func(b *testing.B) {
+			s := openSystem(b)
+			mod := testutil.BuildWasm(b, tc.dir, tc.reactor)
+			const n = 50
+			cfg := registry.Config{MaxInstances: n}
+			if _, err := s.Deploy(context.Background(), "f", cfg, bytes.NewReader(mod)); err != nil {
+				b.Fatal(err)
+			}
+			pool := s.Scheduler().Pool("f@1")
+			debug.FreeOSMemory()
+			before := rssKB(b)
+			if err := pool.Warm(context.Background(), n); err != nil {
+				b.Fatal(err)
+			}
+			debug.FreeOSMemory()
+			after := rssKB(b)
+			for b.Loop() {
+			}
+			b.ReportMetric(float64(after-before)/float64(n-1), "rss-KB/instance")
+			b.ReportMetric(float64(pool.Memory())/1024/float64(pool.Stats().Idle), "guest-KB/instance")
+		})
+	}
+}
+
+func rssKB(tb testing.TB) int64 {
+	tb.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n
+		}
+	}
+	tb.Fatal("no VmRSS")
+	return 0
 }
