@@ -431,3 +431,34 @@ func TestExampleProcessFunctions(t *testing.T) {
 		}
 	}
 }
+
+// TestAWSSDKInvokes runs examples/aws-sdk-invoke, the official AWS SDK for
+// Go with only its endpoint changed, against a real mote serve.
+func TestAWSSDKInvokes(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "awsinvoke")
+	if out, err := exec.Command(gobuild.Go(), "build", "-C", "../../examples/aws-sdk-invoke", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("building the AWS SDK example: %v\n%s", err, out)
+	}
+	guest := writeModule(t, "../../internal/system/testdata/flowguest", true)
+	s := startServer(t)
+	if code, _, errOut := s.mote(t, "deploy", "g", guest); code != 0 {
+		t.Fatalf("deploy: %s", errOut)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-payload", "echo:{\"ok\":true}"}, "status 200 version 1 function-error \"\"\n{\"ok\":true}"},
+		{[]string{"-payload", "fail:nope"}, "function-error \"Unhandled\""},
+		{[]string{"-payload", "echo:x", "-async"}, "status 202"},
+	} {
+		out, err := exec.Command(bin, append([]string{"-endpoint", s.url, "-function", "g"}, tc.args...)...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), tc.want) {
+			t.Errorf("%v: got %v %q, want %q", tc.args, err, out, tc.want)
+		}
+	}
+	out, err := exec.Command(bin, "-endpoint", s.url, "-function", "nope").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "ResourceNotFoundException") {
+		t.Errorf("unknown function: got %v %q, want ResourceNotFoundException", err, out)
+	}
+}
