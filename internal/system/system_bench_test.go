@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mote-run/mote/internal/host"
 	"github.com/mote-run/mote/internal/registry"
 	"github.com/mote-run/mote/internal/runtime"
 	"github.com/mote-run/mote/internal/runtime/wasm"
@@ -108,4 +109,34 @@ func rssKB(tb testing.TB) int64 {
 	}
 	tb.Fatal("no VmRSS")
 	return 0
+}
+
+// BenchmarkPoolInvokeWarmReactor is the warm path the core issue names:
+// scheduler + wasm runtime, no flow engine and no HTTP. p50-ns is the
+// median of the timed calls.
+func BenchmarkPoolInvokeWarmReactor(b *testing.B) {
+	s := openSystem(b)
+	mod := testutil.BuildWasm(b, "../../examples/hello-reactor", true)
+	if _, err := s.Deploy(context.Background(), "hello", registry.Config{}, bytes.NewReader(mod)); err != nil {
+		b.Fatal(err)
+	}
+	pool := s.Scheduler().Pool("hello@1")
+	ctx := context.Background()
+	ev := &runtime.Event{ID: "000000000000000000000001", Root: "000000000000000000000001", Payload: []byte("x"),
+		Host: host.Func(func(context.Context, string, [][]byte) ([]byte, error) { return nil, nil })}
+	lat := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		_, _, _, err := pool.Invoke(ctx, ev)
+		lat = append(lat, time.Since(t0))
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
 }
