@@ -130,11 +130,16 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 	if r.ContentLength > max {
 		return nil, errs.E(errs.PayloadTooLarge, "request body of %d bytes is over the %d-byte limit", r.ContentLength, max)
 	}
-	n := r.ContentLength
-	if n < 0 {
-		n = 512
+	if n := r.ContentLength; n >= 0 {
+		// The usual case: the length is known, read exactly that much
+		// (bytes.Buffer would grow past it to keep 512 bytes spare).
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, b); err != nil {
+			return nil, errs.Wrap(errs.BadRequest, err, "reading request body: "+err.Error())
+		}
+		return b, nil
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, n+1))
+	buf := bytes.NewBuffer(make([]byte, 0, 512))
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, max))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {

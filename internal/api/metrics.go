@@ -1,6 +1,8 @@
 package api
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mote-run/mote/internal/errs"
@@ -14,6 +16,7 @@ type metrics struct {
 	cold        *prometheus.CounterVec
 	cpuSeconds  *prometheus.CounterVec
 	billedMs    *prometheus.CounterVec
+	byFn        sync.Map // function name → *fnSeries
 }
 
 func newMetrics(sys *system.System) *metrics {
@@ -36,17 +39,38 @@ func newMetrics(sys *system.System) *metrics {
 	return m
 }
 
+// fnSeries are one function's series, looked up once: resolving label
+// values hashes them, and this runs for every invocation.
+type fnSeries struct {
+	ok, cold, cpu, billed prometheus.Counter
+}
+
+func (m *metrics) series(fn string) *fnSeries {
+	if v, ok := m.byFn.Load(fn); ok {
+		return v.(*fnSeries)
+	}
+	fs := &fnSeries{
+		ok:     m.invocations.WithLabelValues(fn, "ok"),
+		cold:   m.cold.WithLabelValues(fn),
+		cpu:    m.cpuSeconds.WithLabelValues(fn),
+		billed: m.billedMs.WithLabelValues(fn),
+	}
+	v, _ := m.byFn.LoadOrStore(fn, fs)
+	return v.(*fnSeries)
+}
+
 func (m *metrics) observe(out *system.Outcome) {
-	code := "ok"
+	fs := m.series(out.Function)
 	if out.Err != nil {
-		code = string(errs.CodeOf(out.Err))
+		m.invocations.WithLabelValues(out.Function, string(errs.CodeOf(out.Err))).Inc()
+	} else {
+		fs.ok.Inc()
 	}
-	m.invocations.WithLabelValues(out.Function, code).Inc()
 	if out.Cold {
-		m.cold.WithLabelValues(out.Function).Inc()
+		fs.cold.Inc()
 	}
-	m.cpuSeconds.WithLabelValues(out.Function).Add(out.Usage.CPU.Seconds())
-	m.billedMs.WithLabelValues(out.Function).Add(float64(out.BilledMs))
+	fs.cpu.Add(out.Usage.CPU.Seconds())
+	fs.billed.Add(float64(out.BilledMs))
 }
 
 func (m *metrics) rejected(fn string, err error) {
