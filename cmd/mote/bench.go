@@ -14,6 +14,8 @@ import (
 // scenarios are the end-to-end benchmarks `mote bench` runs.
 var scenarios = map[string]func(context.Context, bench.Options) error{
 	"gateway": bench.Gateway,
+	"lambda":  bench.Lambda,
+	"baas":    bench.BaaS,
 }
 
 func cmdBench(args []string, stdout, stderr io.Writer) int {
