@@ -16,6 +16,7 @@ var scenarios = map[string]func(context.Context, bench.Options) error{
 	"gateway": bench.Gateway,
 	"lambda":  bench.Lambda,
 	"baas":    bench.BaaS,
+	"flows":   bench.Flows,
 }
 
 func cmdBench(args []string, stdout, stderr io.Writer) int {
