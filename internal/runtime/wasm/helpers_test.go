@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -112,3 +113,39 @@ func newInstance(t testing.TB, m runtime.Module) runtime.Instance {
 func event(payload string, h host.Host) *runtime.Event {
 	return &runtime.Event{ID: "inv-1", Root: "inv-1", Payload: []byte(payload), Host: h}
 }
+
+// stopModes are the two ways a runaway guest is stopped: the stop global
+// of an instrumented module, and wazero's close-on-context-done for a
+// module the rewriter refuses.
+var stopModes = []string{"instrumented", "fallback"}
+
+// newRuntimeMode starts a Runtime that stops guests the given way.
+func newRuntimeMode(t testing.TB, mode string) *Runtime {
+	t.Helper()
+	r := newRuntime(t)
+	if mode == "fallback" {
+		r.instrument = func([]byte) (instrumented, error) { return instrumented{}, errUninstrumentable }
+	}
+	return r
+}
+
+// sleepCommand is a WASI command that sleeps for a minute in poll_oneoff,
+// without a loop.
+var sleepCommand = func() []byte {
+	sub := make([]byte, 48) // userdata, tag 0 (clock), clock id 1, timeout, precision, flags
+	sub[16] = 1
+	binary.LittleEndian.PutUint64(sub[24:], uint64(time.Minute))
+	i32 := []byte{tI32}
+	m := wasmModule{
+		types:   [][2][]byte{{nil, nil}, {[]byte{tI32, tI32, tI32, tI32}, i32}},
+		imports: []wasmImportDef{{"wasi_snapshot_preview1", "poll_oneoff", importFunc, []byte{1}}},
+		funcs: []wasmFunc{{typ: 0, body: []byte{
+			0x41, 0x00, 0x41, 0xc0, 0x00, 0x41, 0x01, 0x41, 0x80, 0x01, // in 0, out 64, 1 subscription, nevents at 128
+			0x10, 0x00, 0x1a, // call poll_oneoff, drop
+		}}},
+		memPages: 1,
+		exports:  []wasmExport{{"_start", 0, 1}, {"memory", 2, 0}},
+		data:     []wasmData{{0, sub}},
+	}
+	return m.encode()
+}()

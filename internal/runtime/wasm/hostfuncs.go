@@ -3,6 +3,7 @@ package wasm
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -62,9 +63,10 @@ func newGuest(function string, log *slog.Logger, limit uint64) *guest {
 // sleep is the guest's WASI sleep (poll_oneoff on a clock, which is how a
 // Go guest's time.Sleep and idle scheduler wait). wazero's own sleep
 // ignores the context, so a guest sleeping past its deadline would hold
-// its invocation until it woke; this one wakes when the invocation ends,
-// and the guest is stopped at its next loop iteration. It runs on the
-// guest's goroutine, so reading g.ctx needs no lock.
+// its invocation until it woke, even with close-on-context-done; this one
+// wakes when the invocation ends and traps, so the invocation ends then
+// whether or not the guest would loop again. It runs on the guest's
+// goroutine, so reading g.ctx needs no lock.
 func (g *guest) sleep(ns int64) {
 	ctx := g.ctx
 	if ctx == nil {
@@ -72,12 +74,15 @@ func (g *guest) sleep(ns int64) {
 		return
 	}
 	t := time.NewTimer(time.Duration(ns))
+	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-ctx.Done():
+		panic(errSleepInterrupted) // guestError tells why from ctx
 	}
-	t.Stop()
 }
+
+var errSleepInterrupted = errors.New("wasm: sleep interrupted: the invocation ended")
 
 type guestKey struct{}
 

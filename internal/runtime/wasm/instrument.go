@@ -7,27 +7,72 @@ import (
 	"strconv"
 )
 
-// Mote stops a runaway guest with a flag the guest checks itself. The
-// rewriter below adds one mutable i32 global, exported under a reserved
-// name, and at the top of every function body and of every loop body the
-// check
+// Mote stops a runaway guest with a flag the guest checks itself, instead
+// of wazero's WithCloseOnContextDone, which calls a Go trampoline at every
+// loop iteration and made Go guests (a loop at the top of every function)
+// about four times slower. The rewriter adds two mutable i32 globals,
+// $stop (exported under a reserved name) and $fuel, and at the top of
+// every function body and of every loop body the check
 //
-//	global.get $stop
+//	global.get $fuel  i32.const 1  i32.sub  global.set $fuel
+//	global.get $fuel  i32.eqz
 //	if
-//	  unreachable
+//	  i32.const yieldEvery  global.set $fuel
+//	  i32.const 0  memory.grow 0  drop     ;; a trip through Go
+//	  global.get $stop
+//	  if  unreachable  end
 //	end
 //
-// When an invocation's context ends, the runtime sets the global to 1 and
-// the guest traps at its next loop iteration or call. wazero's own
-// WithCloseOnContextDone does the same job with an indirect call to a
-// trampoline at every loop header, which made Go guests (a loop at the top
-// of every function) about four times slower; a load and a branch cost
-// next to nothing. Without a loop or a call a guest cannot run for long.
+// When an invocation's context ends the runtime sets $stop to 1, and the
+// guest traps within yieldEvery checks. Without a loop or a call a guest
+// cannot run for long.
 //
-// The rewriter only ever inserts that check and the global with its
+// Why not just test $stop at every check: compiled wasm never yields to
+// the Go scheduler, so a guest spinning without leaving native code stops
+// every goroutine that needs a stop-the-world (the garbage collector's),
+// including the one that would set $stop: the process freezes (wazero's
+// RATIONALE.md says as much). memory.grow(0) is a call into Go (wazero's
+// exit to Memory.Grow), where the goroutine can be preempted, so the
+// guest yields every yieldEvery checks; it changes nothing else (a module
+// without a memory is not instrumented).
+//
+// The rewriter only ever inserts that check and the globals with the
 // export; it never reinterprets anything else. A module using an
 // instruction or section it does not know fails with errUninstrumentable,
 // and the runtime falls back to wazero's close-on-context-done for it.
+
+// yieldEvery is how many checks a guest passes between trips through Go:
+// the bound on how long it delays a garbage collection or its own stop,
+// against the cost of a trip (~100 ns) spread over the checks.
+const yieldEvery = 1000
+
+// checkCode is the check inserted for the given $stop and $fuel indices.
+func checkCode(stop, fuel uint64) []byte {
+	get := func(b []byte, idx uint64) []byte { return binary.AppendUvarint(append(b, 0x23), idx) }
+	set := func(b []byte, idx uint64) []byte { return binary.AppendUvarint(append(b, 0x24), idx) }
+	b := get(nil, fuel)
+	b = append(b, 0x41, 0x01, 0x6b) // i32.const 1; i32.sub
+	b = set(b, fuel)
+	b = get(b, fuel)
+	b = append(b, 0x45, 0x04, 0x40) // i32.eqz; if
+	b = sleb(append(b, 0x41), yieldEvery)
+	b = set(b, fuel)
+	b = append(b, 0x41, 0x00, 0x40, 0x00, 0x1a) // i32.const 0; memory.grow 0; drop
+	b = get(b, stop)
+	return append(b, 0x04, 0x40, 0x00, 0x0b, 0x0b) // if unreachable end; end
+}
+
+// sleb appends v in signed LEB128, the encoding of wasm's const operands.
+func sleb(b []byte, v int64) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
 
 // errUninstrumentable is instrument's error for a module it cannot
 // rewrite: one that is malformed or uses an instruction or section the
@@ -108,14 +153,20 @@ func instrument(bin []byte) (instrumented, error) {
 
 	// What the new global and export depend on: how many globals come
 	// before ours, and which export names are taken.
-	var importedGlobals, definedGlobals uint32
+	var importedGlobals, importedMemories, definedGlobals uint32
 	exportNames := map[string]bool{}
 	var nExports uint32
+	hasMemory := false
 	for _, s := range secs {
 		var err error
 		switch s.id {
 		case secImport:
-			importedGlobals, err = countImportedGlobals(s.body)
+			importedGlobals, importedMemories, err = countImports(s.body)
+			hasMemory = hasMemory || importedMemories > 0
+		case secMemory:
+			sc := cursor{b: s.body}
+			hasMemory = hasMemory || sc.u32() > 0
+			err = sc.err
 		case secGlobal:
 			sc := cursor{b: s.body}
 			definedGlobals = sc.u32()
@@ -127,26 +178,31 @@ func instrument(bin []byte) (instrumented, error) {
 			return instrumented{}, err
 		}
 	}
+	if !hasMemory {
+		return instrumented{}, fmt.Errorf("%w: no memory to yield through", errUninstrumentable)
+	}
 	stopIdx := uint64(importedGlobals) + uint64(definedGlobals)
-	if stopIdx >= 1<<32-1 {
+	fuelIdx := stopIdx + 1
+	if fuelIdx >= 1<<32-1 {
 		return instrumented{}, fmt.Errorf("%w: too many globals", errUninstrumentable)
 	}
 	name := stopExportName
 	for n := 1; exportNames[name]; n++ {
 		name = stopExportName + "." + strconv.Itoa(n)
 	}
-	check := binary.AppendUvarint([]byte{0x23}, stopIdx)
-	check = append(check, 0x04, 0x40, 0x00, 0x0b) // if (empty) unreachable end
+	check := checkCode(stopIdx, fuelIdx)
 
 	// The new sections' bodies.
 	globalBody := func(old []byte) []byte {
-		b := binary.AppendUvarint(nil, uint64(definedGlobals)+1)
+		b := binary.AppendUvarint(nil, uint64(definedGlobals)+2)
 		if old != nil {
 			sc := cursor{b: old}
 			sc.u32()
 			b = append(b, old[sc.pos:]...)
 		}
-		return append(b, 0x7f, 0x01, 0x41, 0x00, 0x0b) // mut i32 = i32.const 0
+		b = append(b, 0x7f, 0x01, 0x41, 0x00, 0x0b)       // $stop: mut i32 = 0
+		b = sleb(append(b, 0x7f, 0x01, 0x41), yieldEvery) // $fuel: mut i32 = yieldEvery
+		return append(b, 0x0b)
 	}
 	exportBody := func(old []byte) []byte {
 		b := binary.AppendUvarint(nil, uint64(nExports)+1)
@@ -206,10 +262,10 @@ func instrument(bin []byte) (instrumented, error) {
 	return instrumented{bin: out, stopName: name}, nil
 }
 
-// countImportedGlobals returns how many globals an import section imports.
-func countImportedGlobals(b []byte) (uint32, error) {
+// countImports returns how many globals and memories an import section
+// imports.
+func countImports(b []byte) (globals, memories uint32, err error) {
 	c := cursor{b: b}
-	var globals uint32
 	for n := c.u32(); n > 0 && c.err == nil; n-- {
 		c.take(int(c.u32())) // module
 		c.take(int(c.u32())) // name
@@ -221,6 +277,7 @@ func countImportedGlobals(b []byte) (uint32, error) {
 			c.limits()
 		case importMemory:
 			c.limits()
+			memories++
 		case importGlobal:
 			c.valType()
 			if mut := c.byte(); mut > 1 {
@@ -238,9 +295,9 @@ func countImportedGlobals(b []byte) (uint32, error) {
 		c.fail("import section trailing bytes")
 	}
 	if c.err != nil {
-		return 0, c.failure("import section")
+		return 0, 0, c.failure("import section")
 	}
-	return globals, nil
+	return globals, memories, nil
 }
 
 // exportNamesOf adds an export section's names to names and returns how

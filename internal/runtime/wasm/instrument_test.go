@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
@@ -53,8 +54,9 @@ func funcType(params, results []byte) []byte {
 	return cat([]byte{0x60}, u(uint64(len(params))), params, u(uint64(len(results))), results)
 }
 
-// stopCheck is the check the rewriter inserts for a stop global at idx.
-func stopCheck(idx byte) []byte { return []byte{0x23, idx, 0x04, 0x40, 0x00, 0x0b} }
+// stopCheck is the check the rewriter inserts for a stop global at idx
+// (and its fuel global after it).
+func stopCheck(idx byte) []byte { return checkCode(uint64(idx), uint64(idx)+1) }
 
 // The kitchen sink: one function using every kind of immediate the
 // rewriter decodes and wazero runs by default, with loops in blocks, ifs,
@@ -158,6 +160,9 @@ func loopFunc(n byte) []byte {
 		[]byte{0x03, 0x40, 0x20, 0x00, 0x41, 0x01, 0x6a, 0x22, 0x00, 0x41, n, 0x49, 0x0d, 0x00, 0x0b, 0x20, 0x00})
 }
 
+// mem1 is a memory section of one page.
+var mem1 = sec(secMemory, vec([]byte{0x00, 0x01}))
+
 func TestInstrument(t *testing.T) {
 	countType := sec(secType, vec(funcType(nil, []byte{tI32})))
 	tests := []struct {
@@ -167,6 +172,7 @@ func TestInstrument(t *testing.T) {
 		stopIdx    byte           // the stop global's index
 		wantChecks int            // inserted checks: functions + loops
 		funcs      map[string]int // exported functions to run: name → argument
+		stopped    string         // an exported function to run until the stop global stops it
 		imports    bool           // needs the env module of importedGlobals
 	}{
 		{
@@ -176,22 +182,24 @@ func TestInstrument(t *testing.T) {
 			stopIdx:    1,
 			wantChecks: 4 + 7, // 4 functions; loops: sum, typed, if and else arms, br_table's two, spin
 			funcs:      map[string]int{"f": 5, "rec": 50},
+			stopped:    "rec",
 		},
 		{
 			name:       "no global or export section",
-			bin:        module(countType, sec(secFunction, vec(u(0))), sec(secCode, vec(loopFunc(10)))),
+			bin:        module(countType, sec(secFunction, vec(u(0))), mem1, sec(secCode, vec(loopFunc(10)))),
 			wantStop:   "mote.stop",
 			wantChecks: 2,
 			funcs:      map[string]int{},
 		},
 		{
 			name: "name taken, custom sections first and last",
-			bin: module(sec(secCustom, str("first"), []byte("x")), countType, sec(secFunction, vec(u(0))),
+			bin: module(sec(secCustom, str("first"), []byte("x")), countType, sec(secFunction, vec(u(0))), mem1,
 				sec(secExport, vec(cat(str("mote.stop"), []byte{0x00}, u(0)), cat(str("mote.stop.1"), []byte{0x00}, u(0)))),
 				sec(secCode, vec(loopFunc(10))), sec(secCustom, str("last"), []byte("y"))),
 			wantStop:   "mote.stop.2",
 			wantChecks: 2,
 			funcs:      map[string]int{"mote.stop": 0},
+			stopped:    "mote.stop",
 		},
 		{
 			name: "imported globals",
@@ -200,6 +208,7 @@ func TestInstrument(t *testing.T) {
 					cat(str("env"), str("f"), []byte{importFunc}, u(0)),
 					cat(str("env"), str("a"), []byte{importGlobal, tI32, 0x00}),
 					cat(str("env"), str("b"), []byte{importGlobal, tI64, 0x00}),
+					cat(str("env"), str("mem"), []byte{importMemory, 0x00, 0x01}),
 				)),
 				sec(secFunction, vec(u(0))),
 				sec(secGlobal, vec([]byte{tI32, 0x00, 0x23, 0x00, 0x0b})), // = env.a
@@ -209,15 +218,17 @@ func TestInstrument(t *testing.T) {
 			stopIdx:    3,
 			wantChecks: 2,
 			funcs:      map[string]int{"g": 0},
+			stopped:    "g",
 			imports:    true,
 		},
 	}
 	ctx := context.Background()
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
 	defer rt.Close(ctx)
-	env := module(sec(secType, vec(funcType(nil, []byte{tI32}))), sec(secFunction, vec(u(0))),
+	env := module(sec(secType, vec(funcType(nil, []byte{tI32}))), sec(secFunction, vec(u(0))), mem1,
 		sec(secGlobal, vec([]byte{tI32, 0x00, 0x41, 0x0b, 0x0b}, []byte{tI64, 0x00, 0x42, 0x01, 0x0b})),
-		sec(secExport, vec(cat(str("f"), []byte{0x00}, u(0)), cat(str("a"), []byte{importGlobal}, u(0)), cat(str("b"), []byte{importGlobal}, u(1)))),
+		sec(secExport, vec(cat(str("f"), []byte{0x00}, u(0)), cat(str("a"), []byte{importGlobal}, u(0)), cat(str("b"), []byte{importGlobal}, u(1)),
+			cat(str("mem"), []byte{importMemory}, u(0)))),
 		sec(secCode, vec(fn(noLocals, []byte{0x41, 0x64}))))
 	if _, err := rt.InstantiateWithConfig(ctx, env, wazero.NewModuleConfig().WithName("env")); err != nil {
 		t.Fatalf("env module: %v", err)
@@ -247,12 +258,19 @@ func TestInstrument(t *testing.T) {
 					t.Errorf("instrumented %s(%d) = %v, %v; want %v", name, arg, res, err, want)
 				}
 			}
-			// Setting the stop global stops every function at once.
+			// Once the stop global is set, the function traps within
+			// yieldEvery checks (each call passes at least one).
+			if tt.stopped == "" {
+				return
+			}
 			got.ExportedGlobal(ins.stopName).(api.MutableGlobal).Set(1)
-			for name := range tt.funcs {
-				if _, err := callTest(ctx, got, name, 1); err == nil || !strings.Contains(err.Error(), "unreachable") {
-					t.Errorf("%s with the stop global set: %v, want an unreachable trap", name, err)
+			for range yieldEvery + 1 {
+				if _, err = callTest(ctx, got, tt.stopped, 1); err != nil {
+					break
 				}
+			}
+			if err == nil || !strings.Contains(err.Error(), "unreachable") {
+				t.Errorf("%s with the stop global set: %v, want an unreachable trap", tt.stopped, err)
 			}
 		})
 	}
@@ -292,8 +310,9 @@ func instantiateTest(t *testing.T, rt wazero.Runtime, bin []byte) api.Module {
 	return m
 }
 
-// A loop that is already running stops when its stop global is set from
-// another goroutine.
+// A loop that is already running lets the garbage collector stop the
+// world (a guest that never yielded would freeze the process here), and
+// stops when its stop global is set from another goroutine.
 func TestInstrumentStopsRunningLoop(t *testing.T) {
 	ctx := context.Background()
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
@@ -309,6 +328,9 @@ func TestInstrumentStopsRunningLoop(t *testing.T) {
 		done <- err
 	}()
 	time.Sleep(20 * time.Millisecond)
+	for range 3 {
+		goruntime.GC()
+	}
 	m.ExportedGlobal(ins.stopName).(api.MutableGlobal).Set(1)
 	select {
 	case err := <-done:
@@ -361,7 +383,7 @@ func TestInstrumentBody(t *testing.T) {
 // wazero's own stopping.
 func TestInstrumentRefuses(t *testing.T) {
 	withBody := func(instrs ...byte) []byte {
-		return module(sec(secType, vec(funcType(nil, nil))), sec(secFunction, vec(u(0))),
+		return module(sec(secType, vec(funcType(nil, nil))), sec(secFunction, vec(u(0))), mem1,
 			sec(secCode, vec(fn(noLocals, instrs))))
 	}
 	tests := []struct {
@@ -386,9 +408,10 @@ func TestInstrumentRefuses(t *testing.T) {
 		{"multi-memory memarg", withBody(0x41, 0x00, 0x28, 0x42, 0x01, 0x00, 0x1a)},
 		{"unknown block type", withBody(0x02, 0x60, 0x0b)},
 		{"typed select of two", withBody(0x1c, 0x02, 0x7f, 0x7f)},
-		{"body without end", module(sec(secType, vec(funcType(nil, nil))), sec(secFunction, vec(u(0))),
+		{"no memory", module(sec(secType, vec(funcType(nil, nil))), sec(secFunction, vec(u(0))), sec(secCode, vec(fn(noLocals))))},
+		{"body without end", module(sec(secType, vec(funcType(nil, nil))), sec(secFunction, vec(u(0))), mem1,
 			sec(secCode, vec(cat(u(2), []byte{0x00, 0x01}))))},
-		{"bytes after end", module(sec(secType, vec(funcType(nil, nil))), sec(secFunction, vec(u(0))),
+		{"bytes after end", module(sec(secType, vec(funcType(nil, nil))), sec(secFunction, vec(u(0))), mem1,
 			sec(secCode, vec(cat(u(3), []byte{0x00, 0x0b, 0x01}))))},
 		{"overlong u32", withBody(0x20, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00)},
 		{"import of an unknown kind", module(sec(secImport, vec(cat(str("a"), str("b"), []byte{0x09}))))},
@@ -412,13 +435,14 @@ func TestInstrumentSectionOrder(t *testing.T) {
 		bin  []byte
 		want []byte // section ids of the result
 	}{
-		{"minimal", module(), []byte{secGlobal, secExport}},
-		{"functions", module(sec(secType, vec(funcType(nil, nil))), sec(secFunction, vec(u(0))),
-			sec(secCode, vec(fn(noLocals)))), []byte{secType, secFunction, secGlobal, secExport, secCode}},
-		{"custom before code", module(sec(secType, vec(funcType(nil, nil))), sec(secFunction, vec(u(0))),
+		{"minimal", module(mem1), []byte{secMemory, secGlobal, secExport}},
+		{"functions", module(sec(secType, vec(funcType(nil, nil))), sec(secFunction, vec(u(0))), mem1,
+			sec(secCode, vec(fn(noLocals)))), []byte{secType, secFunction, secMemory, secGlobal, secExport, secCode}},
+		{"custom before code", module(sec(secType, vec(funcType(nil, nil))), sec(secFunction, vec(u(0))), mem1,
 			sec(secCustom, str("c")), sec(secDataCount, u(0)), sec(secCode, vec(fn(noLocals))), sec(secData, vec())),
-			[]byte{secType, secFunction, secCustom, secGlobal, secExport, secDataCount, secCode, secData}},
-		{"global only", module(sec(secGlobal, vec()), sec(secStart, u(0))), []byte{secGlobal, secExport, secStart}},
+			[]byte{secType, secFunction, secMemory, secCustom, secGlobal, secExport, secDataCount, secCode, secData}},
+		{"global only, memory imported", module(sec(secImport, vec(cat(str("a"), str("m"), []byte{importMemory, 0x00, 0x00}))),
+			sec(secGlobal, vec()), sec(secStart, u(0))), []byte{secImport, secGlobal, secExport, secStart}},
 		{"export only", module(sec(secMemory, vec([]byte{0, 1})), sec(secExport, vec())),
 			[]byte{secMemory, secGlobal, secExport}},
 	}

@@ -32,6 +32,9 @@ type Runtime struct {
 	// when their stop global is set; rtSafe runs, with wazero's
 	// close-on-context-done, the modules the rewriter cannot handle.
 	rt, rtSafe wazero.Runtime
+	// instrument is the rewriter (instrument.go); tests replace it to
+	// exercise the fallback.
+	instrument func([]byte) (instrumented, error)
 
 	// provided maps each import module Mote provides to its functions'
 	// definitions, for checking imports by name and signature.
@@ -62,11 +65,12 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		cache = wazero.NewCompilationCache()
 	}
 	r := &Runtime{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		cache:    cache,
-		provided: make(map[string]map[string]api.FunctionDefinition),
-		modules:  make(map[*Module]struct{}),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		cache:      cache,
+		instrument: instrument,
+		provided:   make(map[string]map[string]api.FunctionDefinition),
+		modules:    make(map[*Module]struct{}),
 	}
 	var err error
 	if r.rt, err = newWazero(ctx, cache, false); err == nil {
@@ -226,7 +230,7 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 // where the rewriter can handle it, and returns the wazero runtime it
 // belongs to and the name of its stop global ("" if not instrumented).
 func (r *Runtime) compile(ctx context.Context, spec runtime.Spec) (wazero.CompiledModule, wazero.Runtime, string, error) {
-	ins, err := instrument(spec.Artifact)
+	ins, err := r.instrument(spec.Artifact)
 	if err == nil {
 		compiled, cerr := r.rt.CompileModule(ctx, ins.bin)
 		if cerr == nil {

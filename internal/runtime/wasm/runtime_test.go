@@ -249,49 +249,80 @@ func TestReactorLogs(t *testing.T) {
 // A runaway guest is stopped at its deadline, and the runtime keeps
 // serving other instances while it runs.
 func TestTimeout(t *testing.T) {
-	r := newRuntime(t)
-	tests := []struct {
-		name         string
-		artifact     []byte
-		event        string
-		wantReusable bool
-	}{
-		{"command", loopCommand, "", true},
-		{"reactor", guestModule(t), "loop", false},
-	}
-	hello := newInstance(t, load(t, r, guestModule(t), runtime.Spec{}))
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			inst := newInstance(t, load(t, r, tt.artifact, runtime.Spec{Timeout: 10 * time.Second}))
-			ev := event(tt.event, &testHost{})
-			ev.Deadline = time.Now().Add(300 * time.Millisecond)
-			done := make(chan error, 1)
-			go func() {
-				_, _, err := inst.Invoke(context.Background(), ev)
-				done <- err
-			}()
-			time.Sleep(20 * time.Millisecond)
-			res, _, err := hello.Invoke(context.Background(), event("hello:x", &testHost{}))
-			if err != nil || string(res.Output) != "hello, x" {
-				t.Errorf("hello while the loop runs = %q, %v", res.Output, err)
-			}
-			select {
-			case err := <-done:
-				t.Fatalf("the loop returned (%v) before its deadline", err)
-			default:
-			}
-			select {
-			case err := <-done:
-				if got := errs.CodeOf(err); got != errs.Timeout {
-					t.Errorf("loop: got code %q (%v), want timeout", got, err)
+	for _, mode := range stopModes {
+		r := newRuntimeMode(t, mode)
+		tests := []struct {
+			name         string
+			artifact     []byte
+			event        string
+			wantReusable bool
+		}{
+			{"command", loopCommand, "", true},
+			{"reactor", guestModule(t), "loop", false},
+			// Sleeping in WASI poll_oneoff (time.Sleep) past the deadline.
+			{"sleeping command", sleepCommand, "", true},
+			{"sleeping reactor", guestModule(t), "sleep:60000", false},
+		}
+		hello := newInstance(t, load(t, r, guestModule(t), runtime.Spec{}))
+		for _, tt := range tests {
+			t.Run(mode+"/"+tt.name, func(t *testing.T) {
+				inst := newInstance(t, load(t, r, tt.artifact, runtime.Spec{Timeout: 10 * time.Second}))
+				ev := event(tt.event, &testHost{})
+				ev.Deadline = time.Now().Add(300 * time.Millisecond)
+				done := make(chan error, 1)
+				go func() {
+					_, _, err := inst.Invoke(context.Background(), ev)
+					done <- err
+				}()
+				time.Sleep(20 * time.Millisecond)
+				res, _, err := hello.Invoke(context.Background(), event("hello:x", &testHost{}))
+				if err != nil || string(res.Output) != "hello, x" {
+					t.Errorf("hello while the loop runs = %q, %v", res.Output, err)
 				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("the loop was not stopped at its deadline")
-			}
-			if got := inst.Reusable(); got != tt.wantReusable {
-				t.Errorf("Reusable() = %v, want %v", got, tt.wantReusable)
-			}
-		})
+				select {
+				case err := <-done:
+					t.Fatalf("the loop returned (%v) before its deadline", err)
+				default:
+				}
+				select {
+				case err := <-done:
+					if got := errs.CodeOf(err); got != errs.Timeout {
+						t.Errorf("loop: got code %q (%v), want timeout", got, err)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("the loop was not stopped at its deadline")
+				}
+				if got := inst.Reusable(); got != tt.wantReusable {
+					t.Errorf("Reusable() = %v, want %v", got, tt.wantReusable)
+				}
+			})
+		}
+	}
+}
+
+// Go guests, and the hand-made ones, are instrumented rather than left to
+// wazero's slower close-on-context-done.
+func TestInstrumentedOnLoad(t *testing.T) {
+	r := newRuntime(t)
+	for _, tt := range []struct {
+		name     string
+		artifact []byte
+	}{
+		{"guest", guestModule(t)},
+		{"hello-reactor", testutil.BuildWasm(t, "../../../examples/hello-reactor", true)},
+		{"hello-wasi", testutil.BuildWasm(t, "../../../examples/hello-wasi", false)},
+		{"tiny reactor", tinyReactor},
+		{"loop command", loopCommand},
+		{"sleep command", sleepCommand},
+	} {
+		m := load(t, r, tt.artifact, runtime.Spec{}).(*Module)
+		if m.stopName == "" || m.rt != r.rt {
+			t.Errorf("%s: not instrumented (stop %q)", tt.name, m.stopName)
+		}
+	}
+	fb := newRuntimeMode(t, "fallback")
+	if m := load(t, fb, loopCommand, runtime.Spec{}).(*Module); m.stopName != "" || m.rt != fb.rtSafe {
+		t.Errorf("fallback: got stop %q, want the close-on-context-done runtime", m.stopName)
 	}
 }
 
@@ -401,37 +432,72 @@ func TestMemoryReporter(t *testing.T) {
 // Closing an instance, a module or the runtime stops an invocation in
 // flight instead of pulling its memory from under it.
 func TestCloseStopsInvocation(t *testing.T) {
-	for _, what := range []string{"instance", "module", "runtime"} {
-		t.Run(what, func(t *testing.T) {
-			r := newRuntime(t)
-			m := load(t, r, guestModule(t), runtime.Spec{})
-			inst := newInstance(t, m)
-			done := make(chan error, 1)
-			go func() {
-				_, _, err := inst.Invoke(context.Background(), event("loop", &testHost{}))
-				done <- err
-			}()
-			time.Sleep(50 * time.Millisecond)
-			switch what {
-			case "instance":
-				inst.Close(context.Background())
-			case "module":
-				m.Close(context.Background())
-			case "runtime":
-				r.Close(context.Background())
-			}
-			select {
-			case err := <-done:
-				if got := errs.CodeOf(err); got != errs.Cancelled {
-					t.Errorf("got code %q (%v), want cancelled", got, err)
+	for _, mode := range stopModes {
+		for _, what := range []string{"instance", "module", "runtime"} {
+			t.Run(mode+"/"+what, func(t *testing.T) {
+				r := newRuntimeMode(t, mode)
+				m := load(t, r, guestModule(t), runtime.Spec{})
+				inst := newInstance(t, m)
+				done := make(chan error, 1)
+				go func() {
+					_, _, err := inst.Invoke(context.Background(), event("loop", &testHost{}))
+					done <- err
+				}()
+				time.Sleep(50 * time.Millisecond)
+				switch what {
+				case "instance":
+					inst.Close(context.Background())
+				case "module":
+					m.Close(context.Background())
+				case "runtime":
+					r.Close(context.Background())
 				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("Close did not stop the invocation")
-			}
-			if inst.Reusable() {
-				t.Errorf("a closed instance is reusable")
-			}
-		})
+				select {
+				case err := <-done:
+					if got := errs.CodeOf(err); got != errs.Cancelled {
+						t.Errorf("got code %q (%v), want cancelled", got, err)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("Close did not stop the invocation")
+				}
+				if inst.Reusable() {
+					t.Errorf("a closed instance is reusable")
+				}
+			})
+		}
+	}
+}
+
+// Cancelling the caller's context stops the guest too.
+func TestCallerCancelStopsInvocation(t *testing.T) {
+	for _, mode := range stopModes {
+		r := newRuntimeMode(t, mode)
+		inst := newInstance(t, load(t, r, guestModule(t), runtime.Spec{}))
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(50*time.Millisecond, cancel)
+		_, _, err := inst.Invoke(ctx, event("loop", &testHost{}))
+		if got := errs.CodeOf(err); got != errs.Cancelled {
+			t.Errorf("%s: got code %q (%v), want cancelled", mode, got, err)
+		}
+	}
+}
+
+// A stop that lands after an invocation returned does not leak into the
+// instance's next invocation.
+func TestLateStopDoesNotLeak(t *testing.T) {
+	r := newRuntime(t)
+	inst := newInstance(t, load(t, r, guestModule(t), runtime.Spec{})).(*instance)
+	if _, _, err := inst.Invoke(context.Background(), event("echo:a", &testHost{})); err != nil {
+		t.Fatal(err)
+	}
+	// As if the previous invocation's deadline had fired as it returned.
+	inst.cmu.Lock()
+	inst.stop.Set(1)
+	inst.stopped = true
+	inst.cmu.Unlock()
+	res, _, err := inst.Invoke(context.Background(), event("echo:b", &testHost{}))
+	if err != nil || string(res.Output) != "b" {
+		t.Errorf("Invoke after a late stop = %q, %v; want \"b\"", res.Output, err)
 	}
 }
 

@@ -121,18 +121,6 @@ func (m *wasmModule) encode() []byte {
 	return out
 }
 
-// sleb appends v in signed LEB128, the encoding of wasm's const operands.
-func sleb(b []byte, v int64) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
-}
-
 // Hand-made modules.
 
 // commandModule is a WASI command whose _start runs body.

@@ -43,6 +43,10 @@ func handle(ctx *mote.Context, event []byte) ([]byte, error) {
 		for end := time.Now().Add(time.Duration(ms) * time.Millisecond); time.Now().Before(end); {
 		}
 		return []byte("spun"), nil
+	case "sleep": // time.Sleep: WASI poll_oneoff on a clock
+		ms, _ := strconv.Atoi(arg)
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		return []byte("slept"), nil
 	case "call":
 		op, a, _ := strings.Cut(arg, ":")
 		res, err := mote.Call(op, []byte(a))
