@@ -2,7 +2,11 @@ package wasm
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"testing"
+
+	"github.com/tetratelabs/wazero"
 
 	"github.com/mote-run/mote/internal/host"
 )
@@ -58,4 +62,37 @@ func TestScanModule(t *testing.T) {
 			t.Errorf("scanModule(%q): got nil error, want malformed", b)
 		}
 	}
+}
+
+// FuzzInstrument feeds arbitrary bytes to the loop instrumenter, which
+// rewrites untrusted modules: it must never panic, fail only with
+// errUninstrumentable, and whenever wazero accepts the original, accept
+// the rewritten module too.
+func FuzzInstrument(f *testing.F) {
+	for _, m := range [][]byte{tinyCommand, tinyReactor, bombCommand, loopCommand, sleepCommand, sinkModule,
+		importingCommand("env", "f", nil, nil)} {
+		f.Add(m)
+	}
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+	defer rt.Close(ctx)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ins, err := instrument(b)
+		if err != nil {
+			if !errors.Is(err, errUninstrumentable) {
+				t.Fatalf("instrument: %v, want errUninstrumentable", err)
+			}
+			return
+		}
+		orig, err := compileModule(ctx, rt, b)
+		if err != nil {
+			return // invalid to begin with: the rewrite may be too
+		}
+		orig.Close(ctx)
+		c, err := compileModule(ctx, rt, ins.bin)
+		if err != nil {
+			t.Fatalf("the original compiles, the instrumented module does not: %v", err)
+		}
+		c.Close(ctx)
+	})
 }

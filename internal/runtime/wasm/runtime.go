@@ -232,7 +232,7 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 func (r *Runtime) compile(ctx context.Context, spec runtime.Spec) (wazero.CompiledModule, wazero.Runtime, string, error) {
 	ins, err := r.instrument(spec.Artifact)
 	if err == nil {
-		compiled, cerr := r.rt.CompileModule(ctx, ins.bin)
+		compiled, cerr := compileModule(ctx, r.rt, ins.bin)
 		if cerr == nil {
 			return compiled, r.rt, ins.stopName, nil
 		}
@@ -244,12 +244,25 @@ func (r *Runtime) compile(ctx context.Context, spec runtime.Spec) (wazero.Compil
 		// must not fail the load.
 		err = cerr
 	}
-	compiled, cerr := r.rtSafe.CompileModule(ctx, spec.Artifact)
+	compiled, cerr := compileModule(ctx, r.rtSafe, spec.Artifact)
 	if cerr == nil {
 		r.log.Warn("wasm: module not instrumented; deadlines use wazero's slower close-on-context-done",
 			"fn", spec.Function, "version", spec.Version, "reason", err)
 	}
 	return compiled, r.rtSafe, "", cerr
+}
+
+// compileModule compiles bin, turning a panic in wazero into an error:
+// wazero v1.12.0's validator panics on some malformed modules (a call to
+// a function index whose type index is out of range), and a module is
+// untrusted input.
+func compileModule(ctx context.Context, rt wazero.Runtime, bin []byte) (c wazero.CompiledModule, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c, err = nil, fmt.Errorf("malformed module (wazero: %v)", p)
+		}
+	}()
+	return rt.CompileModule(ctx, bin)
 }
 
 // check enforces what Mote accepts of a compiled module and returns its

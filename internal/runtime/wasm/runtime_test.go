@@ -34,6 +34,18 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// wazeroPanics makes wazero v1.12.0's validator panic (found by
+// FuzzInstrument): a call to a function whose type index is out of range.
+var wazeroPanics = func() []byte {
+	m := wasmModule{
+		types:    [][2][]byte{{nil, nil}},
+		funcs:    []wasmFunc{{typ: 0, body: []byte{0x10, 0x01}}, {typ: 5}},
+		memPages: 1,
+		exports:  []wasmExport{{"_start", 0, 0}},
+	}
+	return m.encode()
+}()
+
 func TestLoadRejects(t *testing.T) {
 	r := newRuntime(t)
 	tableImport := (&wasmModule{
@@ -71,6 +83,7 @@ func TestLoadRejects(t *testing.T) {
 		{"process kind", runtime.Spec{Kind: runtime.KindProcess, Artifact: tinyCommand}, `cannot load a "process" function`},
 		{"garbage", runtime.Spec{Artifact: []byte("not wasm at all")}, "wasm: not a valid module: "},
 		{"truncated", runtime.Spec{Artifact: tinyCommand[:len(tinyCommand)-3]}, "wasm: not a valid module: "},
+		{"wazero validator panic", runtime.Spec{Artifact: wazeroPanics}, "wasm: not a valid module: malformed module (wazero: runtime error: index out of range"},
 		{"unknown import", runtime.Spec{Artifact: importingCommand("env", "foo", nil, nil)},
 			"wasm: module imports env.foo, which Mote does not provide"},
 		{"unknown mote import", runtime.Spec{Artifact: importingCommand("mote", "nope", nil, nil)},
