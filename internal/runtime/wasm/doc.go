@@ -17,7 +17,10 @@
 //
 // Each invocation runs on a locked OS thread so its CPU time is read from
 // the thread CPU clock (meter.ThreadCPU): time a guest spends blocked in a
-// host call is not counted. Deadlines stop runaway guests (wazero's
-// close-on-context-done), and each instance's memory is a reserved mapping
-// capped at its function's limit (memory.go).
+// host call is not counted. Deadlines stop runaway guests: Load rewrites
+// each module so that its loops check a stop global the runtime sets when
+// an invocation's context ends, and yield to Go now and then
+// (instrument.go); a module the rewriter cannot decode runs under
+// wazero's slower close-on-context-done instead. Each instance's memory is
+// a reserved mapping capped at its function's limit (memory.go).
 package wasm
