@@ -2,12 +2,14 @@ package sandbox
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -44,6 +46,7 @@ const (
 // first thing in main, and in TestMain of any test that starts sandboxed
 // processes, before anything else runs.
 func MaybeRunInit() {
+	initHooked.Store(true)
 	switch os.Getenv(envInit) {
 	case "":
 		return
@@ -52,6 +55,15 @@ func MaybeRunInit() {
 	}
 	os.Exit(runInit())
 }
+
+// initHooked records that the program calls MaybeRunInit. A program that
+// starts sandboxed processes without it would, re-executed as their init,
+// run its own main again and start more: New refuses instead.
+var initHooked atomic.Bool
+
+// ErrNoInitHook is returned by New in a program that does not call
+// MaybeRunInit before anything else.
+var ErrNoInitHook = errors.New("sandbox: the program does not call sandbox.MaybeRunInit at the start of main (or TestMain); sandboxed processes would re-run it")
 
 func initFail(code int, format string, args ...any) int {
 	fmt.Fprintf(os.Stderr, "mote-init: "+format+"\n", args...)

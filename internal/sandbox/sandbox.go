@@ -108,8 +108,17 @@ type Sandbox struct {
 // logs once what it refuses, and makes this process a child subreaper so
 // that no process a function leaves behind stays a zombie.
 func New(cfg Config) (*Sandbox, error) {
+	selfInit := cfg.InitPath == ""
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if selfInit && !initHooked.Load() {
+		// The init is this very program re-executed (the default).
+		return nil, ErrNoInitHook
+	}
+	if os.Getenv(envInit) != "" {
+		// We are a sandbox's init that did not stop at MaybeRunInit.
+		return nil, ErrNoInitHook
 	}
 	s := &Sandbox{cfg: cfg, log: cfg.Logger}
 	if os.Geteuid() != 0 {

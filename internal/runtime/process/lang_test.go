@@ -78,8 +78,25 @@ func langSpec(t testing.TB, lang string) runtime.Spec {
 		spec.Env["PYTHONPATH"] = filepath.Join(root, "sdk", "python")
 	case "node":
 		needInterpreter(t, "node")
-		spec.Dir = filepath.Join(root, "examples", "hello-node")
-		spec.Handler = "node " + filepath.Join(root, "sdk", "js", "bootstrap.mjs") + " handler.handler"
+		// The example imports "mote": give it the SDK as mote serve does,
+		// extracted in a directory above the function's.
+		sdkRoot, err := os.MkdirTemp("", "mote-node-example-*") // reachable by the function user
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(sdkRoot) })
+		os.Chmod(sdkRoot, 0o755)
+		if _, err := ExtractSDKs(sdkRoot); err != nil {
+			t.Fatal(err)
+		}
+		spec.Dir = filepath.Join(sdkRoot, "hello-node")
+		os.Mkdir(spec.Dir, 0o755)
+		b, err := os.ReadFile(filepath.Join(root, "examples", "hello-node", "handler.mjs"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(spec.Dir, "handler.mjs"), b, 0o644)
+		spec.Handler = "node " + filepath.Join(sdkRoot, "node_modules", "mote", "bootstrap.mjs") + " handler.handler"
 	default:
 		t.Fatalf("unknown language %q", lang)
 	}
@@ -106,11 +123,11 @@ func (h *kvHost) Call(ctx context.Context, op string, args [][]byte) ([]byte, er
 	if op == "kv.put" {
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if len(args) != 2 {
-			return nil, errs.E(errs.BadRequest, "kv.put: want 2 args")
+		if len(args) < 3 {
+			return nil, errs.E(errs.BadRequest, "kv.put: want [bucket, key, value, ...]")
 		}
-		h.puts = append(h.puts, string(args[0])+"="+string(args[1]))
-		return nil, nil
+		h.puts = append(h.puts, string(args[0])+"/"+string(args[1])+"="+string(args[2]))
+		return []byte("1"), nil
 	}
 	return h.recorder.Call(ctx, op, args)
 }
@@ -126,7 +143,7 @@ func TestExamples(t *testing.T) {
 				wantPut  string
 			}{
 				{`{"name":"ada"}`, "", ""},
-				{`{"name":"bob","store":true}`, "", "bob=hello bob"},
+				{`{"name":"bob","store":true}`, "", "greetings/bob=hello bob"},
 				{`{}`, errs.FunctionError, ""},
 				{`{"name":"cy"}`, "", ""},
 			}
