@@ -6,9 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
-	"sort"
 	"testing"
 	"time"
 

@@ -23,6 +23,18 @@ func spin(ms int) {
 	}
 }
 
+// work does n rounds of a xorshift: CPU time proportional to n, however
+// busy the machine is (unlike spinning until a wall-clock time).
+func work(n int) uint64 {
+	x := uint64(88172645463325252)
+	for i := 0; i < n; i++ {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+	}
+	return x
+}
+
 func handle(ctx *mote.Context, event []byte) ([]byte, error) {
 	verb, arg, _ := strings.Cut(string(event), ":")
 	switch verb {
@@ -34,6 +46,16 @@ func handle(ctx *mote.Context, event []byte) ([]byte, error) {
 		ms, _ := strconv.Atoi(arg)
 		spin(ms)
 		return []byte("spun"), nil
+	case "work": // work:N does N rounds of arithmetic: a fixed amount of CPU
+		n, _ := strconv.Atoi(arg)
+		return []byte(strconv.FormatUint(work(n), 10)), nil
+	case "worksleep": // worksleep:N:MS works N rounds, then sleeps MS ms
+		a, b, _ := strings.Cut(arg, ":")
+		n, _ := strconv.Atoi(a)
+		sink := work(n)
+		d, _ := strconv.Atoi(b)
+		time.Sleep(time.Duration(d) * time.Millisecond)
+		return []byte(strconv.FormatUint(sink, 10)), nil
 	case "spinsleep": // burn A ms of CPU, then sleep B ms
 		a, b, _ := strings.Cut(arg, ":")
 		ms, _ := strconv.Atoi(a)
