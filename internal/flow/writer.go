@@ -3,6 +3,7 @@ package flow
 import (
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -31,35 +32,61 @@ type writer struct {
 	b        *pebble.Batch
 	sync     bool // b holds records that must be durable
 
-	kick chan struct{}
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	kick   chan struct{}
+	urgent chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
 }
 
 func newWriter(db *pebble.DB, log *slog.Logger) *writer {
 	w := &writer{
-		db:   db,
-		log:  log,
-		b:    db.NewBatch(),
-		kick: make(chan struct{}, 1),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		db:     db,
+		log:    log,
+		b:      db.NewBatch(),
+		kick:   make(chan struct{}, 1),
+		urgent: make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
 	}
 	go w.loop()
 	return w
 }
 
+// coalesce is how long the writer lets records accumulate before a commit
+// that nothing is waiting on. At low rates every invocation would otherwise
+// cost a Pebble commit (a WAL write syscall and a goroutine wake-up) of its
+// own; a millisecond is short next to anyone reading the records back
+// (readers flush first anyway).
+const coalesce = time.Millisecond
+
 func (w *writer) loop() {
 	defer close(w.done)
+	t := time.NewTimer(time.Hour)
+	t.Stop()
 	for {
 		select {
 		case <-w.kick:
-			w.flush()
 		case <-w.stop:
 			w.flush()
 			return
 		}
+		w.mu.Lock()
+		urgent := w.sync
+		w.mu.Unlock()
+		if !urgent {
+			t.Reset(coalesce)
+			select {
+			case <-t.C:
+			case <-w.urgent:
+				t.Stop()
+			case <-w.stop:
+				t.Stop()
+				w.flush()
+				return
+			}
+		}
+		w.flush()
 	}
 }
 
@@ -72,6 +99,13 @@ func (w *writer) apply(durable bool, fn func(b *pebble.Batch)) {
 	select {
 	case w.kick <- struct{}{}:
 	default:
+	}
+	if durable {
+		// Cut a coalescing wait short: this commit must sync now.
+		select {
+		case w.urgent <- struct{}{}:
+		default:
+		}
 	}
 }
 
