@@ -140,3 +140,28 @@ func BenchmarkPoolInvokeWarmReactor(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
 }
+
+// BenchmarkChain10 is a chain of 10 synchronous wasm→wasm calls (11
+// invocations) from the root's invoke to its answer.
+func BenchmarkChain10(b *testing.B) {
+	s := openSystem(b)
+	mod := testutil.BuildWasm(b, "testdata/flowguest", true)
+	if _, err := s.Deploy(context.Background(), "g", registry.Config{}, bytes.NewReader(mod)); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	inv := system.Invocation{Function: "g", Payload: []byte("chain:10")}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		out, err := s.Invoke(ctx, inv)
+		lat = append(lat, time.Since(t0))
+		if err != nil || out.Err != nil {
+			b.Fatal(err, out.Err)
+		}
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+}

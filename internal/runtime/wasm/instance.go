@@ -181,7 +181,14 @@ func (i *instance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Resul
 		i.cmu.Unlock()
 		return runtime.Result{}, runtime.Usage{}, errs.E(errs.Unavailable, "wasm: instance is closed")
 	}
-	ctx, cancel := context.WithDeadline(ctx, deadline)
+	var cancel context.CancelFunc
+	if dl, ok := ctx.Deadline(); ok && !dl.After(deadline) {
+		// The caller's deadline comes first (the flow engine sets one for
+		// every attempt): a cancel of our own is enough, no second timer.
+		ctx, cancel = context.WithCancel(ctx)
+	} else {
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+	}
 	i.cancel = cancel
 	i.cmu.Unlock()
 	unwatch := i.watch(ctx)
