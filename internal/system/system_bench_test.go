@@ -39,28 +39,8 @@ func openSystem(tb testing.TB) *system.System {
 // wasm runtime, no HTTP. It reports the median (p50-ns) and p99 besides
 // the mean.
 func BenchmarkInvokeWarmReactor(b *testing.B) {
-	s := openSystem(b)
-	mod := testutil.BuildWasm(b, "../../examples/hello-reactor", true)
-	if _, err := s.Deploy(context.Background(), "hello", registry.Config{}, bytes.NewReader(mod)); err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	inv := system.Invocation{Function: "hello", Payload: []byte("x")}
-	lat := make([]time.Duration, 0, b.N)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		t0 := time.Now()
-		out, err := s.Invoke(ctx, inv)
-		lat = append(lat, time.Since(t0))
-		if err != nil || out.Err != nil {
-			b.Fatal(err, out.Err)
-		}
-	}
-	b.StopTimer()
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+	s := deployed(b, "hello", "../../examples/hello-reactor")
+	timed(b, invoker(s, "hello", "x"))
 }
 
 // BenchmarkIdleInstanceMemory warms 50 instances of each kind of module and
@@ -115,21 +95,45 @@ func rssKB(tb testing.TB) int64 {
 // scheduler + wasm runtime, no flow engine and no HTTP. p50-ns is the
 // median of the timed calls.
 func BenchmarkPoolInvokeWarmReactor(b *testing.B) {
-	s := openSystem(b)
-	mod := testutil.BuildWasm(b, "../../examples/hello-reactor", true)
-	if _, err := s.Deploy(context.Background(), "hello", registry.Config{}, bytes.NewReader(mod)); err != nil {
-		b.Fatal(err)
-	}
+	s := deployed(b, "hello", "../../examples/hello-reactor")
 	pool := s.Scheduler().Pool("hello@1")
 	ctx := context.Background()
 	ev := &runtime.Event{ID: "000000000000000000000001", Root: "000000000000000000000001", Payload: []byte("x"),
 		Host: host.Func(func(context.Context, string, [][]byte) ([]byte, error) { return nil, nil })}
+	timed(b, func() error {
+		_, _, _, err := pool.Invoke(ctx, ev)
+		return err
+	})
+}
+
+// BenchmarkChain10 is a chain of 10 synchronous wasm→wasm calls (11
+// invocations) from the root's invoke to its answer.
+func BenchmarkChain10(b *testing.B) {
+	s := deployed(b, "g", "testdata/flowguest")
+	timed(b, invoker(s, "g", "chain:10"))
+}
+
+// deployed returns a system with the module built from dir deployed as fn.
+func deployed(b *testing.B, fn, dir string) *system.System {
+	b.Helper()
+	s := openSystem(b)
+	mod := testutil.BuildWasm(b, dir, true)
+	if _, err := s.Deploy(context.Background(), fn, registry.Config{}, bytes.NewReader(mod)); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// timed runs call b.N times and reports the median (p50-ns) and p99 of
+// its latency besides the mean.
+func timed(b *testing.B, call func() error) {
+	b.Helper()
 	lat := make([]time.Duration, 0, b.N)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
-		_, _, _, err := pool.Invoke(ctx, ev)
+		err := call()
 		lat = append(lat, time.Since(t0))
 		if err != nil {
 			b.Fatal(err)
@@ -141,27 +145,14 @@ func BenchmarkPoolInvokeWarmReactor(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
 }
 
-// BenchmarkChain10 is a chain of 10 synchronous wasm→wasm calls (11
-// invocations) from the root's invoke to its answer.
-func BenchmarkChain10(b *testing.B) {
-	s := openSystem(b)
-	mod := testutil.BuildWasm(b, "testdata/flowguest", true)
-	if _, err := s.Deploy(context.Background(), "g", registry.Config{}, bytes.NewReader(mod)); err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	inv := system.Invocation{Function: "g", Payload: []byte("chain:10")}
-	lat := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		t0 := time.Now()
-		out, err := s.Invoke(ctx, inv)
-		lat = append(lat, time.Since(t0))
-		if err != nil || out.Err != nil {
-			b.Fatal(err, out.Err)
+// invoker returns a call of fn with payload through System.Invoke.
+func invoker(s *system.System, fn, payload string) func() error {
+	inv := system.Invocation{Function: fn, Payload: []byte(payload)}
+	return func() error {
+		out, err := s.Invoke(context.Background(), inv)
+		if err == nil && out.Err != nil {
+			err = out.Err
 		}
+		return err
 	}
-	b.StopTimer()
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
 }
