@@ -84,10 +84,16 @@ func (g *guest) sleep(ns int64) {
 
 var errSleepInterrupted = errors.New("wasm: sleep interrupted: the invocation ended")
 
-type guestKey struct{}
+// withGuest marks ctx with the guest running under it. The mark is
+// runtime.WithCaller's, so one context value serves both host functions
+// (which guest is calling) and nested invocations (which invocation called
+// them, nested.go).
+func withGuest(ctx context.Context, g *guest) context.Context {
+	return runtime.WithCaller(ctx, g)
+}
 
 func guestFrom(ctx context.Context) *guest {
-	g, _ := ctx.Value(guestKey{}).(*guest)
+	g, _ := runtime.CallerOf(ctx).(*guest)
 	return g
 }
 

@@ -66,7 +66,7 @@ func (i *instance) initReactor(ctx context.Context) error {
 	m, g := i.m, i.g
 	ctx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
-	ctx = experimental.WithMemoryAllocator(context.WithValue(ctx, guestKey{}, g), &g.alloc)
+	ctx = experimental.WithMemoryAllocator(withGuest(ctx, g), &g.alloc)
 	cfg := m.config.WithStdout(&g.stdout).WithStderr(&g.stderr).WithNanosleep(g.sleepFn)
 	g.ctx = ctx // for sleeps (g.sleep); g.end clears it
 	unwatch := i.watch(ctx)
@@ -212,7 +212,7 @@ func (i *instance) invokeReactor(ctx context.Context, ev *runtime.Event) (runtim
 	}
 	g := i.g
 	caller := callerOf(ctx)
-	ctx = runtime.WithCaller(context.WithValue(ctx, guestKey{}, g), g)
+	ctx = withGuest(ctx, g)
 	g.begin(ctx, ev)
 	defer g.end()
 	i.stack[0], i.stack[1] = uint64(len(g.meta)), uint64(len(ev.Payload))
@@ -259,7 +259,7 @@ func (i *instance) invokeReactor(ctx context.Context, ev *runtime.Event) (runtim
 func (i *instance) invokeCommand(ctx context.Context, ev *runtime.Event, deadline time.Time) (runtime.Result, runtime.Usage, error) {
 	m, g := i.m, i.g
 	caller := callerOf(ctx)
-	ctx = runtime.WithCaller(context.WithValue(ctx, guestKey{}, g), g)
+	ctx = withGuest(ctx, g)
 	g.begin(ctx, ev)
 	defer g.end()
 	i.out = boundedBuffer{buf: i.out.buf[:0], max: m.r.cfg.MaxOutput}
