@@ -211,7 +211,7 @@ type Engine struct {
 	ownLedger bool
 
 	slots sync.Map // function name → *atomic.Int64, attempts running
-	live  sync.Map // id → *inv, children running (their records are written at the end)
+	live  liveSet  // invocations running whose records are written at the end
 
 	// base is cancelled by Close; async work (the queue, invoke_async
 	// children) runs under it.
@@ -397,7 +397,7 @@ func (e *Engine) run(ctx context.Context, in *inv) (*Outcome, error) {
 	if early {
 		e.putNode(in, false)
 	} else {
-		e.live.Store(n.ID, in)
+		e.live.add(n.ID, in)
 	}
 
 	var out []byte
@@ -569,7 +569,7 @@ func (e *Engine) finish(in *inv, out []byte, err error) (*Outcome, error) {
 		e.settle(in, out, err)
 	} else {
 		e.putNode(in, n.Parent != "")
-		e.live.Delete(n.ID) // after the record is queued: Get sees one or the other
+		e.live.remove(n.ID) // after the record is queued: Get sees one or the other
 	}
 	if in.cancel != nil {
 		in.cancel()
@@ -659,4 +659,47 @@ func (e *Engine) putNode(in *inv, index bool) {
 			_ = b.Set(ck, nil, nil)
 		}
 	})
+}
+
+// liveSet is the running invocations by id. A map under a mutex rather
+// than a sync.Map: every invocation adds and removes a key once, which is
+// sync.Map's worst case (an allocation per insert).
+type liveSet struct {
+	mu sync.Mutex
+	m  map[string]*inv
+}
+
+func (l *liveSet) add(id string, in *inv) {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = make(map[string]*inv)
+	}
+	l.m[id] = in
+	l.mu.Unlock()
+}
+
+func (l *liveSet) remove(id string) {
+	l.mu.Lock()
+	delete(l.m, id)
+	l.mu.Unlock()
+}
+
+func (l *liveSet) get(id string) (*inv, bool) {
+	l.mu.Lock()
+	in, ok := l.m[id]
+	l.mu.Unlock()
+	return in, ok
+}
+
+// childrenOf returns the running invocations whose parent is id.
+func (l *liveSet) childrenOf(id string) []*inv {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []*inv
+	for _, in := range l.m {
+		if in.node.Parent == id {
+			out = append(out, in)
+		}
+	}
+	return out
 }

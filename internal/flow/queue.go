@@ -373,8 +373,8 @@ func (e *Engine) load(id string) (*Node, error) {
 
 // lookup returns id's record, or a snapshot if it is a child still running.
 func (e *Engine) lookup(id string) (*Node, error) {
-	if v, ok := e.live.Load(id); ok {
-		return v.(*inv).snapshot(), nil
+	if in, ok := e.live.get(id); ok {
+		return in.snapshot(), nil
 	}
 	// A child removed from live had its record queued before: flush it.
 	e.w.flush()
@@ -410,17 +410,16 @@ func (e *Engine) Get(id string) (*Node, error) {
 				return nil, errs.Wrap(errs.Internal, err, "flow: read call tree")
 			}
 			// Children still running have no record yet.
-			e.live.Range(func(_, v any) bool {
-				in := v.(*inv)
-				if in.node.Parent == n.ID && !slices.Contains(ids, in.node.ID) {
-					if budget-len(ids) <= 0 {
-						n.Truncated = true
-						return false
-					}
-					ids = append(ids, in.node.ID)
+			for _, in := range e.live.childrenOf(n.ID) {
+				if slices.Contains(ids, in.node.ID) {
+					continue
 				}
-				return true
-			})
+				if budget-len(ids) <= 0 {
+					n.Truncated = true
+					break
+				}
+				ids = append(ids, in.node.ID)
+			}
 			slices.Sort(ids)
 			for _, cid := range ids {
 				c, err := e.lookup(cid)
