@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"mime/multipart"
 	"os"
@@ -176,5 +177,47 @@ func TestProcessFunctionHostAPI(t *testing.T) {
 	billed, _ := strconv.Atoi(r.header.Get(api.HeaderBilled))
 	if r.status != 200 || billed < 15 || billed > 28 || time.Since(t0) < 200*time.Millisecond {
 		t.Errorf("process: 20 ms of work + 200 ms asleep: billed %d ms (cpu %s µs), want 20±5 (cgroup accounting)", billed, r.header.Get(api.HeaderCPU))
+	}
+}
+
+// TestFlowsFromPythonAndNode: process functions in Python and Node call a
+// wasm function with invoke, map, invoke_async + await_all, and see a
+// child's failure with its code.
+func TestFlowsFromPythonAndNode(t *testing.T) {
+	modules(t)
+	p := startWithProcess(t)
+	p.mustDeploy("echo", guest, "")
+	for _, tc := range []struct{ name, interp, src, file, handler string }{
+		{"pyflow", "/usr/bin/python3", "testdata/pyflow/handler.py", "handler.py", "/usr/bin/python3 -m mote handler.handler"},
+		{"jsflow", "/usr/bin/node", "testdata/jsflow/handler.mjs", "handler.mjs", "node node_modules/mote/bootstrap.mjs handler.handler"},
+	} {
+		if _, err := exec.LookPath(tc.interp); err != nil {
+			t.Logf("%s not installed: skipping %s", tc.interp, tc.name)
+			continue
+		}
+		dir := t.TempDir()
+		os.Chmod(dir, 0o755)
+		copyTree(t, tc.src, filepath.Join(dir, tc.file))
+		if r := p.deployDir(tc.name, dir, `{"runtime":"process","handler":"`+tc.handler+`"}`); r.status != 201 {
+			t.Fatalf("deploy %s: %d %s", tc.name, r.status, r.body)
+		}
+		r := p.invoke(tc.name, "{}")
+		var got struct {
+			Sync   string   `json:"sync"`
+			Map    []string `json:"map"`
+			Async  []string `json:"async"`
+			Failed string   `json:"failed"`
+		}
+		if err := json.Unmarshal([]byte(r.body), &got); err != nil || r.status != 200 {
+			t.Fatalf("%s: %d %s", tc.name, r.status, r.body)
+		}
+		if got.Sync != "sync" || strings.Join(got.Map, ",") != "m0,m1,m2" || strings.Join(got.Async, ",") != "a0,a1" || got.Failed != "function_error" {
+			t.Errorf("%s: got %+v", tc.name, got)
+		}
+		// The children are in the call tree under the process function.
+		tree := p.do("GET", "/v1/invocations/"+r.header.Get(api.HeaderInvocationID), nil, nil)
+		if n := strings.Count(tree.body, `"function": "echo"`) + strings.Count(tree.body, `"function":"echo"`); n != 7 {
+			t.Errorf("%s: %d echo children in the tree, want 7:\n%s", tc.name, n, tree.body)
+		}
 	}
 }
