@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -118,18 +119,32 @@ func calibrate(t *testing.T, s *system.System, fn string, target time.Duration) 
 
 func TestBillingCountsCPUNotWaiting(t *testing.T) {
 	s := withGuest(t, registry.Config{}, "child")
-	// About 20 ms of CPU then 200 ms asleep: billed for the 20.
+	// About 20 ms of CPU then 200 ms asleep: billed for the 20. The CPU a
+	// fixed amount of work takes varies with contention (2 vCPUs that may
+	// share a core, other test packages running), so each measurement is
+	// set beside the same work without the sleep, run alternately.
 	n20 := calibrate(t, s, "g", 20*time.Millisecond)
-	out := call(t, s, "g", fmt.Sprintf("worksleep:%d:200", n20))
-	if out.Err != nil {
-		t.Fatal(out.Err)
+	var with, without []int64
+	for i := 0; i < 3; i++ {
+		w := call(t, s, "g", fmt.Sprintf("worksleep:%d:200", n20))
+		o := call(t, s, "g", fmt.Sprint("work:", n20))
+		if w.Err != nil || o.Err != nil {
+			t.Fatal(w.Err, o.Err)
+		}
+		if w.Usage.Wall < 200*time.Millisecond {
+			t.Fatalf("worksleep ran %s, want ≥ 200 ms", w.Usage.Wall)
+		}
+		with, without = append(with, w.BilledMs), append(without, o.BilledMs)
 	}
-	if out.BilledMs < 17 || out.BilledMs > 25 || out.Usage.Wall < 200*time.Millisecond {
-		t.Errorf("20 ms of work + 200 ms asleep: billed %d ms (cpu %s, wall %s), want 20±3", out.BilledMs, out.Usage.CPU, out.Usage.Wall)
+	slices.Sort(with)
+	slices.Sort(without)
+	b, ref := with[1], without[1]
+	if diff := b - ref; diff < -3-ref/4 || diff > 3+ref/4 || b > 60 {
+		t.Errorf("20 ms of work + 200 ms asleep: billed %d ms (median of %v), the same work alone %d ms (%v): the sleep must not be billed", b, with, ref, without)
 	}
 	// A parent waiting on a synchronous child of ~100 ms pays its own CPU only.
 	n100 := calibrate(t, s, "child", 100*time.Millisecond)
-	out = call(t, s, "g", fmt.Sprintf("call:child:work:%d", n100))
+	out := call(t, s, "g", fmt.Sprintf("call:child:work:%d", n100))
 	if out.Err != nil {
 		t.Fatal(out.Err)
 	}
@@ -140,8 +155,8 @@ func TestBillingCountsCPUNotWaiting(t *testing.T) {
 	if err != nil || len(n.Children) != 1 {
 		t.Fatalf("tree: %v %+v", err, n)
 	}
-	if c := n.Children[0]; c.BilledMs < 80 || c.BilledMs > 125 {
-		t.Errorf("child billed %d ms, want ≈100", c.BilledMs)
+	if c := n.Children[0]; c.BilledMs < 60 || c.BilledMs > 200 {
+		t.Errorf("child billed %d ms, want ≈100 (its own work)", c.BilledMs)
 	}
 }
 
