@@ -312,6 +312,7 @@ func (s *System) Remove(ctx context.Context, name string) error {
 		s.sched.Remove(ctx, v.Key())
 	}
 	s.Logs.Drop(name)
+	s.baas.DropCache(name)
 	return s.reg.Delete(name)
 }
 
