@@ -4,6 +4,7 @@ package mote
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -21,7 +22,6 @@ const (
 	pathNext      = "/2018-06-01/runtime/invocation/next"
 	pathInvPrefix = "/2018-06-01/runtime/invocation/"
 	pathInitError = "/2018-06-01/runtime/init/error"
-	pathCall      = "/2018-06-01/mote/call/"
 )
 
 var (
@@ -33,11 +33,6 @@ var (
 	// the platform knows which invocation a host call belongs to.
 	currentMu sync.RWMutex
 	current   string
-
-	// callConns are idle connections for host calls (a handler may make
-	// them from several goroutines at once).
-	callConnsMu sync.Mutex
-	callConns   []*apiConn
 )
 
 // Start runs the function: it asks the platform for each event in turn,
@@ -158,52 +153,16 @@ func Call(op string, args ...[]byte) ([]byte, error) {
 	if id == "" {
 		return nil, &Error{Code: "bad_request", Message: "mote: host call outside an invocation"}
 	}
-	c, err := takeCallConn()
+	h, err := takeHostConn()
 	if err != nil {
 		return nil, &Error{Code: "unavailable", Message: err.Error()}
 	}
-	resp, err := c.do("POST", pathCall+op, id, appendArgs(nil, args...))
-	if err != nil {
-		c.conn.Close()
+	out, err := h.call(id, op, args)
+	var e *Error
+	if err != nil && !errors.As(err, &e) {
+		h.conn.Close()
 		return nil, &Error{Code: "unavailable", Message: "mote: host call: " + err.Error()}
 	}
-	putCallConn(c)
-	if resp.status == 200 {
-		return resp.body, nil
-	}
-	var e struct {
-		Error string `json:"error"`
-		Code  string `json:"code"`
-	}
-	if json.Unmarshal(resp.body, &e) != nil || e.Code == "" {
-		return nil, &Error{Code: "internal", Message: fmt.Sprintf("mote: host call: status %d", resp.status)}
-	}
-	return nil, &Error{Code: e.Code, Message: e.Error}
-}
-
-func takeCallConn() (*apiConn, error) {
-	callConnsMu.Lock()
-	if n := len(callConns); n > 0 {
-		c := callConns[n-1]
-		callConns = callConns[:n-1]
-		callConnsMu.Unlock()
-		return c, nil
-	}
-	callConnsMu.Unlock()
-	if apiAddr == "" {
-		return nil, fmt.Errorf("mote: AWS_LAMBDA_RUNTIME_API is not set")
-	}
-	return dialAPI(apiAddr)
-}
-
-func putCallConn(c *apiConn) {
-	callConnsMu.Lock()
-	if len(callConns) < 8 {
-		callConns = append(callConns, c)
-		c = nil
-	}
-	callConnsMu.Unlock()
-	if c != nil {
-		c.conn.Close()
-	}
+	putHostConn(h)
+	return out, err
 }

@@ -130,10 +130,11 @@ func (in *instance) start(ctx context.Context) error {
 		return errs.Wrap(errs.Internal, err, "process: start sandbox")
 	}
 	in.out.start()
-	in.ln, err = in.proc.Listen()
+	ln, err := in.proc.Listen()
 	if err != nil {
 		return errs.Wrap(errs.Internal, err, "process: runtime api listener")
 	}
+	in.ln = newDemuxListener(ln, in.serveHostConn)
 	api := sandbox.RuntimeAPIAddr
 	if !in.proc.NewNetwork() {
 		api = in.ln.Addr().String()

@@ -1,0 +1,101 @@
+//go:build !wasip1
+
+package mote
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+)
+
+// A host call from a native function goes over a framed channel on the
+// Runtime API port rather than as an HTTP request: a connection that
+// starts with 0x00 and a version byte, then request and response frames
+// (docs/process-functions.md, "Host calls"). It costs one write and one
+// read on a kept-open connection.
+
+type hostConn struct {
+	conn net.Conn
+	r    *bufio.Reader
+	w    *bufio.Writer
+	buf  []byte
+}
+
+var (
+	hostConnsMu sync.Mutex
+	hostConns   []*hostConn
+)
+
+func dialHostConn() (*hostConn, error) {
+	if apiAddr == "" {
+		return nil, errors.New("mote: AWS_LAMBDA_RUNTIME_API is not set")
+	}
+	c, err := net.Dial("tcp", apiAddr)
+	if err != nil {
+		return nil, fmt.Errorf("mote: host channel %s: %w", apiAddr, err)
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	h := &hostConn{conn: c, r: bufio.NewReader(c), w: bufio.NewWriter(c)}
+	h.w.Write([]byte{0x00, 0x01})
+	return h, nil
+}
+
+func takeHostConn() (*hostConn, error) {
+	hostConnsMu.Lock()
+	if n := len(hostConns); n > 0 {
+		h := hostConns[n-1]
+		hostConns = hostConns[:n-1]
+		hostConnsMu.Unlock()
+		return h, nil
+	}
+	hostConnsMu.Unlock()
+	return dialHostConn()
+}
+
+func putHostConn(h *hostConn) {
+	hostConnsMu.Lock()
+	if len(hostConns) < 8 {
+		hostConns = append(hostConns, h)
+		h = nil
+	}
+	hostConnsMu.Unlock()
+	if h != nil {
+		h.conn.Close()
+	}
+}
+
+// call sends one request frame and reads its response: the result, or an
+// *Error with the host's code.
+func (h *hostConn) call(id, op string, args [][]byte) ([]byte, error) {
+	h.buf = appendArgs(h.buf[:0], args...)
+	frame := make([]byte, 0, 16+len(id)+len(op)+len(h.buf))
+	frame = appendArgs(frame, []byte(id), []byte(op), h.buf)
+	var lenBuf [binary.MaxVarintLen64]byte
+	h.w.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(frame)))])
+	h.w.Write(frame)
+	if err := h.w.Flush(); err != nil {
+		return nil, err
+	}
+	n, err := binary.ReadUvarint(h.r)
+	if err != nil {
+		return nil, err
+	}
+	resp := make([]byte, n)
+	if _, err := io.ReadFull(h.r, resp); err != nil {
+		return nil, err
+	}
+	parts, ok := parseArgs(resp)
+	if !ok || len(parts) != 2 {
+		return nil, errors.New("malformed response frame")
+	}
+	if len(parts[0]) > 0 {
+		return nil, &Error{Code: string(parts[0]), Message: string(parts[1])}
+	}
+	return parts[1], nil
+}
