@@ -187,6 +187,7 @@ func newRuntimes(ctx context.Context, dataDir, functionsDir string, log *slog.Lo
 		log.Warn("process functions are not available on this server", "err", err)
 	} else {
 		rts[runtime.KindProcess] = p
+		log.Info("process functions: sandbox ready", "namespaces", p.Sandbox().Namespaces(), "cgroups", p.Sandbox().Controllers())
 	}
 	return rts, nil
 }
