@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -460,5 +461,37 @@ func TestAWSSDKInvokes(t *testing.T) {
 	out, err := exec.Command(bin, "-endpoint", s.url, "-function", "nope").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "ResourceNotFoundException") {
 		t.Errorf("unknown function: got %v %q, want ResourceNotFoundException", err, out)
+	}
+}
+
+// TestBenchExamplesRun runs the benchmark functions in examples/ on a
+// small scale, so they keep building and working between benchmark runs.
+func TestBenchExamplesRun(t *testing.T) {
+	kv := writeModule(t, "../../examples/bench-kv", true)
+	fl := writeModule(t, "../../examples/bench-flow", true)
+	s := startServer(t)
+	for _, d := range [][]string{
+		{"deploy", "kvw", kv, "--read", "bench", "--write", "bench"},
+		{"deploy", "flow", fl},
+		{"deploy", "leaf", fl},
+	} {
+		if code, _, errOut := s.mote(t, d...); code != 0 {
+			t.Fatalf("mote %v: %s", d, errOut)
+		}
+	}
+	for _, tc := range []struct{ fn, event string }{
+		{"kvw", `{"op":"fill","bucket":"bench","prefix":"k","keys":20}`},
+		{"kvw", `{"op":"get","bucket":"bench","prefix":"k","keys":20,"n":200}`},
+		{"kvw", `{"op":"put","bucket":"bench","prefix":"k","keys":20,"n":200,"durability":"buffered"}`},
+		{"flow", `{"op":"sync","n":20,"fn":"leaf"}`},
+		{"flow", `{"op":"chain","n":3,"depth":5}`},
+		{"flow", `{"op":"map","n":50,"fn":"leaf"}`},
+		{"flow", `{"op":"async","n":50,"fn":"leaf"}`},
+	} {
+		code, out, errOut := s.mote(t, "invoke", tc.fn, "-d", tc.event)
+		var res map[string]any
+		if code != 0 || json.Unmarshal([]byte(out), &res) != nil {
+			t.Errorf("%s %s: exit %d, %q %q", tc.fn, tc.event, code, out, errOut)
+		}
 	}
 }
