@@ -42,6 +42,11 @@ func Start() {
 	if apiAddr == "" {
 		fatal("mote: AWS_LAMBDA_RUNTIME_API is not set; run this program as a Mote (or AWS Lambda) process function")
 	}
+	// On Mote (MOTE_INSTANCE is set) events come over an invocation
+	// channel; elsewhere (AWS Lambda) over the Runtime API.
+	if handler != nil && os.Getenv("MOTE_INSTANCE") != "" && serveChannel() {
+		return
+	}
 	c, err := dialAPI(apiAddr)
 	if err != nil {
 		fatal(err.Error())
@@ -94,21 +99,27 @@ func newContext(r *apiResponse) *Context {
 	if ms, err := strconv.ParseInt(r.deadline, 10, 64); err == nil {
 		ctx.Deadline = time.UnixMilli(ms)
 	}
-	// Mote's trace header names the call tree: Root=...;Parent=...
-	for _, part := range strings.Split(r.trace, ";") {
-		k, v, _ := strings.Cut(part, "=")
-		switch k {
-		case "Root":
-			ctx.RootID = v
-		case "Parent":
-			ctx.ParentID = v
-		}
-	}
+	ctx.RootID, ctx.ParentID = parseTrace(r.trace)
 	if ctx.RootID == "" {
 		ctx.RootID = ctx.InvocationID
 	}
 	ctx.Depth, _ = strconv.Atoi(r.depth)
 	return ctx
+}
+
+// parseTrace reads Mote's trace header, which names the call tree:
+// Root=...;Parent=...
+func parseTrace(trace string) (root, parent string) {
+	for _, part := range strings.Split(trace, ";") {
+		k, v, _ := strings.Cut(part, "=")
+		switch k {
+		case "Root":
+			root = v
+		case "Parent":
+			parent = v
+		}
+	}
+	return root, parent
 }
 
 func runNative(ctx *Context, event []byte) (out []byte, err error, panicked bool) {

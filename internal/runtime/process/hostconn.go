@@ -2,9 +2,11 @@ package process
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 
 	"github.com/mote-run/mote/internal/errs"
@@ -23,9 +25,19 @@ import (
 //
 // code is empty on success (data is the result) or an error code (data is
 // the message). SDKs that do not speak it use POST /2018-06-01/mote/call/{op}.
+//
+// A connection that starts with 0x00 0x02 is instead an invocation channel,
+// Mote's faster form of the Runtime API's next/response loop for SDKs that
+// speak it (the Go SDK):
+//
+//	event (from Mote):     uvarint(n) || list(request_id, deadline_ms, trace, depth, payload)
+//	result (from function): uvarint(n) || list("ok" | "error", request_id, body)
+//
+// where an "error" body is the Runtime API's error JSON.
 const (
-	hostConnMagic   = 0x00
-	hostConnVersion = 0x01
+	hostConnMagic       = 0x00
+	hostConnVersion     = 0x01
+	invocationChannelV1 = 0x02
 )
 
 // demuxListener hands HTTP connections to the Runtime API server and
@@ -142,7 +154,15 @@ func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // serveHostConn serves one host-call channel until it closes.
 func (in *instance) serveHostConn(c net.Conn, br *bufio.Reader) {
 	var hdr [2]byte
-	if _, err := io.ReadFull(br, hdr[:]); err != nil || hdr[1] != hostConnVersion {
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		return
+	}
+	switch hdr[1] {
+	case hostConnVersion:
+	case invocationChannelV1:
+		in.serveInvocations(c, br)
+		return
+	default:
 		return
 	}
 	max := in.m.rt.cfg.MaxResponse
@@ -191,4 +211,69 @@ func (in *instance) hostCall(frame []byte) ([]byte, error) {
 		return nil, err
 	}
 	return cur.ev.Host.Call(cur.ctx, string(parts[1]), args)
+}
+
+// serveInvocations hands events to the function and takes its results over
+// an invocation channel, until the channel or the instance closes.
+func (in *instance) serveInvocations(c net.Conn, br *bufio.Reader) {
+	in.readyOnce.Do(func() { close(in.ready) })
+	max := uint64(in.m.rt.cfg.MaxResponse)
+	bw := bufio.NewWriter(c)
+	var frame, body []byte
+	var lenBuf [binary.MaxVarintLen64]byte
+	for {
+		var cl *call
+		select {
+		case cl = <-in.next:
+		case <-in.quit:
+			return
+		}
+		frame = host.AppendArgs(frame[:0], []byte(cl.id),
+			strconv.AppendInt(nil, cl.deadline.UnixMilli(), 10),
+			[]byte(traceID(cl)),
+			strconv.AppendInt(nil, int64(cl.ev.Depth), 10),
+			cl.ev.Payload)
+		bw.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(frame)))])
+		bw.Write(frame)
+		if err := bw.Flush(); err != nil {
+			cl.finish(nil, errs.Wrap(errs.FunctionError, err, "process: lost the function's invocation channel"))
+			return
+		}
+		n, err := binary.ReadUvarint(br)
+		if err != nil {
+			cl.finish(nil, errs.Wrap(errs.FunctionError, err, "process: the function closed its invocation channel"))
+			return
+		}
+		if n > max+256 {
+			cl.finish(nil, errs.E(errs.FunctionError, "process: response larger than %d bytes", max))
+			return
+		}
+		if uint64(cap(body)) < n {
+			body = make([]byte, n)
+		}
+		body = body[:n]
+		if _, err := io.ReadFull(br, body); err != nil {
+			cl.finish(nil, errs.Wrap(errs.FunctionError, err, "process: reading the function's response failed"))
+			return
+		}
+		parts, err := host.ParseArgs(body)
+		if err != nil || len(parts) != 3 || string(parts[1]) != cl.id {
+			cl.finish(nil, errs.E(errs.FunctionError, "process: malformed result on the invocation channel"))
+			return
+		}
+		out := bytes.Clone(parts[2])
+		var ferr error
+		switch string(parts[0]) {
+		case "ok":
+		case "error":
+			ferr = errs.E(errs.FunctionError, "%s", lambdaErrorText(out))
+			if len(out) == 0 {
+				out = nil
+			}
+		default:
+			cl.finish(nil, errs.E(errs.FunctionError, "process: unknown result kind on the invocation channel"))
+			return
+		}
+		cl.finish(out, ferr)
+	}
 }

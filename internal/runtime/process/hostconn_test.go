@@ -12,6 +12,7 @@ import (
 
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/host"
+	"github.com/mote-run/mote/internal/runtime"
 )
 
 // TestDemuxListener: HTTP and host-call channels share one port; a
@@ -100,4 +101,66 @@ func TestHostCallFrames(t *testing.T) {
 			t.Errorf("%s: got %v, want %s", tc.name, err, tc.code)
 		}
 	}
+}
+
+// TestInvocationChannelErrors: a function that answers an event with a
+// result for another invocation, or garbage, fails that invocation
+// cleanly; tested through a fake function speaking the channel.
+func TestInvocationChannelFraming(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer func(id string) []byte
+		code   errs.Code
+	}{
+		{"ok", func(id string) []byte { return host.AppendArgs(nil, []byte("ok"), []byte(id), []byte("out")) }, ""},
+		{"error", func(id string) []byte {
+			return host.AppendArgs(nil, []byte("error"), []byte(id), []byte(`{"errorMessage":"bad","errorType":"E"}`))
+		}, errs.FunctionError},
+		{"wrong id", func(id string) []byte { return host.AppendArgs(nil, []byte("ok"), []byte("other"), nil) }, errs.FunctionError},
+		{"unknown kind", func(id string) []byte { return host.AppendArgs(nil, []byte("maybe"), []byte(id), nil) }, errs.FunctionError},
+		{"garbage", func(id string) []byte { return []byte{0xff} }, errs.FunctionError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in, cl := channelInstance(t)
+			server, client := net.Pipe()
+			go in.serveInvocations(server, bufio.NewReader(server))
+			br := bufio.NewReader(client)
+			n, err := binary.ReadUvarint(br)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := make([]byte, n)
+			io.ReadFull(br, ev)
+			parts, err := host.ParseArgs(ev)
+			if err != nil || len(parts) != 5 || string(parts[0]) != cl.id || string(parts[4]) != "payload" {
+				t.Fatalf("event frame: %q %v", parts, err)
+			}
+			a := tc.answer(cl.id)
+			go func() {
+				client.Write(binary.AppendUvarint(nil, uint64(len(a))))
+				client.Write(a)
+			}()
+			select {
+			case <-cl.done:
+				if errs.CodeOf(cl.err) != tc.code {
+					t.Errorf("got %v, want %q", cl.err, tc.code)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("invocation never finished")
+			}
+			close(in.quit)
+			client.Close()
+		})
+	}
+}
+
+// channelInstance is an instance with just what serveInvocations uses, and
+// one call waiting to be handed out.
+func channelInstance(t *testing.T) (*instance, *call) {
+	t.Helper()
+	rt := &Runtime{cfg: Config{MaxResponse: 1 << 20}}
+	in := &instance{m: &module{rt: rt}, next: make(chan *call, 1), quit: make(chan struct{}), ready: make(chan struct{})}
+	cl := &call{id: "req-1", ev: &runtime.Event{Payload: []byte("payload")}, deadline: time.Now().Add(time.Minute), done: make(chan struct{})}
+	in.next <- cl
+	return in, cl
 }
