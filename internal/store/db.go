@@ -39,7 +39,7 @@ type DB struct {
 
 // Open opens (creating if needed) the database in dir.
 func Open(dir string) (*DB, error) {
-	pdb, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}, MemTableSize: 64 << 20})
+	pdb, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
