@@ -401,9 +401,11 @@ func TestCPUMetering(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The guest spins for 20 ms of wall time; its thread may lose the CPU
-	// for part of that on a busy machine, never gain more.
-	if usage.CPU < 10*time.Millisecond || usage.CPU > 25*time.Millisecond {
-		t.Errorf("spin 20 ms: CPU %v, want 20±5 ms", usage.CPU)
+	// for much of that on a busy machine (CI runs packages in parallel on
+	// two vCPUs), never gain more. internal/system's billing tests check
+	// fixed work against the same work with a wait added.
+	if usage.CPU < time.Millisecond || usage.CPU > usage.Wall+2*time.Millisecond || usage.CPU > 25*time.Millisecond {
+		t.Errorf("spin 20 ms: CPU %v (wall %v), want some CPU, at most the wall time", usage.CPU, usage.Wall)
 	}
 
 	res, usage, err := inst.Invoke(context.Background(), event("call:test.sleep:100", &testHost{}))
