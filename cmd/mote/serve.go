@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/mote-run/mote/internal/api"
+	"github.com/mote-run/mote/internal/flow"
 	"github.com/mote-run/mote/internal/registry"
 	"github.com/mote-run/mote/internal/runtime"
 	"github.com/mote-run/mote/internal/runtime/process"
@@ -37,6 +38,7 @@ type serveConfig struct {
 	drain      time.Duration
 	logLevel   string
 	debugAddr  string
+	history    time.Duration
 }
 
 // defaultDataDir is $MOTE_DATA, else $XDG_DATA_HOME/mote, else
@@ -64,6 +66,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fs.TextVar(&sc.maxPayload, "max-payload", sc.maxPayload, "largest event accepted")
 	fs.DurationVar(&sc.drain, "drain", 30*time.Second, "how long SIGTERM waits for in-flight invocations")
 	fs.StringVar(&sc.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&sc.history, "history", flow.DefaultRetention, "how long invocation records (call trees) are kept; 0 keeps them forever")
 	fs.StringVar(&sc.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this loopback address (e.g. 127.0.0.1:6060)")
 	if _, err := parse(fs, args); err != nil {
 		return 2
@@ -113,6 +116,7 @@ func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(add
 		MaxPayload:   int64(sc.maxPayload),
 		Runtimes:     rts,
 		FunctionsDir: fdir,
+		History:      history(sc.history),
 	})
 	if err != nil {
 		for _, rt := range rts {
@@ -166,6 +170,15 @@ func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(add
 		err = nil
 	}
 	return err
+}
+
+// history maps --history to the system's setting: 0 on the command line
+// means forever.
+func history(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 // newRuntimes starts the runtimes available on this machine. The process

@@ -160,6 +160,10 @@ type Config struct {
 	Workers        int           // async queue workers; default 16
 	MapConcurrency int           // map's concurrency when the caller gives 0; default 256
 	TreeLimit      int           // most nodes Get returns; default 10,000
+	// Retention is how long invocation records (call trees) are kept;
+	// older ones are deleted by a sweeper. Default 7 days; negative keeps
+	// them forever. Dead letters and usage are not affected.
+	Retention time.Duration
 }
 
 // Validate fills in defaults and rejects a configuration that cannot work.
@@ -198,6 +202,9 @@ func (c *Config) Validate() error {
 	if c.TreeLimit == 0 {
 		c.TreeLimit = 10_000
 	}
+	if c.Retention == 0 {
+		c.Retention = DefaultRetention
+	}
 	return nil
 }
 
@@ -226,6 +233,10 @@ type Engine struct {
 
 // DefaultMaxDepth is the recursion depth limit unless Config says otherwise.
 const DefaultMaxDepth = 16
+
+// DefaultRetention is how long invocation records are kept unless Config
+// says otherwise.
+const DefaultRetention = 7 * 24 * time.Hour
 
 // Request is one invocation from outside (the gateway, the CLI).
 type Request struct {

@@ -127,6 +127,19 @@ func init() { idSeq.Store(rand.Uint32()) }
 // newID returns a unique id that sorts by creation time: 16 hex digits of
 // the Unix time in nanoseconds, then 8 of a counter seeded at random per
 // process (so two processes starting in the same nanosecond do not clash).
+// idAt is the 16-digit time prefix of ids made at t: every id made before
+// t sorts below it.
+func idAt(t time.Time) string {
+	const hex = "0123456789abcdef"
+	var b [16]byte
+	n := uint64(t.UnixNano())
+	for i := 15; i >= 0; i-- {
+		b[i] = hex[n&0xf]
+		n >>= 4
+	}
+	return string(b[:])
+}
+
 func newID() string {
 	const hex = "0123456789abcdef"
 	var b [idLen]byte

@@ -116,7 +116,43 @@ func (e *Engine) Start() error {
 	if len(ids) > 0 {
 		e.log.Info("flow: resumed async invocations", "count", len(ids))
 	}
+	if e.cfg.Retention > 0 {
+		if err := e.goAsync(e.sweepLoop); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// sweepLoop deletes expired invocation records now and then, until the
+// engine closes.
+func (e *Engine) sweepLoop() {
+	every := min(max(e.cfg.Retention/24, time.Minute), time.Hour)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		e.Sweep()
+		select {
+		case <-e.base.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Sweep deletes the records of invocations that started more than
+// Config.Retention ago, and their places under their parents. Ids begin
+// with their start time, so this is two range deletions.
+func (e *Engine) Sweep() {
+	if e.cfg.Retention <= 0 {
+		return
+	}
+	cut := idAt(e.cfg.Clock.Now().Add(-e.cfg.Retention))
+	e.w.apply(false, func(b *pebble.Batch) {
+		_ = b.DeleteRange([]byte(keyNode), append([]byte(keyNode), cut...), nil)
+		_ = b.DeleteRange([]byte(keyChild), append([]byte(keyChild), cut...), nil)
+	})
+	e.w.flush()
 }
 
 func (e *Engine) work() {

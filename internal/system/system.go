@@ -39,6 +39,9 @@ type Config struct {
 	Runtimes map[runtime.Kind]runtime.Runtime
 	// ReapEvery is how often idle instances are scaled down; default 1s.
 	ReapEvery time.Duration
+	// History is how long invocation records (call trees) are kept:
+	// 0 is the flow engine's default (7 days), negative keeps them forever.
+	History time.Duration
 	// FunctionsDir is where process functions' directories are unpacked
 	// (a cache of the artifacts). Sandboxed functions run as an
 	// unprivileged user who must be able to reach it. Default:
@@ -184,6 +187,7 @@ func (s *System) openServices() error {
 		Ledger:     s.usage,
 		Fallback:   s.hostFor,
 		OnRootDone: s.rootDone,
+		Retention:  s.cfg.History,
 		Logger:     s.log.With("part", "flow"),
 	})
 	return err
