@@ -34,8 +34,6 @@ type Config struct {
 	// Token, if set, is the admin bearer token every request except
 	// /healthz must carry.
 	Token string
-	// Extra mounts more handlers (BaaS, flows) under their path patterns.
-	Extra map[string]http.Handler
 }
 
 // Server is the HTTP gateway.
@@ -83,9 +81,6 @@ func New(cfg Config) *Server {
 	bs := cfg.System.BaaS().Handler()
 	for _, prefix := range baas.HTTPPrefixes {
 		s.mux.Handle(prefix, bs)
-	}
-	for pattern, hh := range cfg.Extra {
-		s.mux.Handle(pattern, hh)
 	}
 	s.mux.Handle("/", h(func(w http.ResponseWriter, r *http.Request) error {
 		return errs.E(errs.NotFound, "no route for %s %s", r.Method, r.URL.Path)

@@ -18,7 +18,6 @@ import (
 
 	"github.com/mote-run/mote/internal/api"
 	"github.com/mote-run/mote/internal/errs"
-	"github.com/mote-run/mote/internal/registry"
 	"github.com/mote-run/mote/internal/runtime"
 	"github.com/mote-run/mote/internal/runtime/wasm"
 	"github.com/mote-run/mote/internal/system"
@@ -432,7 +431,6 @@ func TestLogsAndMetrics(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
-	_ = registry.DefaultMemory
 }
 
 func newServer(h http.Handler) *httptest.Server { return httptest.NewServer(h) }

@@ -130,30 +130,25 @@ func init() { idSeq.Store(rand.Uint32()) }
 // idAt is the 16-digit time prefix of ids made at t: every id made before
 // t sorts below it.
 func idAt(t time.Time) string {
-	const hex = "0123456789abcdef"
 	var b [16]byte
-	n := uint64(t.UnixNano())
-	for i := 15; i >= 0; i-- {
-		b[i] = hex[n&0xf]
-		n >>= 4
-	}
+	putHex(b[:], uint64(t.UnixNano()))
 	return string(b[:])
 }
 
 func newID() string {
-	const hex = "0123456789abcdef"
 	var b [idLen]byte
-	t := uint64(time.Now().UnixNano())
-	for i := 15; i >= 0; i-- {
-		b[i] = hex[t&0xf]
-		t >>= 4
-	}
-	s := idSeq.Add(1)
-	for i := idLen - 1; i >= 16; i-- {
-		b[i] = hex[s&0xf]
-		s >>= 4
-	}
+	putHex(b[:16], uint64(time.Now().UnixNano()))
+	putHex(b[16:], uint64(idSeq.Add(1)))
 	return string(b[:])
+}
+
+// putHex writes the low 4*len(b) bits of v into b as lower-case hex digits.
+func putHex(b []byte, v uint64) {
+	const hex = "0123456789abcdef"
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = hex[v&0xf]
+		v >>= 4
+	}
 }
 
 // validID reports whether id has the shape newID gives, so that ids from
