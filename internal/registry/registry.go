@@ -294,7 +294,24 @@ func (r *Registry) Delete(name string) error {
 	if err := b.Commit(syncOpts); err != nil {
 		return fmt.Errorf("registry: %w", err)
 	}
-	// Artifacts are shared by content: drop only the unreferenced ones.
+	sums := make([]string, len(vs))
+	for i, v := range vs {
+		sums[i] = v.Artifact
+	}
+	r.dropUnusedLocked(sums)
+	return nil
+}
+
+// DropUnused removes the stored artifacts among sums that no version
+// refers to (artifacts are shared by content between versions and
+// functions).
+func (r *Registry) DropUnused(sums ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dropUnusedLocked(sums)
+}
+
+func (r *Registry) dropUnusedLocked(sums []string) {
 	inUse := map[string]bool{}
 	_ = r.db.Scan([]byte(store.PrefixRegistry+"v/"), func(_, val []byte) bool {
 		var v Version
@@ -303,12 +320,11 @@ func (r *Registry) Delete(name string) error {
 		}
 		return true
 	})
-	for _, v := range vs {
-		if !inUse[v.Artifact] {
-			os.Remove(r.ArtifactPath(v.Artifact))
+	for _, sum := range sums {
+		if !inUse[sum] {
+			os.Remove(r.ArtifactPath(sum))
 		}
 	}
-	return nil
 }
 
 func isNotFound(err error) bool { return errs.CodeOf(err) == errs.NotFound }

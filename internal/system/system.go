@@ -263,7 +263,7 @@ func (s *System) Deploy(ctx context.Context, name string, cfg registry.Config, a
 	probe := &registry.Version{Function: name, Artifact: sum, Size: size, Config: cfg}
 	mod, err := s.load(ctx, rt, probe)
 	if err != nil {
-		s.dropArtifactIfUnused(sum)
+		s.reg.DropUnused(sum)
 		return nil, err
 	}
 	v, err := s.reg.AddVersion(name, sum, size, cfg, false)
@@ -482,22 +482,6 @@ func (s *System) load(ctx context.Context, rt runtime.Runtime, v *registry.Versi
 		spec.Dir = dir
 	}
 	return rt.Load(ctx, spec)
-}
-
-func (s *System) dropArtifactIfUnused(sum string) {
-	fs, err := s.reg.List()
-	if err != nil {
-		return
-	}
-	for _, f := range fs {
-		vs, _ := s.reg.Versions(f.Name)
-		for _, v := range vs {
-			if v.Artifact == sum {
-				return
-			}
-		}
-	}
-	os.Remove(s.reg.ArtifactPath(sum))
 }
 
 // Invocation is one request to run a function.
