@@ -158,11 +158,7 @@ func (p *Pool) acquire(ctx context.Context, nested bool) (*slot, bool, error) {
 		p.mu.Unlock()
 		s, err := p.start(ctx)
 		if err != nil {
-			p.mu.Lock()
-			p.live--
-			p.busy--
-			p.serveWaiterLocked()
-			p.mu.Unlock()
+			p.startFailed(true)
 			return nil, true, err
 		}
 		return s, true, nil
@@ -219,9 +215,7 @@ func (p *Pool) startIdle() {
 	s, err := p.start(context.Background())
 	if err != nil {
 		p.log.Warn("pre-warm failed", "err", err)
-		p.mu.Lock()
-		p.live--
-		p.mu.Unlock()
+		p.startFailed(false)
 		return
 	}
 	p.mu.Lock()
@@ -268,13 +262,22 @@ func (p *Pool) serveWaiterLocked() {
 	go func() {
 		s, err := p.start(context.Background())
 		if err != nil {
-			p.mu.Lock()
-			p.live--
-			p.busy--
-			p.mu.Unlock()
+			p.startFailed(true)
 		}
 		w.ch <- grant{s: s, cold: true, err: err}
 	}()
+}
+
+// startFailed gives back the place a failed start held (and the busy
+// count it was promised under), and lets a waiter try a start of its own.
+func (p *Pool) startFailed(busy bool) {
+	p.mu.Lock()
+	p.live--
+	if busy {
+		p.busy--
+	}
+	p.serveWaiterLocked()
+	p.mu.Unlock()
 }
 
 func (p *Pool) closeInstance(s *slot) {
@@ -301,10 +304,7 @@ func (p *Pool) Warm(ctx context.Context, n int) error {
 		p.mu.Unlock()
 		s, err := p.start(ctx)
 		if err != nil {
-			p.mu.Lock()
-			p.live--
-			p.busy--
-			p.mu.Unlock()
+			p.startFailed(true)
 			return err
 		}
 		p.release(s, true)
