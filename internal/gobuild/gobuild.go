@@ -33,7 +33,8 @@ func build(dir, out string, env []string, args ...string) error {
 	}
 	cmd := exec.Command(Go(), append(append([]string{"build", "-o", abs}, args...), ".")...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
+	// A go.work above the function's module must not change its build.
+	cmd.Env = append(append(os.Environ(), "GOWORK=off"), env...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building %s: %v\n%s", dir, err, b)
 	}

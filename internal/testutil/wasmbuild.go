@@ -6,10 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/mote-run/mote/internal/gobuild"
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -37,10 +37,6 @@ func BuildWasm(t testing.TB, dir string, reactor bool) []byte {
 	if err != nil {
 		t.Fatalf("BuildWasm: %v", err)
 	}
-	goBin, err := goTool()
-	if err != nil {
-		t.Skipf("BuildWasm: no Go toolchain: %v", err)
-	}
 	key, err := sourceHash(abs, reactor)
 	if err != nil {
 		t.Fatalf("BuildWasm(%s): hashing sources: %v", dir, err)
@@ -66,15 +62,8 @@ func BuildWasm(t testing.TB, dir string, reactor bool) []byte {
 	}
 	tmp.Close()
 	defer os.Remove(tmp.Name())
-	args := []string{"build", "-o", tmp.Name()}
-	if reactor {
-		args = append(args, "-buildmode=c-shared")
-	}
-	cmd := exec.Command(goBin, append(args, ".")...)
-	cmd.Dir = abs
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOWORK=off", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("BuildWasm(%s): go %s: %v\n%s", dir, strings.Join(args, " "), err, out)
+	if err := gobuild.Wasm(abs, tmp.Name(), reactor); err != nil {
+		t.Fatalf("BuildWasm: %v", err)
 	}
 	b, err := os.ReadFile(tmp.Name())
 	if err != nil {
@@ -87,16 +76,6 @@ func BuildWasm(t testing.TB, dir string, reactor bool) []byte {
 	}
 	built[key] = b
 	return b
-}
-
-// goTool finds the go command: the toolchain running the tests first.
-func goTool() (string, error) {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); runtime.GOROOT() != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	return exec.LookPath("go")
 }
 
 // sourceHash hashes what a build of dir depends on: the Go version, the
