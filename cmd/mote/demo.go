@@ -98,14 +98,13 @@ func demo(examples string, keep bool, out io.Writer) error {
 
 	say("\n== invoking over HTTP: POST %s/fn/NAME", base)
 	for _, f := range fns {
-		for i, event := range []string{"Berkeley", "again"} {
+		for _, event := range []string{"Berkeley", "again"} {
 			resp, body, err := post(c, "/fn/"+f.name, event)
 			if err != nil {
 				return err
 			}
 			say("   %-11s %-10q → %-18q cold=%-5s cpu=%sµs billed=%sms  (id %s)", f.name, event, strings.TrimSpace(body),
 				resp.Header.Get(api.HeaderCold), resp.Header.Get(api.HeaderCPU), resp.Header.Get(api.HeaderBilled), resp.Header.Get(api.HeaderInvocationID))
-			_ = i
 		}
 	}
 
