@@ -25,9 +25,9 @@ import (
 // module; a command's only the buffers its invocations reuse.
 //
 // Lock order: mu (held for a whole Invoke, and by Close to wait for one)
-// before cmu (guards closed, the context and cancel of the invocation in
-// flight and the stop global, so Close and the deadline can stop it
-// without waiting for mu).
+// before cmu (guards closed, the run in flight and the stop global, so
+// Close, the deadline and the caller's cancellation can stop it without
+// waiting for mu), before a run's own lock (run.mu).
 type instance struct {
 	m *Module
 	g *guest
@@ -37,11 +37,15 @@ type instance struct {
 	handle api.Function // reactor only
 	stack  [2]uint64
 	out    boundedBuffer // command only: stdout
+	// timer fires interruptFn for the run in flight (begin). It is made
+	// once and re-armed for every run: a timer per invocation (what
+	// context.WithDeadline makes) costs allocations and a context tree.
+	// It is set under both mu and cmu.
+	timer *time.Timer
 
 	cmu     sync.Mutex
 	closed  bool
-	ctx     context.Context // of the invocation (or initialisation) in flight
-	cancel  context.CancelFunc
+	cur     *run              // the invocation (or initialisation) in flight
 	stop    api.MutableGlobal // the live module's stop global, if instrumented
 	stopped bool              // stop is set
 	// interruptFn is interrupt as a func value made once, so arming it
@@ -64,14 +68,16 @@ const instanceOverhead = 64 << 10
 // initReactor instantiates the module and runs _initialize.
 func (i *instance) initReactor(ctx context.Context) error {
 	m, g := i.m, i.g
-	ctx, cancel := context.WithTimeout(ctx, m.timeout)
-	defer cancel()
-	ctx = experimental.WithMemoryAllocator(withGuest(ctx, g), &g.alloc)
+	now := time.Now()
+	r := i.begin(ctx, now, now.Add(m.timeout))
+	if r == nil {
+		return errs.E(errs.Unavailable, "wasm: instance is closed")
+	}
+	defer i.end(r)
+	ctx = experimental.WithMemoryAllocator(withGuest(r, g), &g.alloc)
 	cfg := m.config.WithStdout(&g.stdout).WithStderr(&g.stderr).WithNanosleep(g.sleepFn)
 	g.ctx = ctx // for sleeps (g.sleep); g.end clears it
-	unwatch := i.watch(ctx)
 	mod, err := i.instantiate(ctx, cfg)
-	i.unwatch(unwatch)
 	g.end()
 	if err != nil {
 		cause := i.guestError(ctx, err)
@@ -100,7 +106,7 @@ func (i *instance) instantiate(ctx context.Context, cfg wazero.ModuleConfig) (ap
 	}
 	i.cmu.Lock()
 	i.stop, i.stopped = stop, false
-	if i.ctx != nil && i.ctx.Err() != nil {
+	if i.cur != nil && i.cur.Err() != nil {
 		stop.Set(1)
 		i.stopped = true
 	}
@@ -122,45 +128,103 @@ func (i *instance) instantiate(ctx context.Context, cfg wazero.ModuleConfig) (ap
 	return mod, nil
 }
 
-// watch makes the end of ctx, the context of the invocation (or
-// initialisation) about to run, stop the guest; unwatch undoes it. A
-// module that is not instrumented is stopped by wazero instead.
-func (i *instance) watch(ctx context.Context) (stopWatching func() bool) {
+// begin makes r, a run of guest code under parent until deadline (or
+// parent's, if earlier), the one in flight, and arms what stops it: the
+// instance's one timer. The timer first fires after watchAfter (or at the
+// deadline, if sooner); a run still going then starts watching parent's
+// end with context.AfterFunc and re-arms the timer for its deadline (see
+// interrupt). Most invocations end well within watchAfter, and so cost a
+// timer reset and stop, not a registration on the caller's context. end
+// undoes it. A module that is not instrumented is stopped by wazero
+// instead, through r's Done channel. begin returns nil if the instance is
+// closed.
+func (i *instance) begin(parent context.Context, now, deadline time.Time) *run {
+	if dl, ok := parent.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	r := &run{parent: parent, deadline: deadline}
 	i.cmu.Lock()
-	i.ctx = ctx
+	if i.closed {
+		i.cmu.Unlock()
+		return nil
+	}
+	i.cur = r
 	if i.stopped {
 		i.stop.Set(0)
 		i.stopped = false
 	}
-	i.cmu.Unlock()
-	if i.m.stopName == "" {
-		return nil
+	if err := parent.Err(); err != nil {
+		i.stopLocked(r, err)
 	}
-	return context.AfterFunc(ctx, i.interruptFn)
+	// Under cmu, which interrupt holds: the timer may fire at once.
+	d := min(deadline.Sub(now), watchAfter)
+	if i.timer == nil {
+		i.timer = time.AfterFunc(d, i.interruptFn)
+	} else {
+		i.timer.Reset(d)
+	}
+	i.cmu.Unlock()
+	return r
 }
 
-func (i *instance) unwatch(stopWatching func() bool) {
-	if stopWatching != nil {
-		stopWatching()
-	}
+// watchAfter is how long a run goes before it watches its parent context
+// for cancellation. Until then a cancellation is seen when the timer first
+// fires, at most this late.
+const watchAfter = time.Millisecond
+
+// end disarms r's stops and ends r (its context is cancelled, as a
+// derived context's is when its function returns).
+func (i *instance) end(r *run) {
 	i.cmu.Lock()
-	i.ctx = nil
+	i.cur = nil
+	unwatch := r.unwatch
 	i.cmu.Unlock()
+	// After cur is cleared: interrupt re-arms the timer only for the run
+	// in flight, so nothing re-arms it after this Stop.
+	i.timer.Stop()
+	if unwatch != nil {
+		unwatch()
+	}
+	r.cancel(context.Canceled)
 }
 
-// interrupt stops the guest if the context of the invocation in flight
-// has ended: it sets the stop global, and the guest traps at its next loop
-// iteration or call. It runs on its own goroutine (context.AfterFunc); it
-// may run late, after its invocation returned, so it checks the context in
-// flight now instead of trusting that it is still its own.
+// interrupt is the timer's (and the parent watch's) callback. It stops
+// the guest if the run in flight has passed its deadline or its parent
+// context has ended: it sets the stop global, and the guest traps at its
+// next loop iteration or call; it also ends the run's context, which
+// wakes a guest asleep or in a host call. Otherwise it starts watching the
+// parent, if it does not yet, and re-arms the timer for the deadline. It
+// runs on its own goroutine and may run late, after the run it was armed
+// for returned, so it acts on the run in flight now, whichever that is.
 func (i *instance) interrupt() {
 	i.cmu.Lock()
 	defer i.cmu.Unlock()
-	if i.ctx == nil || i.ctx.Err() == nil || i.stop == nil {
+	r := i.cur
+	if r == nil || r.Err() != nil {
 		return
 	}
-	i.stop.Set(1)
-	i.stopped = true
+	if err := r.parent.Err(); err != nil {
+		i.stopLocked(r, err)
+		return
+	}
+	now := time.Now()
+	if !now.Before(r.deadline) {
+		i.stopLocked(r, context.DeadlineExceeded)
+		return
+	}
+	if r.unwatch == nil && r.parent.Done() != nil {
+		r.unwatch = context.AfterFunc(r.parent, i.interruptFn)
+	}
+	i.timer.Reset(r.deadline.Sub(now))
+}
+
+// stopLocked ends r for the reason why and stops its guest. i.cmu is held.
+func (i *instance) stopLocked(r *run, why error) {
+	r.cancel(why)
+	if i.stop != nil {
+		i.stop.Set(1)
+		i.stopped = true
+	}
 }
 
 // Invoke runs one invocation.
@@ -172,41 +236,26 @@ func (i *instance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Resul
 			"event of %d bytes exceeds the function's memory limit", len(ev.Payload))
 	}
 
-	deadline := time.Now().Add(i.m.timeout)
+	// The earliest of the function's timeout, the event's deadline and
+	// the caller's (begin).
+	now := time.Now()
+	deadline := now.Add(i.m.timeout)
 	if !ev.Deadline.IsZero() && ev.Deadline.Before(deadline) {
 		deadline = ev.Deadline
 	}
-	i.cmu.Lock()
-	if i.closed {
-		i.cmu.Unlock()
+	r := i.begin(ctx, now, deadline)
+	if r == nil {
 		return runtime.Result{}, runtime.Usage{}, errs.E(errs.Unavailable, "wasm: instance is closed")
 	}
-	var cancel context.CancelFunc
-	if dl, ok := ctx.Deadline(); ok && !dl.After(deadline) {
-		// The caller's deadline comes first (the flow engine sets one for
-		// every attempt): a cancel of our own is enough, no second timer.
-		ctx, cancel = context.WithCancel(ctx)
-	} else {
-		ctx, cancel = context.WithDeadline(ctx, deadline)
-	}
-	i.cancel = cancel
-	i.cmu.Unlock()
-	unwatch := i.watch(ctx)
-	defer func() {
-		i.unwatch(unwatch)
-		i.cmu.Lock()
-		i.cancel = nil
-		i.cmu.Unlock()
-		cancel()
-	}()
+	defer i.end(r)
 
 	if i.m.conv == conventionReactor {
-		return i.invokeReactor(ctx, ev)
+		return i.invokeReactor(r, ev, now)
 	}
-	return i.invokeCommand(ctx, ev, deadline)
+	return i.invokeCommand(r, ev, r.deadline)
 }
 
-func (i *instance) invokeReactor(ctx context.Context, ev *runtime.Event) (runtime.Result, runtime.Usage, error) {
+func (i *instance) invokeReactor(ctx context.Context, ev *runtime.Event, start time.Time) (runtime.Result, runtime.Usage, error) {
 	if !i.reusable.Load() {
 		return runtime.Result{}, runtime.Usage{}, errs.E(errs.Unavailable, "wasm: instance failed earlier and cannot be reused")
 	}
@@ -218,7 +267,6 @@ func (i *instance) invokeReactor(ctx context.Context, ev *runtime.Event) (runtim
 	i.stack[0], i.stack[1] = uint64(len(g.meta)), uint64(len(ev.Payload))
 
 	goruntime.LockOSThread()
-	start := time.Now()
 	cpu0 := meter.ThreadCPU()
 	err := i.handle.CallWithStack(ctx, i.stack[:])
 	cpu := meter.ThreadCPU() - cpu0
@@ -377,7 +425,7 @@ func (i *instance) Memory() int64 {
 	return i.memBytes.Load() + instanceOverhead
 }
 
-// Close stops an invocation in flight (its context is cancelled, which
+// Close stops an invocation in flight (its run is cancelled, which
 // sets the guest's stop global, or makes wazero stop it), waits for it to return, then releases the
 // instance. The module's memory is unmapped only then, never under a
 // running guest.
@@ -388,12 +436,15 @@ func (i *instance) Close(ctx context.Context) error {
 		return nil
 	}
 	i.closed = true
-	if i.cancel != nil {
-		i.cancel()
+	if i.cur != nil {
+		i.stopLocked(i.cur, context.Canceled)
 	}
 	i.cmu.Unlock()
 
 	i.mu.Lock()
+	if i.timer != nil {
+		i.timer.Stop()
+	}
 	i.closeModule()
 	i.mu.Unlock()
 	i.m.forget(i)
@@ -409,4 +460,96 @@ func (i *instance) closeModule() {
 	i.stop, i.stopped = nil, false
 	i.cmu.Unlock()
 	i.g.alloc.mem = nil
+}
+
+// run is the context of one run of guest code in an instance (an
+// invocation, or a reactor's initialisation): its parent's values, its
+// deadline, and an end that the instance reports (interrupt, Close, end).
+// It stands in for the context.WithDeadline and context.AfterFunc an
+// invocation used to make: its Done channel is made only if something
+// waits on it (a sleeping guest, a host call, wazero's close-on-done), and
+// the instance's one timer stands in for a timer per invocation.
+type run struct {
+	parent   context.Context
+	deadline time.Time
+	unwatch  func() bool // stops the callback on parent's end, if armed
+
+	mu    sync.Mutex
+	err   error
+	done  chan struct{}
+	funcs []*afterRun
+}
+
+var _ context.Context = (*run)(nil)
+
+type afterRun struct{ f func() }
+
+// closedChan is the Done channel of a run that ended before anyone asked.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (r *run) Deadline() (time.Time, bool) { return r.deadline, true }
+
+func (r *run) Value(key any) any { return r.parent.Value(key) }
+
+func (r *run) Done() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done == nil {
+		if r.err != nil {
+			r.done = closedChan
+		} else {
+			r.done = make(chan struct{})
+		}
+	}
+	return r.done
+}
+
+func (r *run) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// AfterFunc arranges for f to run on its own goroutine once r ends; the
+// context package uses it for contexts derived from r, instead of a
+// goroutine per derived context.
+func (r *run) AfterFunc(f func()) (stop func() bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		go f()
+		return func() bool { return false }
+	}
+	a := &afterRun{f: f}
+	r.funcs = append(r.funcs, a)
+	return func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for k, x := range r.funcs {
+			if x == a {
+				r.funcs = append(r.funcs[:k], r.funcs[k+1:]...)
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// cancel ends r with err, unless it has ended already.
+func (r *run) cancel(err error) {
+	r.mu.Lock()
+	if r.err != nil {
+		r.mu.Unlock()
+		return
+	}
+	r.err = err
+	if r.done != nil {
+		close(r.done)
+	}
+	funcs := r.funcs
+	r.funcs = nil
+	r.mu.Unlock()
+	for _, a := range funcs {
+		go a.f()
+	}
 }
