@@ -72,6 +72,14 @@ type Policy struct {
 	// Memory is the function's memory size in bytes, for the ledger's
 	// wall-clock GB-s comparison.
 	Memory int64
+	// RunnerDeadline says that the Runner ends an attempt of this
+	// function by itself at ev.Deadline, with an errs.Timeout error, and
+	// when its context ends (the wasm runtime does, with a timer it
+	// reuses). The Engine then hands the Runner the invocation's own
+	// context instead of deriving a timed one per attempt (a context, a
+	// timer and their registrations on the hot path); the attempt's
+	// context, which children and awaits use, is made when first needed.
+	RunnerDeadline bool
 }
 
 // Backoff is the delay before retry n (n = 1 after the first attempt):
@@ -444,29 +452,31 @@ func (e *Engine) attempt(ctx context.Context, in *inv) ([]byte, error) {
 		timeout = e.cfg.DefaultTimeout
 	}
 	start := time.Now()
-	actx, cancel := ctx, context.CancelFunc(func() {})
-	if dl, ok := ctx.Deadline(); !ok || dl.After(start.Add(timeout)) {
-		actx, cancel = context.WithTimeout(ctx, timeout)
+	a := &attempt{e: e, in: in, parent: ctx, deadline: start.Add(timeout)}
+	if dl, ok := ctx.Deadline(); ok && dl.Before(a.deadline) {
+		a.deadline = dl
 	}
-	deadline, _ := actx.Deadline()
-	a := &attempt{e: e, in: in, ctx: actx}
-	ev := &runtime.Event{
+	rctx := ctx // what the Runner runs under
+	if !in.pol.RunnerDeadline {
+		rctx = a.context()
+	}
+	a.ev = runtime.Event{
 		ID:       n.ID,
 		Root:     n.Root,
 		Parent:   n.Parent,
 		Depth:    n.Depth,
-		Deadline: deadline,
+		Deadline: a.deadline,
 		Payload:  in.payload,
 		Host:     a,
 	}
-	res, u, cold, version, err := e.cfg.Runner.Run(actx, n.Function, ev)
+	res, u, cold, version, err := e.cfg.Runner.Run(rctx, n.Function, &a.ev)
 	if u.Wall <= 0 {
 		u.Wall = time.Since(start)
 	}
 	if err != nil {
-		err = classify(err, actx, ctx, n.Function, timeout)
+		err = classify(err, a, ctx, n.Function, timeout)
 	}
-	cancel()
+	a.end()
 
 	// Only the function's own usage is added: children are nodes of their
 	// own, billed to themselves.
@@ -489,6 +499,19 @@ func (e *Engine) attempt(ctx context.Context, in *inv) ([]byte, error) {
 		return nil, err
 	}
 	return res.Output, nil
+}
+
+// timedOut reports whether the attempt ended at its own deadline: its
+// context says so, or (a Runner that keeps the deadline itself, with no
+// context made) the Runner reported a timeout at or after the deadline.
+func (a *attempt) timedOut(err error) bool {
+	a.ctxMu.Lock()
+	actx := a.ctx
+	a.ctxMu.Unlock()
+	if actx != nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	return a.in.pol.RunnerDeadline && errs.CodeOf(err) == errs.Timeout && !time.Now().Before(a.deadline)
 }
 
 // acquire takes a concurrency slot for in's function.
@@ -520,11 +543,11 @@ func (e *Engine) acquire(ctx context.Context, in *inv) (func(), error) {
 // classify gives a Runner's error its code: the attempt's own deadline is a
 // timeout, the caller's cancellation or deadline wins over what the
 // function reported, and an error without a code is internal.
-func classify(err error, actx, ctx context.Context, fn string, timeout time.Duration) error {
+func classify(err error, a *attempt, ctx context.Context, fn string, timeout time.Duration) error {
 	if ctx.Err() != nil {
 		return ctxError(ctx, fn)
 	}
-	if errors.Is(actx.Err(), context.DeadlineExceeded) {
+	if a.timedOut(err) {
 		return errs.Wrap(errs.Timeout, err, fmt.Sprintf("flow: %s timed out after %v", fn, timeout))
 	}
 	var ee *errs.Error

@@ -42,9 +42,18 @@ const codePending = "pending"
 // sees. Call sequence numbers and handles are per attempt, so a retried
 // attempt numbers its calls from 0 again and replays journaled ones.
 type attempt struct {
-	e   *Engine
-	in  *inv
-	ctx context.Context // the attempt's context: children derive from it
+	e  *Engine
+	in *inv
+	ev runtime.Event // what the Runner runs; one allocation with the attempt
+
+	// The attempt's context, which children derive from: made at the
+	// start for a Runner that needs it, otherwise on first use (see
+	// Policy.RunnerDeadline), from parent and deadline.
+	parent   context.Context
+	deadline time.Time
+	ctxMu    sync.Mutex
+	ctx      context.Context
+	cancel   context.CancelFunc
 
 	seq atomic.Uint64
 
@@ -62,6 +71,27 @@ type pending struct {
 	done chan struct{}
 	out  []byte
 	err  error
+}
+
+// context returns the attempt's context, bounded by its deadline, making
+// it if it was not made at the start.
+func (a *attempt) context() context.Context {
+	a.ctxMu.Lock()
+	defer a.ctxMu.Unlock()
+	if a.ctx == nil {
+		a.ctx, a.cancel = context.WithDeadline(a.parent, a.deadline)
+	}
+	return a.ctx
+}
+
+// end cancels the attempt's context, if it was made.
+func (a *attempt) end() {
+	a.ctxMu.Lock()
+	cancel := a.cancel
+	a.ctxMu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 }
 
 // Call serves the flow ops and hands every other op to Config.Fallback.
@@ -113,7 +143,7 @@ func (a *attempt) call(hctx context.Context, fn string, payload []byte, seq uint
 	if err != nil {
 		return nil, err
 	}
-	o, err := a.e.run(runtime.InheritCaller(a.ctx, hctx), c)
+	o, err := a.e.run(runtime.InheritCaller(a.context(), hctx), c)
 	if err != nil {
 		return nil, err
 	}
@@ -200,12 +230,13 @@ func (a *attempt) await(ctx context.Context, args [][]byte) ([]byte, error) {
 		defer t.Stop()
 		timeout = t.C
 	}
+	actx := a.context()
 	wait := func(p *pending) error {
 		select {
 		case <-p.done:
 			return nil
-		case <-a.ctx.Done():
-			return ctxError(a.ctx, a.in.node.Function)
+		case <-actx.Done():
+			return ctxError(actx, a.in.node.Function)
 		case <-ctx.Done():
 			return ctxError(ctx, a.in.node.Function)
 		case <-timeout:

@@ -105,8 +105,13 @@ type System struct {
 	flow  *flow.Engine
 	usage *meter.Ledger
 
-	fnsMu sync.RWMutex
-	fns   map[string]*active // by function name
+	// fns is the active version of every function, by name: a map that
+	// is never changed once published, replaced whole under fnsMu by
+	// deploys and removals, so the invocation path reads it with one
+	// atomic load (an RWMutex's read lock is a contended write to one
+	// cache line from every core).
+	fnsMu sync.Mutex
+	fns   atomic.Pointer[map[string]*active]
 
 	deployMu sync.Mutex // one deploy/rollback/remove at a time
 
@@ -139,8 +144,8 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 		reg:   reg,
 		sched: scheduler.New(scheduler.Config{Logger: cfg.Logger, ReapEvery: cfg.ReapEvery}),
 		Logs:  logs.New(0),
-		fns:   map[string]*active{},
 	}
+	s.fns.Store(&map[string]*active{})
 	if err := s.openServices(); err != nil {
 		s.Shutdown(ctx)
 		return nil, err
@@ -309,9 +314,7 @@ func (s *System) Remove(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	s.fnsMu.Lock()
-	delete(s.fns, name)
-	s.fnsMu.Unlock()
+	s.setActive(name, nil)
 	for _, v := range vs {
 		s.sched.Remove(ctx, v.Key())
 	}
@@ -364,10 +367,27 @@ func (s *System) List() ([]*Function, error) {
 }
 
 func (s *System) lookup(name string) *active {
-	s.fnsMu.RLock()
-	a := s.fns[name]
-	s.fnsMu.RUnlock()
-	return a
+	return (*s.fns.Load())[name]
+}
+
+// setActive makes a fn's active version (nil: none) and returns the one
+// it replaces.
+func (s *System) setActive(fn string, a *active) (old *active) {
+	s.fnsMu.Lock()
+	defer s.fnsMu.Unlock()
+	cur := *s.fns.Load()
+	next := make(map[string]*active, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	old = next[fn]
+	if a == nil {
+		delete(next, fn)
+	} else {
+		next[fn] = a
+	}
+	s.fns.Store(&next)
+	return old
 }
 
 // activate loads v and makes it current.
@@ -437,6 +457,8 @@ func (s *System) switchTo(v *registry.Version, pool *scheduler.Pool, record bool
 			Concurrency: c.Concurrency,
 			Timeout:     time.Duration(c.Timeout),
 			Memory:      int64(c.Memory),
+			// The wasm runtime stops a guest at ev.Deadline itself.
+			RunnerDeadline: c.Runtime == runtime.KindWasm,
 		},
 		caller: baas.Caller{
 			Function:   v.Function,
@@ -444,10 +466,7 @@ func (s *System) switchTo(v *registry.Version, pool *scheduler.Pool, record bool
 			CacheBytes: int64(c.Cache),
 		},
 	}
-	s.fnsMu.Lock()
-	old := s.fns[v.Function]
-	s.fns[v.Function] = a
-	s.fnsMu.Unlock()
+	old := s.setActive(v.Function, a)
 	if old != nil && old.pool != pool {
 		s.sched.Retire(old.version.Key())
 	}
