@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -29,10 +30,11 @@ const (
 	// groups concurrent synced commits into one fsync (group commit), so
 	// many durable writers share the disk's sync latency.
 	Durable
-	// Buffered acknowledges a write once it is in the memtable and queued
-	// for the WAL, without waiting for fsync. It is durable after a clean
-	// Close; a crash (kill -9, power loss) can lose the last moments of
-	// buffered writes, never a durable one.
+	// Buffered acknowledges a write once it is in memory: a put goes to
+	// the KV's write buffer, which a flusher commits to Pebble (without
+	// fsync) about every KVConfig.FlushInterval. It is durable after a
+	// clean Close; a crash (kill -9, power loss) can lose the last moments
+	// of buffered writes, never a durable one.
 	Buffered
 )
 
@@ -109,6 +111,14 @@ type KVConfig struct {
 	// SweepInterval is how often expired keys are deleted (default 1 s);
 	// reads never return an expired key regardless.
 	SweepInterval time.Duration
+	// FlushInterval is how long a buffered put may wait in memory before
+	// the flusher commits it to Pebble (default 1 ms): the window of
+	// buffered puts a crash can lose, besides what Pebble itself has not
+	// written out.
+	FlushInterval time.Duration
+	// MaxBufferedBytes bounds the memory of buffered puts not yet in
+	// Pebble (default 16 MiB); a put that finds it full waits for a flush.
+	MaxBufferedBytes int64
 	// Now is the clock (default time.Now); tests inject one to expire keys
 	// without sleeping.
 	Now    func() time.Time
@@ -138,6 +148,12 @@ func (c KVConfig) WithDefaults() KVConfig {
 	if c.SweepInterval == 0 {
 		c.SweepInterval = time.Second
 	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = time.Millisecond
+	}
+	if c.MaxBufferedBytes == 0 {
+		c.MaxBufferedBytes = 16 << 20
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -156,8 +172,10 @@ func (c KVConfig) Validate() error {
 		return errors.New("store: MaxBatchBytes must be at least MaxValueBytes")
 	case c.Durability > Buffered:
 		return errors.New("store: unknown durability")
-	case c.SweepInterval < 0 || c.EphemeralTTL < 0:
+	case c.SweepInterval < 0 || c.EphemeralTTL < 0 || c.FlushInterval < 0:
 		return errors.New("store: durations must not be negative")
+	case c.MaxBufferedBytes < 0:
+		return errors.New("store: MaxBufferedBytes must not be negative")
 	}
 	return nil
 }
@@ -167,16 +185,18 @@ func (c KVConfig) Validate() error {
 // with a node-local read cache in front.
 //
 // Every write to a key holds that key's stripe lock from reading the old
-// state (CAS, increment) through the commit and the cache update, so CAS
-// and increments are atomic and the cache never holds a value older than
-// the last acknowledged write on this node. Lock order: stripe locks in
-// ascending index, then an LRU shard lock, then the version source.
+// state (CAS, increment) through the commit (or buffering, see
+// kvbuffer.go) and the cache update, so CAS and increments are atomic and
+// the cache never holds a value older than the last acknowledged write on
+// this node. Lock order: stripe locks in ascending index, then an LRU
+// shard lock, the write buffer's mutex or the version source.
 type KV struct {
 	db       *DB
 	cfg      KVConfig
 	cache    *LRU // nil when disabled
 	seed     maphash.Seed
-	locks    [256]sync.Mutex
+	stripes  [256]stripe
+	buf      writeBuffer
 	versions versionSource
 	closed   atomic.Bool
 	stop     chan struct{}
@@ -228,18 +248,24 @@ func OpenKV(db *DB, cfg KVConfig) (*KV, error) {
 	if err := kv.versions.open(db); err != nil {
 		return nil, err
 	}
+	kv.buf.init()
 	go kv.sweepLoop()
+	go kv.flushLoop()
 	return kv, nil
 }
 
-// Close stops the sweeper. It does not close the DB, which its owner does.
+// Close stops the sweeper and the flusher after it has committed every
+// buffered write. It does not close the DB, which its owner does after.
 func (kv *KV) Close() error {
 	if kv.closed.Swap(true) {
 		return nil
 	}
 	close(kv.stop)
 	<-kv.done
-	return nil
+	<-kv.buf.stopped
+	kv.buf.mu.Lock()
+	defer kv.buf.mu.Unlock()
+	return kv.buf.err
 }
 
 // CacheStats returns the read cache's counters (zero when disabled).
@@ -254,18 +280,23 @@ func (kv *KV) CacheStats() CacheStats {
 func (kv *KV) MaxValueBytes() int { return kv.cfg.MaxValueBytes }
 
 func (kv *KV) lockFor(key []byte) *sync.Mutex {
-	return &kv.locks[kv.stripe(key)]
+	return &kv.stripes[kv.stripe(key)].mu
 }
 
 func (kv *KV) stripe(key []byte) int {
-	return int(maphash.Bytes(kv.seed, key) % uint64(len(kv.locks)))
+	return int(maphash.Bytes(kv.seed, key) % uint64(len(kv.stripes)))
+}
+
+// durability resolves DefaultDurability to the configured default.
+func (kv *KV) durability(d Durability) Durability {
+	if d == DefaultDurability {
+		return kv.cfg.Durability
+	}
+	return d
 }
 
 func (kv *KV) writeOpts(d Durability) *pebble.WriteOptions {
-	if d == DefaultDurability {
-		d = kv.cfg.Durability
-	}
-	if d == Buffered {
+	if kv.durability(d) == Buffered {
 		return pebble.NoSync
 	}
 	return pebble.Sync
@@ -355,6 +386,18 @@ func (kv *KV) readLocked(k []byte, now int64, fill bool) (LRUEntry, bool, error)
 			return e, true, nil
 		}
 	}
+	if rec, ok := kv.bufferedLocked(&kv.stripes[kv.stripe(k)], k); ok {
+		// The newest record is buffered; Pebble's is older. Buffered
+		// records are never modified, so the value is shared, not copied.
+		ver, exp, val, _ := decodeRecord(rec)
+		if exp != 0 && exp <= now {
+			return LRUEntry{}, false, nil
+		}
+		if kv.cache != nil && fill {
+			kv.cache.Put(string(k), val, ver, exp)
+		}
+		return LRUEntry{Value: val, Version: ver, Expires: exp}, true, nil
+	}
 	raw, closer, err := kv.db.Pebble().Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return LRUEntry{}, false, nil
@@ -378,8 +421,9 @@ func (kv *KV) readLocked(k []byte, now int64, fill bool) (LRUEntry, bool, error)
 	return e, true, nil
 }
 
-// writeLocked commits one record (and its expiry index entry) and updates
-// the cache; the caller holds k's stripe lock.
+// writeLocked commits one record (and its expiry index entry) to Pebble
+// and updates the cache; the caller holds k's stripe lock and, for a KV
+// key, has settled it (lockSettled) and drops its buffered records after.
 func (kv *KV) writeLocked(k []byte, val []byte, expires int64, d Durability, cache bool) (uint64, error) {
 	ver, err := kv.versions.next()
 	if err != nil {
@@ -415,11 +459,54 @@ func (kv *KV) Put(bucket, key string, value []byte, o WriteOptions) (uint64, err
 	if err := kv.checkValue(value, o.TTL); err != nil {
 		return 0, err
 	}
-	k := appendKVKey(nil, bucket, key)
-	mu := kv.lockFor(k)
-	mu.Lock()
-	defer mu.Unlock()
-	return kv.writeLocked(k, value, kv.expiresAt(o.TTL), o.Durability, true)
+	var buf [128]byte
+	k := appendKVKey(buf[:0], bucket, key)
+	s, err := kv.lockForWrite(k, o.Durability)
+	if err != nil {
+		return 0, err
+	}
+	defer s.mu.Unlock()
+	return kv.putLocked(s, k, value, kv.expiresAt(o.TTL), o.Durability)
+}
+
+// lockForWrite locks k's stripe for a write of durability d: a buffered
+// write first waits for room in the write buffer, a direct one for k's
+// buffered records to settle.
+func (kv *KV) lockForWrite(k []byte, d Durability) (*stripe, error) {
+	if kv.durability(d) != Buffered {
+		return kv.lockSettled(k), nil
+	}
+	if err := kv.waitForRoom(); err != nil {
+		return nil, err
+	}
+	s := &kv.stripes[kv.stripe(k)]
+	s.mu.Lock()
+	return s, nil
+}
+
+// putLocked writes a new record for k, buffered or committed as d says;
+// the caller holds s (from lockForWrite). k may be scratch memory.
+func (kv *KV) putLocked(s *stripe, k, val []byte, expires int64, d Durability) (uint64, error) {
+	if kv.durability(d) != Buffered {
+		ver, err := kv.writeLocked(k, val, expires, d, true)
+		if err == nil {
+			dropBufferedLocked(s, k)
+		}
+		return ver, err
+	}
+	if kv.closed.Load() { // checked under the lock: Close flushes after it
+		return 0, closedErr()
+	}
+	ver, err := kv.versions.next()
+	if err != nil {
+		return 0, err
+	}
+	rec := encodeRecord(ver, expires, val)
+	kv.bufferLocked(s, string(k), rec)
+	if kv.cache != nil {
+		kv.cache.Replace(k, rec[recordHeader:], ver, expires)
+	}
+	return ver, nil
 }
 
 // Delete removes bucket/key. Deleting a missing key is not an error.
@@ -428,10 +515,13 @@ func (kv *KV) Delete(bucket, key string, o WriteOptions) error {
 		return err
 	}
 	k := appendKVKey(nil, bucket, key)
-	mu := kv.lockFor(k)
-	mu.Lock()
-	defer mu.Unlock()
-	return kv.deleteLocked(k, o.Durability)
+	s := kv.lockSettled(k)
+	defer s.mu.Unlock()
+	if err := kv.deleteLocked(k, o.Durability); err != nil {
+		return err
+	}
+	dropBufferedLocked(s, k)
+	return nil
 }
 
 func (kv *KV) deleteLocked(k []byte, d Durability) error {
@@ -456,9 +546,11 @@ func (kv *KV) CAS(bucket, key string, version uint64, value []byte, o WriteOptio
 		return 0, err
 	}
 	k := appendKVKey(nil, bucket, key)
-	mu := kv.lockFor(k)
-	mu.Lock()
-	defer mu.Unlock()
+	s, err := kv.lockForWrite(k, o.Durability)
+	if err != nil {
+		return 0, err
+	}
+	defer s.mu.Unlock()
 	cur, found, err := kv.readLocked(k, kv.cfg.Now().UnixNano(), true)
 	if err != nil {
 		return 0, err
@@ -471,7 +563,7 @@ func (kv *KV) CAS(bucket, key string, version uint64, value []byte, o WriteOptio
 		return 0, errs.Wrap(errs.Conflict, ErrVersionMismatch,
 			fmt.Sprintf("version mismatch: expected %d, key is at %d", version, have))
 	}
-	return kv.writeLocked(k, value, kv.expiresAt(o.TTL), o.Durability, true)
+	return kv.putLocked(s, k, value, kv.expiresAt(o.TTL), o.Durability)
 }
 
 // Increment adds delta to the decimal integer stored at bucket/key (a
@@ -485,9 +577,11 @@ func (kv *KV) Increment(bucket, key string, delta int64, o WriteOptions) (int64,
 		return 0, 0, err
 	}
 	k := appendKVKey(nil, bucket, key)
-	mu := kv.lockFor(k)
-	mu.Lock()
-	defer mu.Unlock()
+	s, err := kv.lockForWrite(k, o.Durability)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer s.mu.Unlock()
 	cur, found, err := kv.readLocked(k, kv.cfg.Now().UnixNano(), true)
 	if err != nil {
 		return 0, 0, err
@@ -507,7 +601,7 @@ func (kv *KV) Increment(bucket, key string, delta int64, o WriteOptions) (int64,
 		return 0, 0, errs.E(errs.BadRequest, "increment would overflow int64")
 	}
 	n += delta
-	ver, err := kv.writeLocked(k, strconv.AppendInt(nil, n, 10), expires, o.Durability, true)
+	ver, err := kv.putLocked(s, k, strconv.AppendInt(nil, n, 10), expires, o.Durability)
 	return n, ver, err
 }
 
@@ -519,6 +613,10 @@ func (kv *KV) List(bucket, prefix, cursor string, limit int) (ListPage, error) {
 		return ListPage{}, closedErr()
 	}
 	if err := ValidBucket(bucket); err != nil {
+		return ListPage{}, err
+	}
+	// Pebble's iterator does not see the write buffer: commit it first.
+	if err := kv.flushBuffered(); err != nil {
 		return ListPage{}, err
 	}
 	base := appendKVKey(nil, bucket, "")
@@ -604,15 +702,12 @@ func (kv *KV) Batch(ops []BatchOp, o WriteOptions) ([]uint64, error) {
 	if total > kv.cfg.MaxBatchBytes {
 		return nil, errs.E(errs.PayloadTooLarge, "batch is %d bytes; the limit is %d", total, kv.cfg.MaxBatchBytes)
 	}
-	sort.Ints(stripes)
-	prev := -1
-	for _, s := range stripes {
-		if s != prev {
-			kv.locks[s].Lock()
-			defer kv.locks[s].Unlock()
-			prev = s
+	stripes = kv.lockBatch(keys, stripes)
+	defer func() {
+		for _, i := range stripes {
+			kv.stripes[i].mu.Unlock()
 		}
-	}
+	}()
 	b := kv.db.Pebble().NewBatch()
 	defer b.Close()
 	versions := make([]uint64, len(ops))
@@ -642,6 +737,9 @@ func (kv *KV) Batch(ops []BatchOp, o WriteOptions) ([]uint64, error) {
 		}
 		return nil, internalErr(err, "kv: batch failed")
 	}
+	for _, k := range keys {
+		dropBufferedLocked(&kv.stripes[kv.stripe(k)], k)
+	}
 	if kv.cache != nil {
 		for i, op := range ops {
 			if op.Delete {
@@ -652,6 +750,33 @@ func (kv *KV) Batch(ops []BatchOp, o WriteOptions) ([]uint64, error) {
 		}
 	}
 	return versions, nil
+}
+
+// lockBatch locks the stripes (sorted and deduplicated in place; the
+// slice is shortened to the distinct ones) in ascending order, once no
+// buffered record of keys is in flight. It waits with no lock held: the
+// flusher needs every stripe lock to finish a cycle.
+func (kv *KV) lockBatch(keys [][]byte, stripes []int) []int {
+	sort.Ints(stripes)
+	stripes = slices.Compact(stripes)
+	for {
+		for _, i := range stripes {
+			kv.stripes[i].mu.Lock()
+		}
+		var wait uint64
+		for _, k := range keys {
+			if wait = kv.unsettledLocked(&kv.stripes[kv.stripe(k)], k); wait != 0 {
+				break
+			}
+		}
+		if wait == 0 {
+			return stripes
+		}
+		for _, i := range stripes {
+			kv.stripes[i].mu.Unlock()
+		}
+		kv.buf.waitDone(wait)
+	}
 }
 
 func (kv *KV) sweepLoop() {
@@ -708,9 +833,10 @@ func (kv *KV) Sweep() (int, error) {
 func (kv *KV) expire(ik []byte) (int, error) {
 	exp := int64(binary.BigEndian.Uint64(ik[len(PrefixExpiry):]))
 	rk := ik[len(PrefixExpiry)+8:]
-	mu := kv.lockFor(rk)
-	mu.Lock()
-	defer mu.Unlock()
+	// A buffered record of rk still to come is newer than anything this
+	// deletes and stays buffered; one being committed must land first.
+	s := kv.lockSettled(rk)
+	defer s.mu.Unlock()
 	b := kv.db.Pebble().NewBatch()
 	defer b.Close()
 	n := 0
