@@ -71,7 +71,9 @@ func parseList(b []byte, min int) ([][]byte, error) {
 }
 
 // Get returns the value at key; a missing key is an error for which
-// IsNotFound is true.
+// IsNotFound is true. The value is the caller's. In a wasm function a
+// small value shares a 2 KiB block with other results (see Call), so a
+// value kept for long while very many are read is better copied.
 func (b KVBucket) Get(key string) ([]byte, error) {
 	return Call("kv.get", []byte(b.Name), []byte(key))
 }

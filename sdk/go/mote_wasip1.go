@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"runtime"
 	"time"
 	"unsafe"
 )
@@ -13,13 +14,14 @@ import (
 // The "mote" host imports. docs/host-api.md ("The wasm ABI") is their
 // contract; pointers are offsets in this module's linear memory.
 
-// hostCall makes host call op with encoded args. The result (or, when the
-// return value is negative, the encoded error) is written to out if it fits
-// in outCap bytes; otherwise the host keeps it for hostTake. The absolute
+// hostCallV makes host call op with the argc arguments whose (ptr, len)
+// pairs, two uint32s each, are at argv. The result (or, when the return
+// value is negative, the encoded error) is written to out if it fits in
+// outCap bytes; otherwise the host keeps it for hostTake. The absolute
 // value of the return value is the result's length.
 //
-//go:wasmimport mote call
-func hostCall(op unsafe.Pointer, opLen uint32, args unsafe.Pointer, argsLen uint32, out unsafe.Pointer, outCap uint32) int64
+//go:wasmimport mote callv
+func hostCallV(op unsafe.Pointer, opLen uint32, argv unsafe.Pointer, argc uint32, out unsafe.Pointer, outCap uint32) int64
 
 // hostTake copies the pending result of the last hostCall to dst, which has
 // room for it.
@@ -43,14 +45,20 @@ func hostFail(msg unsafe.Pointer, msgLen uint32, fatal uint32)
 //go:wasmimport mote log
 func hostLog(msg unsafe.Pointer, msgLen uint32)
 
-// The module is single-threaded and a goroutine is never preempted between
-// filling these buffers and the host import that reads them, so globals are
-// safe and spare an allocation per call.
+// The module is single-threaded, and a goroutine only lets another one run
+// where it blocks or allocates (an allocation may start a garbage
+// collection, which yields). Call allocates nothing between filling argv
+// and placing the result, so these globals serve every goroutine and spare
+// an allocation per call.
 var (
-	// argsBuf holds the encoded arguments of the host call in progress.
-	argsBuf []byte
-	// resBuf receives results that fit, which is almost all of them.
-	resBuf [4096]byte
+	// argv holds the (ptr, len) pairs of the host call in progress.
+	argv [16][2]uint32
+	// block is the unused rest of the block that results are carved from.
+	block []byte
+	// taking is set while a call waits for room to take a result too big
+	// for block: the host holds that result until then, so no other call
+	// may start.
+	taking bool
 	// lastOut keeps the handler's last result reachable (and so where the
 	// host reads it) until the next invocation replaces it.
 	lastOut []byte
@@ -73,28 +81,79 @@ func Log(format string, args ...any) {
 	hostLog(unsafe.Pointer(unsafe.StringData(msg)), uint32(len(msg)))
 }
 
+// Results of host calls are carved from blocks of blockSize bytes: in a
+// Go wasm module an allocation costs as much as the host call itself,
+// and one block serves many small results. The host writes a result
+// straight into the block, so it is not copied either. A result is its
+// own slice (its capacity ends where it ends), but a small result kept
+// for long keeps its whole block reachable: a function that keeps a few
+// small results out of very many should copy them (bytes.Clone).
+// Results larger than blockSize/2 get an allocation of their own.
+const (
+	blockSize = 2048
+	// blockRoom is the least room a call starts with: results up to this
+	// size always land in the block in one crossing.
+	blockRoom = 256
+)
+
 // Call makes the host call op with args and returns its result, or an
-// *Error carrying the host's error code. The result is the caller's.
+// *Error carrying the host's error code. The result is the caller's: it
+// shares no bytes with args or any other result.
 func Call(op string, args ...[]byte) ([]byte, error) {
-	argsBuf = appendArgs(argsBuf[:0], args...)
-	r := hostCall(unsafe.Pointer(unsafe.StringData(op)), uint32(len(op)),
-		unsafe.Pointer(unsafe.SliceData(argsBuf)), uint32(len(argsBuf)),
-		unsafe.Pointer(&resBuf[0]), uint32(len(resBuf)))
+	vec := argv[:]
+	if len(args) > len(argv) {
+		vec = make([][2]uint32, len(args))
+	}
+	// Everything that may allocate, and so let another goroutine run,
+	// happens before argv is filled.
+	for taking || len(block) < blockRoom {
+		if taking {
+			runtime.Gosched()
+			continue
+		}
+		block = make([]byte, blockSize)
+	}
+	for i, a := range args {
+		vec[i] = [2]uint32{uint32(uintptr(unsafe.Pointer(unsafe.SliceData(a)))), uint32(len(a))}
+	}
+	r := hostCallV(unsafe.Pointer(unsafe.StringData(op)), uint32(len(op)),
+		unsafe.Pointer(&vec[0]), uint32(len(args)),
+		unsafe.Pointer(unsafe.SliceData(block)), uint32(len(block)))
+	runtime.KeepAlive(args) // argv held their addresses as plain integers
 	n := r
 	if n < 0 {
 		n = -n
 	}
 	var res []byte
-	if n <= int64(len(resBuf)) {
-		res = append([]byte(nil), resBuf[:n]...)
-	} else {
-		res = make([]byte, n)
-		hostTake(unsafe.Pointer(unsafe.SliceData(res)))
+	switch {
+	case n == 0:
+	case n <= int64(len(block)):
+		res = block[:n:n]
+		block = block[n:]
+	default:
+		res = take(int(n))
 	}
 	if r < 0 {
 		return nil, decodeError(res)
 	}
 	return res, nil
+}
+
+// take makes room for the pending result of the last call, n bytes, and
+// has the host copy it there. A result that would fill most of a block
+// gets its own allocation; a smaller one starts a new block.
+func take(n int) []byte {
+	taking = true
+	var res []byte
+	if n <= blockSize/2 {
+		block = make([]byte, blockSize)
+		res, block = block[:n:n], block[n:]
+	} else {
+		res = make([]byte, n)
+	}
+	hostTake(unsafe.Pointer(unsafe.SliceData(res)))
+	taking = false
+	return res
 }
 
 // handle is the reactor's entry point: the host calls it once per

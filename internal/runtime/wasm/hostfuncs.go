@@ -40,6 +40,10 @@ type guest struct {
 	failMsg string // ... with this message
 
 	ops map[string]string // interned op names, so a call allocates none
+	// opSlots remembers the op names of recent calls by where the guest
+	// keeps them (an SDK passes string constants, which never move), so
+	// a repeat op costs a short compare instead of a map lookup.
+	opSlots [16]string
 
 	stdout, stderr logWriter
 	alloc          memoryAllocator
@@ -147,7 +151,20 @@ func (g *guest) logLine(ctx context.Context, stream string, line []byte) {
 }
 
 // intern returns op as a string without allocating for ops seen before.
-func (g *guest) intern(op []byte) string {
+// ptr is where the guest keeps op: it picks the slot of opSlots to try
+// first. The slot's content is compared, never trusted, so a guest that
+// rewrites its memory only loses the shortcut.
+func (g *guest) intern(ptr uint32, op []byte) string {
+	slot := &g.opSlots[(ptr^ptr>>4)%uint32(len(g.opSlots))]
+	if *slot == string(op) {
+		return *slot
+	}
+	s := g.internSlow(op)
+	*slot = s
+	return s
+}
+
+func (g *guest) internSlow(op []byte) string {
 	if s, ok := g.ops[string(op)]; ok {
 		return s
 	}
@@ -174,6 +191,37 @@ func (g *guest) parseArgs(b []byte) ([][]byte, bool) {
 	return args, true
 }
 
+// maxArgv bounds the argument count of one callv, so a guest cannot make
+// the host walk a huge vector; the ops with variable arity (kv.batch,
+// queue.push) pass a few per item and stay far below it.
+const maxArgv = 1 << 16
+
+// readArgv returns the argc arguments that the (ptr, len) pairs at argv
+// in mem point to, in g.args, aliasing guest memory. ok is false if any
+// of them lies outside memory.
+func (g *guest) readArgv(mem api.Memory, argv, argc uint32) ([][]byte, bool) {
+	if argc > maxArgv {
+		return nil, false
+	}
+	vec, ok := mem.Read(argv, argc*8)
+	if !ok {
+		return nil, false
+	}
+	le := binary.LittleEndian
+	args := g.args[:0]
+	for len(vec) >= 8 {
+		a, ok := mem.Read(le.Uint32(vec), le.Uint32(vec[4:]))
+		if !ok {
+			g.args = args
+			return nil, false
+		}
+		args = append(args, a)
+		vec = vec[8:]
+	}
+	g.args = args
+	return args, true
+}
+
 // The host functions: signatures are the ABI (docs/host-api.md).
 var hostFuncs = []struct {
 	name    string
@@ -182,6 +230,7 @@ var hostFuncs = []struct {
 	results []api.ValueType
 }{
 	{"call", hostCall, []api.ValueType{i32, i32, i32, i32, i32, i32}, []api.ValueType{i64}},
+	{"callv", hostCallV, []api.ValueType{i32, i32, i32, i32, i32, i32}, []api.ValueType{i64}},
 	{"take", hostTake, []api.ValueType{i32}, nil},
 	{"event", hostEvent, []api.ValueType{i32}, nil},
 	{"fail", hostFail, []api.ValueType{i32, i32, i32}, nil},
@@ -207,13 +256,13 @@ func instantiateHostModule(ctx context.Context, r wazero.Runtime) error {
 // trap error returned from the guest's call.
 func trap(msg string) { panic(errs.E(errs.FunctionError, "%s", msg)) }
 
-// hostCall: call(opPtr, opLen, argsPtr, argsLen, outPtr, outCap) -> i64.
+// hostCall: call(opPtr, opLen, argsPtr, argsLen, outPtr, outCap) -> i64,
+// the arguments encoded in one buffer (host.AppendArgs).
 func hostCall(ctx context.Context, mod api.Module, stack []uint64) {
 	g := guestFrom(ctx)
 	mem := mod.Memory()
 	op, ok1 := mem.Read(uint32(stack[0]), uint32(stack[1]))
 	rawArgs, ok2 := mem.Read(uint32(stack[2]), uint32(stack[3]))
-	outPtr, outCap := uint32(stack[4]), uint32(stack[5])
 
 	var res []byte
 	var err error
@@ -222,10 +271,38 @@ func hostCall(ctx context.Context, mod api.Module, stack []uint64) {
 	} else if args, ok := g.parseArgs(rawArgs); !ok {
 		err = errs.E(errs.BadRequest, "host: malformed argument list")
 	} else {
-		res, err = g.call(ctx, g.intern(op), args)
+		res, err = g.call(ctx, g.intern(uint32(stack[0]), op), args)
 		clear(g.args) // drop references into guest memory and host results
 	}
+	stack[0] = g.reply(mem, res, err, uint32(stack[4]), uint32(stack[5]))
+}
 
+// hostCallV: callv(opPtr, opLen, argv, argc, outPtr, outCap) -> i64, the
+// arguments passed in place as argc (ptr u32, len u32) pairs at argv: the
+// guest copies and encodes nothing, the host parses nothing.
+func hostCallV(ctx context.Context, mod api.Module, stack []uint64) {
+	g := guestFrom(ctx)
+	mem := mod.Memory()
+	op, ok := mem.Read(uint32(stack[0]), uint32(stack[1]))
+
+	var res []byte
+	var err error
+	if !ok {
+		err = errs.E(errs.BadRequest, "host call: op outside the module's memory")
+	} else if args, ok := g.readArgv(mem, uint32(stack[2]), uint32(stack[3])); !ok {
+		err = errs.E(errs.BadRequest, "host call: argument vector or an argument outside the module's memory, or more than %d arguments", maxArgv)
+	} else {
+		res, err = g.call(ctx, g.intern(uint32(stack[0]), op), args)
+	}
+	clear(g.args) // drop references into guest memory and host results
+	stack[0] = g.reply(mem, res, err, uint32(stack[4]), uint32(stack[5]))
+}
+
+// reply hands a host call's result (or err, encoded) to the guest: it is
+// written at outPtr if it fits in outCap bytes, otherwise kept for
+// mote.take. It returns the call's return value: the length, negated for
+// an error.
+func (g *guest) reply(mem api.Memory, res []byte, err error, outPtr, outCap uint32) uint64 {
 	sign := int64(1)
 	if err != nil {
 		g.errBuf = host.AppendArgs(g.errBuf[:0], []byte(errs.CodeOf(err)), []byte(errs.MessageOf(err)))
@@ -238,7 +315,7 @@ func hostCall(ctx context.Context, mod api.Module, stack []uint64) {
 	} else {
 		g.pending = res
 	}
-	stack[0] = uint64(sign * int64(len(res)))
+	return uint64(sign * int64(len(res)))
 }
 
 // hostTake: take(dst) copies the pending result of the last call to dst.
