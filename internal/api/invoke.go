@@ -21,23 +21,24 @@ const (
 	HeaderAsync = "X-Mote-Async"
 )
 
-var (
-	coldTrue  = []string{"true"}
-	coldFalse = []string{"false"}
-)
-
 // setOutcomeHeaders writes the metering headers. The header map is written
-// directly with canonical keys: this is the hot path.
+// directly with canonical keys, and the four values that vary share one
+// allocation: this is the hot path.
 func setOutcomeHeaders(h http.Header, out *system.Outcome) {
-	h[HeaderInvocationID] = []string{out.ID}
+	vals := make([]string, 5)
+	vals[0] = out.ID
+	vals[1] = "false"
 	if out.Cold {
-		h[HeaderCold] = coldTrue
-	} else {
-		h[HeaderCold] = coldFalse
+		vals[1] = "true"
 	}
-	h[HeaderCPU] = []string{strconv.FormatInt(out.Usage.CPU.Microseconds(), 10)}
-	h[HeaderBilled] = []string{strconv.FormatInt(out.BilledMs, 10)}
-	h[HeaderVersion] = []string{strconv.Itoa(out.Version)}
+	vals[2] = strconv.FormatInt(out.Usage.CPU.Microseconds(), 10)
+	vals[3] = strconv.FormatInt(out.BilledMs, 10)
+	vals[4] = strconv.Itoa(out.Version)
+	h[HeaderInvocationID] = vals[0:1:1]
+	h[HeaderCold] = vals[1:2:2]
+	h[HeaderCPU] = vals[2:3:3]
+	h[HeaderBilled] = vals[3:4:4]
+	h[HeaderVersion] = vals[4:5:5]
 }
 
 // invoke runs a function with the request body as its event and returns

@@ -324,6 +324,9 @@ type inv struct {
 	tree    *tree
 	up      *inv // the parent, nil at a root
 	max     int  // attempts allowed in this run
+	// ended is when the last attempt ended (zero while one runs or a
+	// backoff waits): the invocation's end, unless more comes after.
+	ended time.Time
 
 	durable bool // from the async queue: journal persisted, queue item to settle
 	replay  bool // child results journaled, since this invocation may run again
@@ -338,8 +341,14 @@ type inv struct {
 }
 
 func (e *Engine) newInv(t *tree, up *inv, fn string, pol Policy, payload []byte) *inv {
-	in := &inv{payload: payload, pol: pol, tree: t, up: up, max: max(pol.MaxAttempts, 1)}
-	in.node = Node{ID: newID(), Function: fn, Root: t.id}
+	in := &inv{}
+	e.initInv(in, t, up, newID(), fn, pol, payload)
+	return in
+}
+
+func (e *Engine) initInv(in *inv, t *tree, up *inv, id, fn string, pol Policy, payload []byte) {
+	in.payload, in.pol, in.tree, in.up, in.max = payload, pol, t, up, max(pol.MaxAttempts, 1)
+	in.node = Node{ID: id, Function: fn, Root: t.id}
 	if up != nil {
 		in.node.Parent = up.node.ID
 		in.node.Depth = up.node.Depth + 1
@@ -349,7 +358,12 @@ func (e *Engine) newInv(t *tree, up *inv, fn string, pol Policy, payload []byte)
 	// counting here, before any goroutine starts, keeps a parent that ends
 	// first from ending the tree under a child about to run.
 	t.live.Add(1)
-	return in
+}
+
+// root is a root invocation and its tree, allocated together.
+type root struct {
+	t  tree
+	in inv
 }
 
 // Invoke runs a root invocation. A synchronous request returns when it
@@ -374,11 +388,14 @@ func (e *Engine) Invoke(ctx context.Context, req Request) (*Outcome, error) {
 		}
 		return &Outcome{ID: id, Status: StatusQueued}, nil
 	}
-	id := newID()
-	t := &tree{id: id}
-	in := e.newInv(t, nil, req.Function, pol, req.Payload)
-	in.node.ID, in.node.Root = id, id
-	return e.run(ctx, in)
+	now := time.Now()
+	id := newIDAt(now)
+	r := &root{t: tree{id: id}}
+	e.initInv(&r.in, &r.t, nil, id, req.Function, pol, req.Payload)
+	if _, ok := e.cfg.Clock.(systemClock); ok {
+		r.in.node.Start = now // one clock read for the id and the start
+	}
+	return e.run(ctx, &r.in)
 }
 
 // child creates a child invocation of parent, enforcing the tree limits.
@@ -430,6 +447,7 @@ func (e *Engine) run(ctx context.Context, in *inv) (*Outcome, error) {
 		if early {
 			e.putNode(in, false)
 		}
+		in.ended = time.Time{}
 		if serr := e.cfg.Clock.Sleep(ctx, in.pol.Backoff.delay(try)); serr != nil {
 			err = ctxError(ctx, n.Function)
 			break
@@ -486,9 +504,10 @@ func (e *Engine) attempt(ctx context.Context, in *inv) ([]byte, error) {
 	if version != "" {
 		n.Version = version
 	}
+	in.ended = e.cfg.Clock.Now()
 	e.ledger.Record(meter.Record{
 		Function: n.Function,
-		At:       e.cfg.Clock.Now(),
+		At:       in.ended,
 		CPU:      u.CPU,
 		Wall:     u.Wall,
 		Memory:   in.pol.Memory,
@@ -579,7 +598,11 @@ func (e *Engine) finish(in *inv, out []byte, err error) (*Outcome, error) {
 		in.abortKids()
 		return nil, errs.E(errs.Unavailable, "flow: engine closed while %s ran", n.Function)
 	}
-	n.End = e.cfg.Clock.Now()
+	// The end is when the last attempt ended, if nothing came after it.
+	n.End = in.ended
+	if n.End.IsZero() {
+		n.End = e.cfg.Clock.Now()
+	}
 	n.WallMicros = n.End.Sub(n.Start).Microseconds()
 	n.Status = statusOf(err)
 	if err != nil {
@@ -695,45 +718,67 @@ func (e *Engine) putNode(in *inv, index bool) {
 	})
 }
 
-// liveSet is the running invocations by id. A map under a mutex rather
-// than a sync.Map: every invocation adds and removes a key once, which is
-// sync.Map's worst case (an allocation per insert).
+// liveSet is the running invocations by id: maps under mutexes rather
+// than a sync.Map (every invocation adds and removes a key once, which is
+// sync.Map's worst case, an allocation per insert), in shards picked by
+// the id's last digit (its counter's), so that concurrent invocations
+// seldom meet on one lock.
 type liveSet struct {
+	shards [liveShards]liveShard
+}
+
+const liveShards = 16
+
+type liveShard struct {
 	mu sync.Mutex
 	m  map[string]*inv
+	_  [48]byte // a cache line each
+}
+
+func (l *liveSet) shard(id string) *liveShard {
+	if id == "" {
+		return &l.shards[0]
+	}
+	return &l.shards[id[len(id)-1]%liveShards]
 }
 
 func (l *liveSet) add(id string, in *inv) {
-	l.mu.Lock()
-	if l.m == nil {
-		l.m = make(map[string]*inv)
+	s := l.shard(id)
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = make(map[string]*inv)
 	}
-	l.m[id] = in
-	l.mu.Unlock()
+	s.m[id] = in
+	s.mu.Unlock()
 }
 
 func (l *liveSet) remove(id string) {
-	l.mu.Lock()
-	delete(l.m, id)
-	l.mu.Unlock()
+	s := l.shard(id)
+	s.mu.Lock()
+	delete(s.m, id)
+	s.mu.Unlock()
 }
 
 func (l *liveSet) get(id string) (*inv, bool) {
-	l.mu.Lock()
-	in, ok := l.m[id]
-	l.mu.Unlock()
+	s := l.shard(id)
+	s.mu.Lock()
+	in, ok := s.m[id]
+	s.mu.Unlock()
 	return in, ok
 }
 
 // childrenOf returns the running invocations whose parent is id.
 func (l *liveSet) childrenOf(id string) []*inv {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []*inv
-	for _, in := range l.m {
-		if in.node.Parent == id {
-			out = append(out, in)
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.mu.Lock()
+		for _, in := range s.m {
+			if in.node.Parent == id {
+				out = append(out, in)
+			}
 		}
+		s.mu.Unlock()
 	}
 	return out
 }

@@ -135,9 +135,12 @@ func idAt(t time.Time) string {
 	return string(b[:])
 }
 
-func newID() string {
+func newID() string { return newIDAt(time.Now()) }
+
+// newIDAt is newID for an invocation created at t.
+func newIDAt(t time.Time) string {
 	var b [idLen]byte
-	putHex(b[:16], uint64(time.Now().UnixNano()))
+	putHex(b[:16], uint64(t.UnixNano()))
 	putHex(b[16:], uint64(idSeq.Add(1)))
 	return string(b[:])
 }
