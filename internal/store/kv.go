@@ -502,7 +502,7 @@ func (kv *KV) putLocked(s *stripe, k, val []byte, expires int64, d Durability) (
 		return 0, err
 	}
 	rec := encodeRecord(ver, expires, val)
-	kv.bufferLocked(s, string(k), rec)
+	kv.bufferLocked(s, k, rec)
 	if kv.cache != nil {
 		kv.cache.Replace(k, rec[recordHeader:], ver, expires)
 	}

@@ -19,18 +19,18 @@ import (
 // about every FlushInterval. A key written many times between two flushes
 // is committed once, with its last record.
 //
-// Epochs. The buffer has a current epoch; each stripe keeps one map for
-// the current epoch and one for the previous. A flush cycle advances the
-// epoch, collects the previous epoch's map from every stripe (taking each
-// stripe lock once), commits the collected records in one batch, and then
-// empties those maps. Because a put reads the epoch while holding its
+// Epochs. The buffer has a current epoch; each stripe keeps, per key, the
+// newest record of the current epoch and of the previous one. A flush
+// cycle advances the epoch, collects the previous epoch's records from
+// every stripe (taking each stripe lock once), commits them in one batch,
+// and then forgets them. Because a put reads the epoch while holding its
 // stripe lock, a cycle collects exactly the puts that read its epoch, so
 // the puts that reach Pebble in a cycle are everything acknowledged before
 // some instant: after a crash the buffered puts that survive are a prefix
 // of the acknowledged ones, in acknowledgement order.
 //
-// Reads look in the current epoch's map, then the previous one's, then in
-// Pebble, all under the stripe lock, so they see every acknowledged write.
+// Reads look at the current epoch's record, then the previous one's, then
+// in Pebble, all under the stripe lock, so they see every acknowledged write.
 //
 // Direct writes. Writes that commit to Pebble themselves (durable puts,
 // deletes, batches, expiry) must not be overtaken by an older buffered
@@ -48,11 +48,20 @@ import (
 // holds, and their buffered records of the current and previous epoch.
 type stripe struct {
 	mu sync.Mutex
-	// recs[e&1] maps a record key to its encoded record for epoch e;
-	// bytes[e&1] is what those puts added to writeBuffer.pending.
-	recs  [2]map[string][]byte
+	// slots holds every key of the stripe with a buffered record. A slot
+	// stays while its key is written in every epoch, so a put to a hot key
+	// allocates only its record.
+	slots map[string]*slot
+	// bytes[e&1] is what epoch e's puts added to writeBuffer.pending.
 	bytes [2]int64
-	_     [24]byte // one cache line per stripe
+	_     [32]byte // one cache line per stripe
+}
+
+// slot is a key's newest buffered record of epoch e in rec[e&1] (nil:
+// none), for the current epoch and the previous one.
+type slot struct {
+	key string
+	rec [2][]byte
 }
 
 // pendingOverhead approximates what a buffered record costs beyond its key
@@ -131,14 +140,17 @@ func (b *writeBuffer) waitDone(e uint64) bool {
 
 // bufferLocked stores rec as k's newest record; the caller holds s.mu and
 // has checked that the KV is open.
-func (kv *KV) bufferLocked(s *stripe, k string, rec []byte) {
+func (kv *KV) bufferLocked(s *stripe, k []byte, rec []byte) {
 	e := kv.buf.epoch.Load() & 1
-	m := s.recs[e]
-	if m == nil {
-		m = make(map[string][]byte)
-		s.recs[e] = m
+	sl := s.slots[string(k)]
+	if sl == nil {
+		if s.slots == nil {
+			s.slots = make(map[string]*slot)
+		}
+		sl = &slot{key: string(k)}
+		s.slots[sl.key] = sl
 	}
-	m[k] = rec
+	sl.rec[e] = rec
 	n := int64(len(k)+len(rec)) + pendingOverhead
 	s.bytes[e] += n
 	kv.buf.added(n)
@@ -147,16 +159,19 @@ func (kv *KV) bufferLocked(s *stripe, k string, rec []byte) {
 // bufferedLocked returns k's newest buffered record, if any; the caller
 // holds s.mu.
 func (kv *KV) bufferedLocked(s *stripe, k []byte) ([]byte, bool) {
-	e := kv.buf.epoch.Load()
-	if m := s.recs[e&1]; len(m) > 0 {
-		if rec, ok := m[string(k)]; ok {
-			return rec, true
-		}
+	if len(s.slots) == 0 {
+		return nil, false
 	}
-	if m := s.recs[(e-1)&1]; len(m) > 0 {
-		if rec, ok := m[string(k)]; ok {
-			return rec, true
-		}
+	sl := s.slots[string(k)]
+	if sl == nil {
+		return nil, false
+	}
+	e := kv.buf.epoch.Load()
+	if rec := sl.rec[e&1]; rec != nil {
+		return rec, true
+	}
+	if rec := sl.rec[(e-1)&1]; rec != nil {
+		return rec, true
 	}
 	return nil, false
 }
@@ -166,12 +181,14 @@ func (kv *KV) bufferedLocked(s *stripe, k []byte) ([]byte, bool) {
 // A record of the current epoch cannot be collected while s.mu is held,
 // so only the previous epoch's can be in flight.
 func (kv *KV) unsettledLocked(s *stripe, k []byte) uint64 {
-	prev := kv.buf.epoch.Load() - 1
-	m := s.recs[prev&1]
-	if len(m) == 0 || kv.buf.done.Load() >= prev {
+	if len(s.slots) == 0 {
 		return 0
 	}
-	if _, ok := m[string(k)]; ok {
+	prev := kv.buf.epoch.Load() - 1
+	if kv.buf.done.Load() >= prev {
+		return 0
+	}
+	if sl := s.slots[string(k)]; sl != nil && sl.rec[prev&1] != nil {
 		return prev
 	}
 	return 0
@@ -181,10 +198,11 @@ func (kv *KV) unsettledLocked(s *stripe, k []byte) uint64 {
 // k has committed; the caller holds s.mu. Their bytes stay counted until
 // their epoch is flushed.
 func dropBufferedLocked(s *stripe, k []byte) {
-	for _, m := range s.recs {
-		if len(m) > 0 {
-			delete(m, string(k))
-		}
+	if len(s.slots) == 0 {
+		return
+	}
+	if sl := s.slots[string(k)]; sl != nil {
+		sl.rec = [2][]byte{} // the flusher deletes the empty slot
 	}
 }
 
@@ -287,8 +305,10 @@ func (kv *KV) flushCycle(closing bool) {
 	for i := range kv.stripes {
 		s := &kv.stripes[i]
 		s.mu.Lock()
-		for k, rec := range s.recs[e&1] {
-			pairs = append(pairs, pendingRec{k, rec})
+		for _, sl := range s.slots {
+			if rec := sl.rec[e&1]; rec != nil {
+				pairs = append(pairs, pendingRec{sl.key, rec})
+			}
 		}
 		bytes += s.bytes[e&1]
 		s.bytes[e&1] = 0
@@ -318,8 +338,14 @@ func (kv *KV) flushCycle(closing bool) {
 	for i := range kv.stripes {
 		s := &kv.stripes[i]
 		s.mu.Lock()
-		if len(s.recs[e&1]) > 0 {
-			clear(s.recs[e&1])
+		for k, sl := range s.slots {
+			sl.rec[e&1] = nil
+			if sl.rec[(e+1)&1] == nil {
+				delete(s.slots, k)
+			}
+		}
+		if len(s.slots) == 0 {
+			s.slots = nil // a map never shrinks; drop one a storm grew
 		}
 		s.mu.Unlock()
 	}
