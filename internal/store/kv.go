@@ -117,7 +117,7 @@ type KVConfig struct {
 	// written out.
 	FlushInterval time.Duration
 	// MaxBufferedBytes bounds the memory of buffered puts not yet in
-	// Pebble (default 16 MiB); a put that finds it full waits for a flush.
+	// Pebble (default 4 MiB); a put that finds it full waits for a flush.
 	MaxBufferedBytes int64
 	// Now is the clock (default time.Now); tests inject one to expire keys
 	// without sleeping.
@@ -152,7 +152,7 @@ func (c KVConfig) WithDefaults() KVConfig {
 		c.FlushInterval = time.Millisecond
 	}
 	if c.MaxBufferedBytes == 0 {
-		c.MaxBufferedBytes = 16 << 20
+		c.MaxBufferedBytes = 4 << 20
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -248,7 +248,7 @@ func OpenKV(db *DB, cfg KVConfig) (*KV, error) {
 	if err := kv.versions.open(db); err != nil {
 		return nil, err
 	}
-	kv.buf.init()
+	kv.buf.init(cfg.MaxBufferedBytes)
 	go kv.sweepLoop()
 	go kv.flushLoop()
 	return kv, nil

@@ -68,15 +68,13 @@ type slot struct {
 // and record bytes (map slot, slice header).
 const pendingOverhead = 48
 
-// flushKickBytes: a put that takes the buffer past a multiple of this
-// wakes the flusher before its interval ends.
-const flushKickBytes = 1 << 20
 
 // writeBuffer is the flusher's state. Lock order: a stripe lock, then mu.
 type writeBuffer struct {
 	epoch   atomic.Uint64 // current epoch; starts at 1
 	done    atomic.Uint64 // highest epoch whose records are committed
 	pending atomic.Int64  // bytes buffered and not yet committed
+	kickAt  int64         // a put that takes pending past a multiple wakes the flusher
 	urgent  atomic.Bool   // a waiter wants the next cycle now
 	kick    chan struct{} // wakes the flusher (capacity 1)
 	stopped chan struct{} // closed once the flusher has exited
@@ -99,7 +97,11 @@ type pendingRec struct {
 	rec []byte
 }
 
-func (b *writeBuffer) init() {
+func (b *writeBuffer) init(maxBytes int64) {
+	// Flushing at an eighth of the limit keeps each cycle's batch well
+	// under the limit, and under Pebble's large-batch threshold (half a
+	// memtable) with the default limit.
+	b.kickAt = max(maxBytes/8, 4<<10)
 	b.epoch.Store(1)
 	b.kick = make(chan struct{}, 1)
 	b.stopped = make(chan struct{})
@@ -117,7 +119,7 @@ func (b *writeBuffer) wake() {
 // buffer was empty or crossed a kick threshold.
 func (b *writeBuffer) added(n int64) {
 	now := b.pending.Add(n)
-	if before := now - n; before == 0 || before/flushKickBytes != now/flushKickBytes {
+	if before := now - n; before == 0 || before/b.kickAt != now/b.kickAt {
 		b.wake()
 	}
 }
