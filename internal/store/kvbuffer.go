@@ -68,7 +68,6 @@ type slot struct {
 // and record bytes (map slot, slice header).
 const pendingOverhead = 48
 
-
 // writeBuffer is the flusher's state. Lock order: a stripe lock, then mu.
 type writeBuffer struct {
 	epoch   atomic.Uint64 // current epoch; starts at 1
