@@ -256,7 +256,9 @@ func (s *Service) kvPut(_ context.Context, _ Caller, a args) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	ver, err := s.kv.Put(a.str(0), a.str(1), a.bytes(2), store.WriteOptions{TTL: ttl, Durability: d})
+	// Put copies bucket, key and value into its record and keeps none of
+	// them (TestKVPutKeepsNoArgument), so they are passed in place.
+	ver, err := s.kv.Put(a.view(0), a.view(1), a.bytes(2), store.WriteOptions{TTL: ttl, Durability: d})
 	if err != nil {
 		return nil, err
 	}

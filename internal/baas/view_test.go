@@ -57,3 +57,43 @@ func TestKVGetKeepsNoArgument(t *testing.T) {
 		t.Errorf("cache hits = %d, want %d (the entry filled from reused bytes is lost)", got, want)
 	}
 }
+
+// TestKVPutKeepsNoArgument checks what kvPut's argument views rely on: a
+// put, buffered or durable, keeps none of the bucket, key or value bytes
+// it was given, so the caller may reuse them at once.
+func TestKVPutKeepsNoArgument(t *testing.T) {
+	for _, durability := range []string{"buffered", "durable"} {
+		t.Run(durability, func(t *testing.T) {
+			s := newService(t)
+			ctx := context.Background()
+			mem := []byte("b1k1v1")
+			argv := [][]byte{mem[:2], mem[2:4], mem[4:], nil, []byte(durability)}
+			if _, err := s.Call(ctx, admin, OpKVPut, argv); err != nil {
+				t.Fatal(err)
+			}
+			copy(mem, "b2k2v2") // the guest reuses its memory
+			tests := []struct{ bucket, key, want string }{{"b1", "k1", "v1"}, {"b2", "k2", ""}}
+			for _, tt := range tests {
+				got, err := call(t, s, admin, OpKVGet, tt.bucket, tt.key)
+				if tt.want == "" {
+					if err == nil {
+						t.Errorf("kv.get %s/%s = %q, want not found", tt.bucket, tt.key, got)
+					}
+					continue
+				}
+				if err != nil || string(got) != tt.want {
+					t.Errorf("kv.get %s/%s = %q, %v; want %q", tt.bucket, tt.key, got, err, tt.want)
+				}
+			}
+			s.Close()
+			s2, err := New(Config{DB: s.cfg.DB, Dir: s.cfg.Dir, KV: store.KVConfig{SweepInterval: time.Hour}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s2.Close()
+			if got := mustCall(t, s2, admin, OpKVGet, "b1", "k1"); got != "v1" {
+				t.Errorf("after reopening: kv.get b1/k1 = %q, want v1", got)
+			}
+		})
+	}
+}
