@@ -95,6 +95,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		errs.WriteHTTP(w, errs.E(errs.Unauthorized, "missing or invalid bearer token"))
 		return
 	}
+	// Invocations, the hot path, skip the mux's matching (and the
+	// allocations of its path values) when their path is plain.
+	if name, ok := fnName(r); ok {
+		if err := s.invokeFn(w, r, name); err != nil {
+			errs.WriteHTTP(w, err)
+		}
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/system"
@@ -41,10 +42,27 @@ func setOutcomeHeaders(h http.Header, out *system.Outcome) {
 	h[HeaderVersion] = vals[4:5:5]
 }
 
+// fnName returns the function name of an invocation route's path
+// (/fn/{name} or /fn/{name}/{path...}) when the path is clean and
+// unescaped, as ServeMux would match it without a redirect; ok is false
+// for every other path, which the mux then routes.
+func fnName(r *http.Request) (name string, ok bool) {
+	p, found := strings.CutPrefix(r.URL.Path, "/fn/")
+	if !found || r.URL.RawPath != "" || strings.Contains(p, "//") || strings.Contains(r.URL.Path, "/.") {
+		return "", false
+	}
+	name, _, _ = strings.Cut(p, "/")
+	return name, name != ""
+}
+
 // invoke runs a function with the request body as its event and returns
 // its output as the response body.
 func (s *Server) invoke(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("name")
+	return s.invokeFn(w, r, r.PathValue("name"))
+}
+
+// invokeFn is invoke for the function name.
+func (s *Server) invokeFn(w http.ResponseWriter, r *http.Request, name string) error {
 	payload, err := readBody(w, r, s.sys.Config().MaxPayload)
 	if err != nil {
 		return err
