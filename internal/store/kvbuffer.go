@@ -24,10 +24,11 @@ import (
 // cycle advances the epoch, collects the previous epoch's records from
 // every stripe (taking each stripe lock once), commits them in one batch,
 // and then forgets them. Because a put reads the epoch while holding its
-// stripe lock, a cycle collects exactly the puts that read its epoch, so
-// the puts that reach Pebble in a cycle are everything acknowledged before
-// some instant: after a crash the buffered puts that survive are a prefix
-// of the acknowledged ones, in acknowledgement order.
+// stripe lock, a cycle collects exactly the puts that read its epoch, and
+// a put acknowledged before another began read the same epoch or an
+// earlier one. So after a crash the buffered puts that survive are a
+// prefix in acknowledgement order: if one survives, so does every put
+// acknowledged before it (or the later write that replaced it).
 //
 // Reads look at the current epoch's record, then the previous one's, then
 // in Pebble, all under the stripe lock, so they see every acknowledged write.
@@ -331,7 +332,11 @@ func (kv *KV) flushCycle(closing bool) {
 			break
 		}
 		kv.cfg.Logger.Warn("kv: flushing buffered writes failed; retrying", "records", len(pairs), "err", err)
-		time.Sleep(backoff)
+		select {
+		case <-kv.stop: // one more try, then Close reports the loss
+			closing = true
+		case <-time.After(backoff):
+		}
 	}
 	// Empty the committed maps before announcing the cycle, so that an
 	// epoch marked done has nothing left buffered (reads then go to
