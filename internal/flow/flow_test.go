@@ -893,8 +893,71 @@ func TestNodeRecordRoundTrip(t *testing.T) {
 	}
 }
 
+// Version 2 records round-trip every shape of node, and version 1 records
+// (written before it) are still read.
+func TestNodeRecordShapes(t *testing.T) {
+	id, other := newID(), newID()
+	start := time.Unix(1_700_000_000, 123)
+	for _, tc := range []struct {
+		name string
+		n    Node
+	}{
+		{"leaf root", Node{ID: id, Root: id, Function: "hello", Version: "3", Status: StatusSucceeded, Attempts: 1, Start: start, End: start.Add(7 * time.Microsecond), WallMicros: 7, CPUMicros: 3, BilledMs: 1}},
+		{"child", Node{ID: id, Parent: other, Root: other, Depth: 1, Function: "f", Status: StatusRunning, Start: start}},
+		{"odd ids", Node{ID: "x", Root: "y", Function: "f", Status: StatusQueued}},
+		{"unknown status", Node{ID: id, Root: id, Function: "f", Status: "weird"}},
+		{"end before start", Node{ID: id, Root: id, Function: "f", Status: StatusFailed, Start: start, End: start.Add(-time.Second), ErrorCode: errs.Internal, ErrorMessage: "m"}},
+		{"end without start", Node{ID: id, Root: id, Function: "f", Status: StatusCancelled, End: start}},
+	} {
+		got, err := decodeNode(encodeNode(&tc.n))
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if fmt.Sprintf("%+v", *got) != fmt.Sprintf("%+v", tc.n) {
+			t.Errorf("%s: got  %+v\nwant %+v", tc.name, *got, tc.n)
+		}
+		v1, err := decodeNode(encodeNodeV1(&tc.n))
+		if err != nil || fmt.Sprintf("%+v", *v1) != fmt.Sprintf("%+v", tc.n) {
+			t.Errorf("%s: version 1 record: got %+v, %v", tc.name, v1, err)
+		}
+	}
+}
+
+// encodeNodeV1 writes a record as versions before 2 did.
+func encodeNodeV1(n *Node) []byte {
+	e := enc{b: []byte{recordVersion}}
+	e.s(n.ID)
+	e.s(n.Parent)
+	e.s(n.Root)
+	e.u(uint64(n.Depth))
+	e.s(n.Function)
+	e.s(n.Version)
+	e.s(string(n.Status))
+	var flags uint64
+	if n.Cold {
+		flags |= flagCold
+	}
+	if n.Async {
+		flags |= flagAsync
+	}
+	e.u(flags)
+	e.u(uint64(n.Attempts))
+	e.t(n.Start)
+	e.t(n.End)
+	e.i(n.WallMicros)
+	e.i(n.CPUMicros)
+	e.i(n.BilledMs)
+	e.s(string(n.ErrorCode))
+	e.s(n.ErrorMessage)
+	e.by(n.Output)
+	return e.b
+}
+
 func FuzzDecodeRecords(f *testing.F) {
 	f.Add(encodeNode(&Node{ID: "x", Function: "f"}))
+	f.Add(encodeNode(&Node{ID: newID(), Root: newID(), Parent: newID(), Function: "f", Start: time.Unix(1, 0), End: time.Unix(2, 0)}))
+	f.Add(encodeNodeV1(&Node{ID: "x", Function: "f"}))
 	f.Add(encodeQueued(&queued{ID: "x", Payload: []byte("p")}))
 	f.Add(encodeJournal(&journalEntry{Child: "c", Output: []byte("o")}))
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -237,18 +237,25 @@ func (d *dec) t() time.Time {
 const (
 	flagCold = 1 << iota
 	flagAsync
+	// Version 2 only:
+	flagPackedIDs // ids stored as 12 bytes each (they are all newID's shape)
+	flagParent    // a parent id follows the id
+	flagOwnRoot   // the root is the node itself (no root id stored)
 )
 
+// nodeVersion is the version encodeNode writes. Version 1 records (every
+// field a uvarint or a string) are still read; version 2 halves a typical
+// record, which is what the store writes, flushes and compacts for every
+// invocation: ids packed to bytes, a root's own id not repeated, the
+// status as a number, the end as a delta from the start.
+const nodeVersion = 2
+
+// statuses numbers the statuses in version 2 records; 0 is a status
+// stored as a string.
+var statuses = [...]Status{StatusQueued, StatusRunning, StatusSucceeded, StatusFailed, StatusTimeout, StatusCancelled}
+
 func encodeNode(n *Node) []byte {
-	e := enc{b: make([]byte, 0, 128+len(n.ErrorMessage)+len(n.Output))}
-	e.b = append(e.b, recordVersion)
-	e.s(n.ID)
-	e.s(n.Parent)
-	e.s(n.Root)
-	e.u(uint64(n.Depth))
-	e.s(n.Function)
-	e.s(n.Version)
-	e.s(string(n.Status))
+	packed := validID(n.ID) && (n.Parent == "" || validID(n.Parent)) && (n.Root == n.ID || validID(n.Root))
 	var flags uint64
 	if n.Cold {
 		flags |= flagCold
@@ -256,10 +263,56 @@ func encodeNode(n *Node) []byte {
 	if n.Async {
 		flags |= flagAsync
 	}
+	if packed {
+		flags |= flagPackedIDs
+		if n.Parent != "" {
+			flags |= flagParent
+		}
+		if n.Root == n.ID {
+			flags |= flagOwnRoot
+		}
+	}
+	e := enc{b: make([]byte, 0, 64+len(n.Function)+len(n.ErrorMessage)+len(n.Output))}
+	e.b = append(e.b, nodeVersion)
 	e.u(flags)
+	if packed {
+		e.b = appendPackedID(e.b, n.ID)
+		if n.Parent != "" {
+			e.b = appendPackedID(e.b, n.Parent)
+		}
+		if n.Root != n.ID {
+			e.b = appendPackedID(e.b, n.Root)
+		}
+	} else {
+		e.s(n.ID)
+		e.s(n.Parent)
+		e.s(n.Root)
+	}
+	e.u(uint64(n.Depth))
+	e.s(n.Function)
+	e.s(n.Version)
+	st := 0
+	for i, x := range statuses {
+		if x == n.Status {
+			st = i + 1
+		}
+	}
+	e.u(uint64(st))
+	if st == 0 {
+		e.s(string(n.Status))
+	}
 	e.u(uint64(n.Attempts))
 	e.t(n.Start)
-	e.t(n.End)
+	// The end as 1 + its distance from the start; 0 is no end.
+	switch {
+	case n.End.IsZero():
+		e.u(0)
+	case n.Start.IsZero() || n.End.Before(n.Start):
+		e.u(1)
+		e.t(n.End)
+	default:
+		e.u(2 + uint64(n.End.UnixNano()-n.Start.UnixNano()))
+	}
 	e.i(n.WallMicros)
 	e.i(n.CPUMicros)
 	e.i(n.BilledMs)
@@ -269,7 +322,40 @@ func encodeNode(n *Node) []byte {
 	return e.b
 }
 
+// appendPackedID appends a valid id's 24 hex digits as 12 bytes.
+func appendPackedID(b []byte, id string) []byte {
+	for i := 0; i < idLen; i += 2 {
+		b = append(b, unhex(id[i])<<4|unhex(id[i+1]))
+	}
+	return b
+}
+
+func unhex(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c - 'a' + 10
+}
+
+// packedID reads a packed id.
+func (d *dec) packedID() string {
+	if d.bad || len(d.b) < idLen/2 {
+		d.bad = true
+		return ""
+	}
+	const hex = "0123456789abcdef"
+	var b [idLen]byte
+	for i, x := range d.b[:idLen/2] {
+		b[2*i], b[2*i+1] = hex[x>>4], hex[x&0xf]
+	}
+	d.b = d.b[idLen/2:]
+	return string(b[:])
+}
+
 func decodeNode(b []byte) (*Node, error) {
+	if len(b) > 0 && b[0] == nodeVersion {
+		return decodeNode2(b[1:])
+	}
 	if len(b) == 0 || b[0] != recordVersion {
 		return nil, errs.E(errs.Internal, "flow: unknown node record version")
 	}
@@ -288,6 +374,60 @@ func decodeNode(b []byte) (*Node, error) {
 	n.Attempts = int(d.u())
 	n.Start = d.t()
 	n.End = d.t()
+	n.WallMicros = d.i()
+	n.CPUMicros = d.i()
+	n.BilledMs = d.i()
+	n.ErrorCode = errs.Code(d.s())
+	n.ErrorMessage = d.s()
+	if out := d.by(); len(out) > 0 {
+		n.Output = append([]byte(nil), out...)
+	}
+	if d.bad {
+		return nil, errs.E(errs.Internal, "flow: corrupt node record")
+	}
+	return n, nil
+}
+
+func decodeNode2(b []byte) (*Node, error) {
+	d := dec{b: b}
+	n := &Node{}
+	flags := d.u()
+	n.Cold = flags&flagCold != 0
+	n.Async = flags&flagAsync != 0
+	if flags&flagPackedIDs != 0 {
+		n.ID = d.packedID()
+		if flags&flagParent != 0 {
+			n.Parent = d.packedID()
+		}
+		n.Root = n.ID
+		if flags&flagOwnRoot == 0 {
+			n.Root = d.packedID()
+		}
+	} else {
+		n.ID = d.s()
+		n.Parent = d.s()
+		n.Root = d.s()
+	}
+	n.Depth = int(d.u())
+	n.Function = d.s()
+	n.Version = d.s()
+	switch st := d.u(); {
+	case st == 0:
+		n.Status = Status(d.s())
+	case st <= uint64(len(statuses)):
+		n.Status = statuses[st-1]
+	default:
+		d.bad = true
+	}
+	n.Attempts = int(d.u())
+	n.Start = d.t()
+	switch end := d.u(); end {
+	case 0:
+	case 1:
+		n.End = d.t()
+	default:
+		n.End = time.Unix(0, n.Start.UnixNano()+int64(end-2))
+	}
 	n.WallMicros = d.i()
 	n.CPUMicros = d.i()
 	n.BilledMs = d.i()
