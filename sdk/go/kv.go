@@ -54,12 +54,57 @@ func msArg(d time.Duration) []byte {
 	return decArg(int64((d + time.Millisecond - 1) / time.Millisecond))
 }
 
+// parseDec parses a decimal number from the host. Short numbers, which
+// are nearly all of them (versions, counters), take a plain loop: in a
+// wasm function strconv's general parser costs more than the host call.
 func parseDec(b []byte) (int64, error) {
+	digits := b
+	if len(digits) > 0 && digits[0] == '-' {
+		digits = digits[1:]
+	}
+	if n, ok := parseDigits(digits); ok && len(digits) <= 18 {
+		if len(digits) < len(b) {
+			return -int64(n), nil
+		}
+		return int64(n), nil
+	}
 	n, err := strconv.ParseInt(string(b), 10, 64)
 	if err != nil {
-		return 0, &Error{Code: "internal", Message: "mote: malformed number from host"}
+		return 0, errMalformedNumber()
 	}
 	return n, nil
+}
+
+// parseVersion parses an unsigned decimal number (a version) from the
+// host, as parseDec does.
+func parseVersion(b []byte) (uint64, error) {
+	if n, ok := parseDigits(b); ok && len(b) <= 19 {
+		return n, nil
+	}
+	n, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return 0, errMalformedNumber()
+	}
+	return n, nil
+}
+
+// parseDigits parses 1 to 19 decimal digits, which cannot overflow.
+func parseDigits(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, true
+}
+
+func errMalformedNumber() error {
+	return &Error{Code: "internal", Message: "mote: malformed number from host"}
 }
 
 func parseList(b []byte, min int) ([][]byte, error) {
@@ -88,9 +133,9 @@ func (b KVBucket) GetVersion(key string) ([]byte, uint64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	v, err := strconv.ParseUint(string(args[1]), 10, 64)
+	v, err := parseVersion(args[1])
 	if err != nil {
-		return nil, 0, &Error{Code: "internal", Message: "mote: malformed version from host"}
+		return nil, 0, err
 	}
 	return args[0], v, nil
 }
@@ -106,7 +151,7 @@ func (b KVBucket) PutWith(key string, value []byte, o PutOptions) (uint64, error
 	if err != nil {
 		return 0, err
 	}
-	return strconv.ParseUint(string(res), 10, 64)
+	return parseVersion(res)
 }
 
 // Delete removes key (a missing key is not an error).
@@ -123,7 +168,7 @@ func (b KVBucket) CAS(key string, version uint64, value []byte) (uint64, error) 
 	if err != nil {
 		return 0, err
 	}
-	return strconv.ParseUint(string(res), 10, 64)
+	return parseVersion(res)
 }
 
 // Incr atomically adds delta to the decimal integer at key (missing: 0)
@@ -186,7 +231,7 @@ func (b KVBucket) Batch(ops []BatchOp, d Durability) ([]uint64, error) {
 	}
 	vers := make([]uint64, len(list))
 	for i, v := range list {
-		vers[i], _ = strconv.ParseUint(string(v), 10, 64)
+		vers[i], _ = parseVersion(v)
 	}
 	return vers, nil
 }

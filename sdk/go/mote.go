@@ -86,9 +86,67 @@ func parseArgs(b []byte) (args [][]byte, ok bool) {
 // decodeError rebuilds the *Error of a failed host call from its encoding
 // (args: code, message).
 func decodeError(b []byte) *Error {
-	args, ok := parseArgs(b)
-	if !ok || len(args) != 2 {
-		return &Error{Code: "internal", Message: "mote: malformed error from host"}
+	code, msg, ok := splitError(b)
+	if !ok {
+		return malformedError()
 	}
-	return &Error{Code: string(args[0]), Message: string(args[1])}
+	return &Error{Code: codeString(code), Message: string(msg)}
+}
+
+func malformedError() *Error {
+	return &Error{Code: "internal", Message: "mote: malformed error from host"}
+}
+
+// splitError splits an encoded error into its code and message without
+// allocating: a failed call is a common answer (a missing key), not a rare
+// one.
+func splitError(b []byte) (code, msg []byte, ok bool) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return nil, nil, false
+	}
+	code, b = b[k:k+int(n)], b[k+int(n):]
+	n, k = binary.Uvarint(b)
+	if k <= 0 || n != uint64(len(b)-k) {
+		return nil, nil, false
+	}
+	return code, b[k:], true
+}
+
+// codeString returns code as a string, allocating only for a code that is
+// not one of the platform's stable codes.
+func codeString(code []byte) string {
+	switch string(code) {
+	case "bad_request":
+		return "bad_request"
+	case "unauthorized":
+		return "unauthorized"
+	case "forbidden":
+		return "forbidden"
+	case "not_found":
+		return "not_found"
+	case "conflict":
+		return "conflict"
+	case "payload_too_large":
+		return "payload_too_large"
+	case "overloaded":
+		return "overloaded"
+	case "limit_exceeded":
+		return "limit_exceeded"
+	case "function_error":
+		return "function_error"
+	case "init_error":
+		return "init_error"
+	case "timeout":
+		return "timeout"
+	case "out_of_memory":
+		return "out_of_memory"
+	case "cancelled":
+		return "cancelled"
+	case "unavailable":
+		return "unavailable"
+	case "internal":
+		return "internal"
+	}
+	return string(code)
 }

@@ -134,9 +134,20 @@ func Call(op string, args ...[]byte) ([]byte, error) {
 		res = take(int(n))
 	}
 	if r < 0 {
-		return nil, decodeError(res)
+		return nil, ownedError(res)
 	}
 	return res, nil
+}
+
+// ownedError decodes the error a call returned in b, bytes no one else
+// holds: its message is read in place, so a failed call (a missing key)
+// allocates only the *Error.
+func ownedError(b []byte) *Error {
+	code, msg, ok := splitError(b)
+	if !ok {
+		return malformedError()
+	}
+	return &Error{Code: codeString(code), Message: unsafe.String(unsafe.SliceData(msg), len(msg))}
 }
 
 // take makes room for the pending result of the last call, n bytes, and
