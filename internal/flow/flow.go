@@ -622,11 +622,16 @@ func (e *Engine) finish(in *inv, out []byte, err error) (*Outcome, error) {
 		e.handOver(in.up, kids)
 	}
 
-	if in.durable {
+	switch {
+	case in.durable:
 		e.settle(in, out, err)
-	} else {
-		e.putNode(in, n.Parent != "")
+	case n.Parent == "" && in.tree.descendants.Load() == 0:
+		// A leaf root: nothing indexes or updates its record.
+		e.w.putLeaf(n)
 		e.live.remove(n.ID) // after the record is queued: Get sees one or the other
+	default:
+		e.putNode(in, n.Parent != "")
+		e.live.remove(n.ID)
 	}
 	if in.cancel != nil {
 		in.cancel()

@@ -90,6 +90,7 @@ const (
 	keyJournal = store.PrefixFlow + "j/" // j/{root}/{parent}/{seq} → journal entry
 	keyQueue   = store.PrefixFlow + "q/" // q/{id} → queued async invocation
 	keyDead    = store.PrefixFlow + "d/" // d/{id} → dead letter
+	keySegment = store.PrefixFlow + "s/" // s/{id} → leaf roots' records, the first's id (writer.go)
 )
 
 func nodeKey(id string) []byte { return append([]byte(keyNode), id...) }
@@ -116,6 +117,14 @@ func journalKey(root, parent string, seq uint64) []byte {
 
 func queueKey(id string) []byte { return append([]byte(keyQueue), id...) }
 func deadKey(id string) []byte  { return append([]byte(keyDead), id...) }
+
+// bucketLen is how many leading digits of an id name its segment bucket:
+// the top of its start time in nanoseconds, buckets of 16^6 ns ≈ 17 ms.
+const bucketLen = 10
+
+func segmentKey(first string) []byte { return append([]byte(keySegment), first...) }
+
+func bucketPrefix(id string) []byte { return append([]byte(keySegment), id[:bucketLen]...) }
 
 // idLen is the length of every invocation id.
 const idLen = 24
@@ -255,6 +264,11 @@ const nodeVersion = 2
 var statuses = [...]Status{StatusQueued, StatusRunning, StatusSucceeded, StatusFailed, StatusTimeout, StatusCancelled}
 
 func encodeNode(n *Node) []byte {
+	return appendNode(make([]byte, 0, 64+len(n.Function)+len(n.ErrorMessage)+len(n.Output)), n)
+}
+
+// appendNode appends n's record to b.
+func appendNode(b []byte, n *Node) []byte {
 	packed := validID(n.ID) && (n.Parent == "" || validID(n.Parent)) && (n.Root == n.ID || validID(n.Root))
 	var flags uint64
 	if n.Cold {
@@ -272,7 +286,7 @@ func encodeNode(n *Node) []byte {
 			flags |= flagOwnRoot
 		}
 	}
-	e := enc{b: make([]byte, 0, 64+len(n.Function)+len(n.ErrorMessage)+len(n.Output))}
+	e := enc{b: b}
 	e.b = append(e.b, nodeVersion)
 	e.u(flags)
 	if packed {

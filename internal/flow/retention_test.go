@@ -2,6 +2,7 @@ package flow
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,5 +47,79 @@ func TestRetentionNegativeKeepsEverything(t *testing.T) {
 	h.e.Sweep()
 	if _, err := h.e.Get(out.ID); err != nil {
 		t.Errorf("with retention off: %v", err)
+	}
+}
+
+// Leaf roots are kept in segments (writer.go): every one is found right
+// after it returns, across commits, buckets and concurrent writers, with
+// its own record; the sweep drops old buckets and keeps new ones.
+func TestLeafRootsInSegments(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Retention = 150 * time.Millisecond })
+	h.fn("leaf", Policy{}, 0, echo)
+	h.fn("bad", Policy{}, 0, func(context.Context, *runtime.Event) ([]byte, error) {
+		return nil, errs.E(errs.FunctionError, "no")
+	})
+	type want struct {
+		fn     string
+		status Status
+	}
+	var mu sync.Mutex
+	ids := map[string]want{}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				fn, st := "leaf", StatusSucceeded
+				if (g+i)%7 == 0 {
+					fn, st = "bad", StatusFailed
+				}
+				out, _ := h.invoke(fn, "x")
+				if out == nil {
+					t.Errorf("invoke %s: no outcome", fn)
+					return
+				}
+				mu.Lock()
+				ids[out.ID] = want{fn, st}
+				mu.Unlock()
+				if i%25 == 0 {
+					time.Sleep(20 * time.Millisecond) // more than one bucket
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for id, w := range ids {
+		n, err := h.e.Get(id)
+		if err != nil {
+			t.Fatalf("Get(%s): %v", id, err)
+		}
+		if n.ID != id || n.Root != id || n.Function != w.fn || n.Status != w.status || n.Attempts != 1 || len(n.Children) != 0 {
+			t.Fatalf("Get(%s) = %+v; want function %s, status %s, its own root", id, n, w.fn, w.status)
+		}
+	}
+	nodes := 0
+	if err := h.e.cfg.DB.Scan([]byte(keyNode), func(_, _ []byte) bool { nodes++; return true }); err != nil || nodes != 0 {
+		t.Errorf("leaf roots wrote %d records of their own (%v), want none: they go to segments", nodes, err)
+	}
+	// Something in every segment, so a miss scans the whole bucket.
+	if _, err := h.e.Get(newID()); errs.CodeOf(err) != errs.NotFound {
+		t.Errorf("Get of an unknown id: %v, want not_found", err)
+	}
+
+	time.Sleep(300 * time.Millisecond)
+	fresh, err := h.invoke("leaf", "y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.e.Sweep()
+	for id := range ids {
+		if _, err := h.e.Get(id); errs.CodeOf(err) != errs.NotFound {
+			t.Fatalf("old leaf %s after the sweep: %v, want not_found", id, err)
+		}
+	}
+	if _, err := h.e.Get(fresh.ID); err != nil {
+		t.Errorf("fresh leaf after the sweep: %v", err)
 	}
 }

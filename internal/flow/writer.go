@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"encoding/binary"
 	"log/slog"
 	"sync"
 	"time"
@@ -30,7 +31,9 @@ type writer struct {
 	commitMu sync.Mutex
 	mu       sync.Mutex
 	b        *pebble.Batch
-	sync     bool // b holds records that must be durable
+	sync     bool       // b holds records that must be durable
+	segs     []*segment // leaf roots' records for the next commit
+	scratch  []byte     // a record being encoded, under mu
 
 	kick   chan struct{}
 	urgent chan struct{}
@@ -113,12 +116,56 @@ func (w *writer) set(durable bool, key, value []byte) {
 	w.apply(durable, func(b *pebble.Batch) { _ = b.Set(key, value, nil) })
 }
 
+// A leaf root, a root invocation that called no other function (the
+// common case by far), has no children to index and nothing that updates
+// its record later. Its record is not a key of its own: the records of a
+// commit are appended to segments, one per bucket of ids (bucketLen), and
+// each segment is one value keyed by its first record's id. A store key,
+// a memtable insertion and the compaction work of a key are then paid per
+// segment (a commit's worth of invocations), not per invocation. Get finds
+// a leaf root by scanning the segments of its id's bucket (loadLeaf).
+type segment struct {
+	first string // the first record's id: the segment's key
+	buf   []byte // segmentVersion, then records, each uvarint-length-prefixed
+}
+
+const segmentVersion = 1
+
+// putLeaf adds a leaf root's record to the next commit.
+func (w *writer) putLeaf(n *Node) {
+	w.mu.Lock()
+	var seg *segment
+	for _, s := range w.segs {
+		if s.first[:bucketLen] == n.ID[:bucketLen] {
+			seg = s
+			break
+		}
+	}
+	if seg == nil {
+		seg = &segment{first: n.ID, buf: append(make([]byte, 0, 4096), segmentVersion)}
+		w.segs = append(w.segs, seg)
+	}
+	w.scratch = appendNode(w.scratch[:0], n)
+	seg.buf = binary.AppendUvarint(seg.buf, uint64(len(w.scratch)))
+	seg.buf = append(seg.buf, w.scratch...)
+	w.mu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
 // flush commits everything applied so far.
 func (w *writer) flush() {
 	w.commitMu.Lock()
 	defer w.commitMu.Unlock()
 	w.mu.Lock()
 	b := w.b
+	for _, s := range w.segs {
+		_ = b.Set(segmentKey(s.first), s.buf, nil)
+	}
+	clear(w.segs)
+	w.segs = w.segs[:0]
 	if b.Empty() {
 		w.mu.Unlock()
 		return
