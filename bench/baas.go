@@ -134,6 +134,12 @@ func BaaS(ctx context.Context, o Options) error {
 		{"wasm → Mote KV get (cached)", "kvw", kvEvent{Op: "get", Prefix: "k", Keys: baasKeys, N: baasWasmOps}},
 		{"wasm → Mote KV put (buffered)", "kvw", kvEvent{Op: "put", Prefix: "k", Keys: baasKeys, N: baasWasmOps, Durability: "buffered"}},
 	}
+	// MOTE_BENCH_BAAS=process runs only the process-function rows, for
+	// iterating on the host-call path.
+	processOnly := os.Getenv("MOTE_BENCH_BAAS") == "process"
+	if processOnly {
+		procRuns = procRuns[:4]
+	}
 	res := map[string][]kvResult{}
 	fmt.Fprintf(o.Out, "KV from inside functions, 100-byte values, %d rounds, interleaved (timed inside the function)\n", o.Rounds)
 	// A first pass warms the instances and Redis's connection; not counted.
@@ -151,6 +157,10 @@ func BaaS(ctx context.Context, o Options) error {
 			res[x.name] = append(res[x.name], r)
 			fmt.Fprintf(o.Out, "  round %d %-34s %9.0f ops/s  p50 %7.2f µs  p99 %7.2f µs\n", round+1, x.name, r.OpsPerS, r.P50Ns/1e3, r.P99Ns/1e3)
 		}
+	}
+
+	if processOnly {
+		return procSummary(o, procRuns[0].name, procRuns[1].name, procRuns[2].name, procRuns[3].name, res)
 	}
 
 	// 2. Uncached gets: restart the server (the read cache is in memory),
@@ -246,6 +256,28 @@ func BaaS(ctx context.Context, o Options) error {
 	fmt.Fprintf(o.Out, "| 1 GiB object put / get | %.0f / %.0f MB/s | report | |\n", median(putMBs), median(getMBs))
 	fmt.Fprintf(o.Out, "| server peak RSS during put / get (idle RSS before: %d MiB) | %.0f / %.0f MiB | flat (≪ 1 GiB) | %s |\n",
 		base>>10, median(putHWM)/1024, median(getHWM)/1024, verdict(median(putHWM) < 256*1024 && median(getHWM) < 256*1024))
+	return nil
+}
+
+// procSummary prints the process-function rows alone (MOTE_BENCH_BAAS=process).
+func procSummary(o Options, get, redisGet, put, redisSet string, res map[string][]kvResult) error {
+	m := func(name string, f func(kvResult) float64) float64 {
+		v := make([]float64, 0, len(res[name]))
+		for _, r := range res[name] {
+			v = append(v, f(r))
+		}
+		return median(v)
+	}
+	fmt.Fprintf(o.Out, "\nmedians of %d rounds\n\n| run | ops/s | p50 µs/op | p99 µs/op |\n|---|---|---|---|\n", o.Rounds)
+	for _, name := range []string{get, redisGet, put, redisSet} {
+		fmt.Fprintf(o.Out, "| %s | %.0f | %.2f | %.2f |\n", name, m(name, func(r kvResult) float64 { return r.OpsPerS }),
+			m(name, func(r kvResult) float64 { return r.P50Ns / 1e3 }), m(name, func(r kvResult) float64 { return r.P99Ns / 1e3 }))
+	}
+	rate := func(r kvResult) float64 { return r.OpsPerS }
+	x := m(get, rate) / m(redisGet, rate)
+	fmt.Fprintf(o.Out, "\n| process function gets, Mote ÷ Redis | %.2f× | ≥ 1× (on par) | %s |\n", x, verdict(x >= 1))
+	x = m(put, rate) / m(redisSet, rate)
+	fmt.Fprintf(o.Out, "| process function puts, Mote (buffered) ÷ Redis | %.2f× | ≥ 1× (on par) | %s |\n", x, verdict(x >= 1))
 	return nil
 }
 

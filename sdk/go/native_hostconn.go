@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // A host call from a native function goes over a framed channel on the
@@ -17,6 +18,12 @@ import (
 // starts with 0x00 and a version byte, then request and response frames
 // (docs/process-functions.md, "Host calls"). It costs one write and one
 // read on a kept-open connection.
+
+// hostCallPoll is how long a host call polls for its answer before
+// parking (pollConn): Mote answers a KV get in a few microseconds, well
+// inside it. The polling is the function's CPU, so it is billed: at most
+// this much per host call, and only while a call is outstanding.
+var hostCallPoll = 20 * time.Microsecond
 
 type hostConn struct {
 	conn net.Conn
@@ -41,7 +48,8 @@ func dialHostConn() (*hostConn, error) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	h := &hostConn{conn: c, r: bufio.NewReader(c), w: bufio.NewWriter(c)}
+	pc := newPollConn(c, hostCallPoll, false)
+	h := &hostConn{conn: c, r: bufio.NewReader(pc), w: bufio.NewWriter(pc)}
 	h.w.Write([]byte{0x00, 0x01})
 	return h, nil
 }

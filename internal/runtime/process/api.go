@@ -1,6 +1,7 @@
 package process
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -33,44 +34,26 @@ const (
 	hdrDepth = "Mote-Depth"
 )
 
-// ServeHTTP serves this instance's Runtime API.
-func (in *instance) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p := r.URL.Path
-	switch {
-	case p == pathNext:
-		if r.Method != http.MethodGet {
-			apiError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "use GET")
-			return
-		}
-		in.serveNext(w, r)
-	case strings.HasPrefix(p, pathInvPrefix):
-		id, action, ok := strings.Cut(p[len(pathInvPrefix):], "/")
-		if !ok || r.Method != http.MethodPost || (action != "response" && action != "error") {
-			apiError(w, http.StatusNotFound, "NotFound", "unknown runtime api path")
-			return
-		}
-		in.serveResult(w, r, id, action == "error")
-	case p == pathInitError:
-		in.serveInitError(w, r)
-	case strings.HasPrefix(p, pathCall):
-		in.serveCall(w, r, p[len(pathCall):])
-	default:
-		apiError(w, http.StatusNotFound, "NotFound", "unknown runtime api path")
-	}
-}
-
-// serveNext blocks until there is an event, then hands it over with the
-// Lambda headers.
-func (in *instance) serveNext(w http.ResponseWriter, r *http.Request) {
+// serveNext waits until there is an event, then hands it over with the
+// Lambda headers. It returns false, having written nothing, when the
+// function dropped the connection while it waited: the event goes to the
+// function's next request instead.
+func (in *instance) serveNext(w http.ResponseWriter, conn *spinConn) bool {
 	in.readyOnce.Do(func() { close(in.ready) })
 	var c *call
 	select {
 	case c = <-in.next:
 	case <-in.quit:
 		apiError(w, http.StatusInternalServerError, "InstanceClosed", "instance is shutting down")
-		return
-	case <-r.Context().Done():
-		return
+		return true
+	}
+	if connGone(conn) {
+		select {
+		case in.next <- c:
+		case <-c.done:
+		case <-in.quit:
+		}
+		return false
 	}
 	h := w.Header()
 	h["Content-Type"] = []string{"application/json"}
@@ -81,9 +64,9 @@ func (in *instance) serveNext(w http.ResponseWriter, r *http.Request) {
 	if c.ev.Depth > 0 {
 		h[hdrDepth] = []string{strconv.Itoa(c.ev.Depth)}
 	}
-	h["Content-Length"] = []string{strconv.Itoa(len(c.ev.Payload))}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(c.ev.Payload)
+	return true
 }
 
 // traceID is an X-Ray style trace header naming the invocation's call tree.
@@ -100,23 +83,24 @@ func traceID(c *call) string {
 }
 
 // serveResult takes the response or the error of invocation id.
-func (in *instance) serveResult(w http.ResponseWriter, r *http.Request, id string, isError bool) {
+func (in *instance) serveResult(w http.ResponseWriter, r *rtRequest, id string, isError bool) {
 	c := in.cur.Load()
 	if c == nil || c.id != id {
 		apiError(w, http.StatusBadRequest, "InvalidRequestID", "no invocation "+id+" is running")
 		return
 	}
-	body, err := readLimited(r.Body, in.m.rt.cfg.MaxResponse)
-	if err != nil {
-		if errors.Is(err, errTooLarge) {
-			c.finish(nil, errs.E(errs.FunctionError, "process: response larger than %d bytes", in.m.rt.cfg.MaxResponse))
-			apiError(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "response too large")
-			return
-		}
-		c.finish(nil, errs.Wrap(errs.FunctionError, err, "process: reading the function's response failed"))
+	switch {
+	case r.tooLarge:
+		c.finish(nil, errs.E(errs.FunctionError, "process: response larger than %d bytes", in.m.rt.cfg.MaxResponse))
+		apiError(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "response too large")
+		return
+	case r.bodyErr != nil:
+		c.finish(nil, errs.Wrap(errs.FunctionError, r.bodyErr, "process: reading the function's response failed"))
 		apiError(w, http.StatusBadRequest, "InvalidRequest", "cannot read body")
 		return
 	}
+	// The connection reuses its body buffer; the output outlives it.
+	body := bytes.Clone(r.body)
 	var ferr error
 	if isError {
 		ferr = errs.E(errs.FunctionError, "%s", lambdaErrorText(body))
@@ -134,12 +118,12 @@ func (in *instance) serveResult(w http.ResponseWriter, r *http.Request, id strin
 }
 
 // serveInitError records a function's report that it could not start.
-func (in *instance) serveInitError(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
+func (in *instance) serveInitError(w http.ResponseWriter, r *rtRequest) {
+	if r.method != http.MethodPost {
 		apiError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "use POST")
 		return
 	}
-	body, _ := readLimited(r.Body, 64<<10)
+	body := bytes.Clone(r.body[:min(len(r.body), 64<<10)])
 	select {
 	case <-in.ready:
 		apiError(w, http.StatusForbidden, "InvalidStateTransition", "init has already completed")
@@ -156,23 +140,22 @@ func (in *instance) serveInitError(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveCall forwards a host call of the running invocation to its Host.
-func (in *instance) serveCall(w http.ResponseWriter, r *http.Request, op string) {
-	if r.Method != http.MethodPost {
+func (in *instance) serveCall(w http.ResponseWriter, r *rtRequest, op string) {
+	if r.method != http.MethodPost {
 		errs.WriteHTTP(w, errs.E(errs.BadRequest, "host call: use POST"))
 		return
 	}
 	c := in.cur.Load()
-	id := r.Header.Get(hdrRequestID)
+	id := r.requestID
 	if c == nil || c.id != id {
 		errs.WriteHTTP(w, errs.E(errs.Conflict, "host call: no invocation %q is running", id))
 		return
 	}
-	body, err := readLimited(r.Body, in.m.rt.cfg.MaxResponse)
-	if err != nil {
+	if r.tooLarge || r.bodyErr != nil {
 		errs.WriteHTTP(w, errs.E(errs.PayloadTooLarge, "host call: arguments too large"))
 		return
 	}
-	args, err := host.ParseArgs(body)
+	args, err := host.ParseArgs(r.body)
 	if err != nil {
 		errs.WriteHTTP(w, err)
 		return
@@ -226,15 +209,3 @@ func lambdaErrorText(body []byte) string {
 }
 
 var errTooLarge = errors.New("process: body too large")
-
-// readLimited reads all of r, failing with errTooLarge past max bytes.
-func readLimited(r io.Reader, max int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > max {
-		return nil, errTooLarge
-	}
-	return b, nil
-}

@@ -3,11 +3,13 @@ package process
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"io"
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/host"
@@ -40,23 +42,24 @@ const (
 	invocationChannelV1 = 0x02
 )
 
-// demuxListener hands HTTP connections to the Runtime API server and
-// host-call channels to serve.
+// demuxListener hands channels to serve and HTTP connections to
+// serveHTTP, or, when that is nil, to Accept.
 type demuxListener struct {
 	net.Listener
-	serve func(net.Conn, *bufio.Reader)
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
+	serve     func(*spinConn, *bufio.Reader)
+	serveHTTP func(*spinConn, *bufio.Reader)
+	conns     chan net.Conn
+	done      chan struct{}
+	once      sync.Once
 
 	mu   sync.Mutex
 	err  error                 // the inner listener's Accept error, once it failed
-	open map[net.Conn]struct{} // host-call channels, closed with the listener
+	open map[net.Conn]struct{} // connections being served, closed with the listener
 	wg   sync.WaitGroup
 }
 
-func newDemuxListener(ln net.Listener, serve func(net.Conn, *bufio.Reader)) *demuxListener {
-	d := &demuxListener{Listener: ln, serve: serve, conns: make(chan net.Conn), done: make(chan struct{}), open: map[net.Conn]struct{}{}}
+func newDemuxListener(ln net.Listener, serve, serveHTTP func(*spinConn, *bufio.Reader)) *demuxListener {
+	d := &demuxListener{Listener: ln, serve: serve, serveHTTP: serveHTTP, conns: make(chan net.Conn), done: make(chan struct{}), open: map[net.Conn]struct{}{}}
 	go d.loop()
 	return d
 }
@@ -76,20 +79,28 @@ func (d *demuxListener) loop() {
 }
 
 // route reads a connection's first byte to tell the protocols apart.
-func (d *demuxListener) route(c net.Conn) {
-	br := bufio.NewReader(c)
+func (d *demuxListener) route(nc net.Conn) {
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	c := newSpinConn(nc, 0) // set per protocol below
+	br := bufio.NewReaderSize(c, 16<<10)
 	b, err := br.Peek(1)
 	if err != nil {
 		c.Close()
 		return
 	}
+	serve := d.serve
 	if b[0] != hostConnMagic {
-		select {
-		case d.conns <- &peekedConn{Conn: c, r: br}:
-		case <-d.done:
-			c.Close()
+		if d.serveHTTP == nil {
+			select {
+			case d.conns <- &peekedConn{Conn: c, r: br}:
+			case <-d.done:
+				c.Close()
+			}
+			return
 		}
-		return
+		serve = d.serveHTTP
 	}
 	d.mu.Lock()
 	select {
@@ -99,17 +110,17 @@ func (d *demuxListener) route(c net.Conn) {
 		return
 	default:
 	}
-	d.open[c] = struct{}{}
+	d.open[nc] = struct{}{}
 	d.wg.Add(1)
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
-		delete(d.open, c)
+		delete(d.open, nc)
 		d.mu.Unlock()
 		c.Close()
 		d.wg.Done()
 	}()
-	d.serve(c, br)
+	serve(c, br)
 }
 
 // Accept returns the next HTTP connection.
@@ -152,14 +163,16 @@ type peekedConn struct {
 func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // serveHostConn serves one host-call channel until it closes.
-func (in *instance) serveHostConn(c net.Conn, br *bufio.Reader) {
+func (in *instance) serveHostConn(c *spinConn, br *bufio.Reader) {
 	var hdr [2]byte
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {
 		return
 	}
 	switch hdr[1] {
 	case hostConnVersion:
+		c.setWindow(spinHostCall)
 	case invocationChannelV1:
+		c.setWindow(spinResult)
 		in.serveInvocations(c, br)
 		return
 	default:
@@ -213,67 +226,98 @@ func (in *instance) hostCall(frame []byte) ([]byte, error) {
 	return cur.ev.Host.Call(cur.ctx, string(parts[1]), args)
 }
 
-// serveInvocations hands events to the function and takes its results over
-// an invocation channel, until the channel or the instance closes.
-func (in *instance) serveInvocations(c net.Conn, br *bufio.Reader) {
-	in.readyOnce.Do(func() { close(in.ready) })
-	max := uint64(in.m.rt.cfg.MaxResponse)
-	bw := bufio.NewWriter(c)
-	var frame, body []byte
-	var lenBuf [binary.MaxVarintLen64]byte
-	for {
-		var cl *call
-		select {
-		case cl = <-in.next:
-		case <-in.quit:
-			return
-		}
-		frame = host.AppendArgs(frame[:0], []byte(cl.id),
-			strconv.AppendInt(nil, cl.deadline.UnixMilli(), 10),
-			[]byte(traceID(cl)),
-			strconv.AppendInt(nil, int64(cl.ev.Depth), 10),
-			cl.ev.Payload)
-		bw.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(frame)))])
-		bw.Write(frame)
-		if err := bw.Flush(); err != nil {
-			cl.finish(nil, errs.Wrap(errs.FunctionError, err, "process: lost the function's invocation channel"))
-			return
-		}
-		n, err := binary.ReadUvarint(br)
-		if err != nil {
-			cl.finish(nil, errs.Wrap(errs.FunctionError, err, "process: the function closed its invocation channel"))
-			return
-		}
-		if n > max+256 {
-			cl.finish(nil, errs.E(errs.FunctionError, "process: response larger than %d bytes", max))
-			return
-		}
-		if uint64(cap(body)) < n {
-			body = make([]byte, n)
-		}
-		body = body[:n]
-		if _, err := io.ReadFull(br, body); err != nil {
-			cl.finish(nil, errs.Wrap(errs.FunctionError, err, "process: reading the function's response failed"))
-			return
-		}
-		parts, err := host.ParseArgs(body)
-		if err != nil || len(parts) != 3 || string(parts[1]) != cl.id {
-			cl.finish(nil, errs.E(errs.FunctionError, "process: malformed result on the invocation channel"))
-			return
-		}
-		out := bytes.Clone(parts[2])
-		var ferr error
-		switch string(parts[0]) {
-		case "ok":
-		case "error":
-			ferr = errs.E(errs.FunctionError, "%s", lambdaErrorText(out))
-			if len(out) == 0 {
-				out = nil
-			}
-		default:
-			cl.finish(nil, errs.E(errs.FunctionError, "process: unknown result kind on the invocation channel"))
-			return
-		}
-		cl.finish(out, ferr)
+// invChannel is an open invocation channel. Invoke, which runs one
+// invocation at a time per instance, writes the event and reads the result
+// on it itself: handing each event to a goroutine that owns the connection
+// and back would cost two goroutine wakeups per invocation, each of which
+// may wake an idle thread.
+type invChannel struct {
+	c     *spinConn
+	br    *bufio.Reader
+	bw    *bufio.Writer
+	frame []byte
+	body  []byte
+	dead  chan struct{} // closed when an invocation found the channel broken
+	once  sync.Once
+}
+
+func (ch *invChannel) kill() { ch.once.Do(func() { close(ch.dead) }) }
+
+// serveInvocations registers an invocation channel for Invoke and holds it
+// open until it breaks, the process exits or the instance closes.
+func (in *instance) serveInvocations(c *spinConn, br *bufio.Reader) {
+	ch := &invChannel{c: c, br: br, bw: bufio.NewWriter(c), dead: make(chan struct{})}
+	if !in.inv.CompareAndSwap(nil, ch) {
+		return // one channel per instance
 	}
+	in.readyOnce.Do(func() { close(in.ready) })
+	select {
+	case <-ch.dead:
+	case <-in.quit:
+	case <-in.proc.Done():
+	}
+	in.inv.CompareAndSwap(ch, nil)
+	// Unblock an invocation waiting on the channel; the caller of route
+	// closes the connection.
+	c.SetDeadline(time.Unix(1, 0))
+}
+
+// invokeChannel runs invocation cl over ch. It returns the error that
+// ended the exchange early (the caller decides what it means from the
+// deadline, the context and the process), or nil with cl finished.
+func (in *instance) invokeChannel(ch *invChannel, cl *call) error {
+	if err := ch.c.SetReadDeadline(cl.deadline); err != nil {
+		return err
+	}
+	if done := cl.ctx.Done(); done != nil {
+		stop := context.AfterFunc(cl.ctx, func() { ch.c.SetReadDeadline(time.Unix(1, 0)) })
+		defer stop()
+	}
+	var lenBuf [binary.MaxVarintLen64]byte
+	ch.frame = host.AppendArgs(ch.frame[:0], []byte(cl.id),
+		strconv.AppendInt(lenBuf[:0:0], cl.deadline.UnixMilli(), 10),
+		[]byte(traceID(cl)),
+		strconv.AppendInt(nil, int64(cl.ev.Depth), 10),
+		cl.ev.Payload)
+	ch.bw.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(ch.frame)))])
+	ch.bw.Write(ch.frame)
+	if err := ch.bw.Flush(); err != nil {
+		return err
+	}
+	n, err := binary.ReadUvarint(ch.br)
+	if err != nil {
+		return err
+	}
+	max := uint64(in.m.rt.cfg.MaxResponse)
+	if n > max+256 {
+		cl.finish(nil, errs.E(errs.FunctionError, "process: response larger than %d bytes", max))
+		return errTooLarge
+	}
+	if uint64(cap(ch.body)) < n {
+		ch.body = make([]byte, n)
+	}
+	ch.body = ch.body[:n]
+	if _, err := io.ReadFull(ch.br, ch.body); err != nil {
+		return err
+	}
+	parts, err := host.ParseArgs(ch.body)
+	if err != nil || len(parts) != 3 || string(parts[1]) != cl.id {
+		cl.finish(nil, errs.E(errs.FunctionError, "process: malformed result on the invocation channel"))
+		return errBadRequest
+	}
+	out := bytes.Clone(parts[2])
+	var ferr error
+	switch string(parts[0]) {
+	case "ok":
+	case "error":
+		ferr = errs.E(errs.FunctionError, "%s", lambdaErrorText(out))
+		if len(out) == 0 {
+			out = nil
+		}
+	default:
+		cl.finish(nil, errs.E(errs.FunctionError, "process: unknown result kind on the invocation channel"))
+		return errBadRequest
+	}
+	cl.finish(out, ferr)
+	return nil
 }

@@ -2,6 +2,7 @@ package process
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"io"
 	"net"
@@ -23,7 +24,7 @@ func TestDemuxListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	echo := func(c net.Conn, br *bufio.Reader) {
+	echo := func(c *spinConn, br *bufio.Reader) {
 		var hdr [2]byte
 		if _, err := io.ReadFull(br, hdr[:]); err != nil || hdr[1] != hostConnVersion {
 			return
@@ -41,7 +42,7 @@ func TestDemuxListener(t *testing.T) {
 			c.Write(b)
 		}
 	}
-	d := newDemuxListener(inner, echo)
+	d := newDemuxListener(inner, echo, nil)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "http ok") })}
 	go srv.Serve(d)
 	defer srv.Close()
@@ -103,7 +104,7 @@ func TestHostCallFrames(t *testing.T) {
 	}
 }
 
-// TestInvocationChannelErrors: a function that answers an event with a
+// TestInvocationChannelFraming: a function that answers an event with a
 // result for another invocation, or garbage, fails that invocation
 // cleanly; tested through a fake function speaking the channel.
 func TestInvocationChannelFraming(t *testing.T) {
@@ -123,7 +124,9 @@ func TestInvocationChannelFraming(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			in, cl := channelInstance(t)
 			server, client := net.Pipe()
-			go in.serveInvocations(server, bufio.NewReader(server))
+			sc := newSpinConn(server, spinResult)
+			ch := &invChannel{c: sc, br: bufio.NewReader(sc), bw: bufio.NewWriter(sc), dead: make(chan struct{})}
+			go in.invokeChannel(ch, cl)
 			br := bufio.NewReader(client)
 			n, err := binary.ReadUvarint(br)
 			if err != nil {
@@ -154,13 +157,12 @@ func TestInvocationChannelFraming(t *testing.T) {
 	}
 }
 
-// channelInstance is an instance with just what serveInvocations uses, and
-// one call waiting to be handed out.
+// channelInstance is an instance with just what invokeChannel uses, and
+// one call for it.
 func channelInstance(t *testing.T) (*instance, *call) {
 	t.Helper()
 	rt := &Runtime{cfg: Config{MaxResponse: 1 << 20}}
-	in := &instance{m: &module{rt: rt}, next: make(chan *call, 1), quit: make(chan struct{}), ready: make(chan struct{})}
-	cl := &call{id: "req-1", ev: &runtime.Event{Payload: []byte("payload")}, deadline: time.Now().Add(time.Minute), done: make(chan struct{})}
-	in.next <- cl
+	in := &instance{m: &module{rt: rt}, quit: make(chan struct{}), ready: make(chan struct{})}
+	cl := &call{id: "req-1", ev: &runtime.Event{Payload: []byte("payload")}, ctx: context.Background(), deadline: time.Now().Add(time.Minute), done: make(chan struct{})}
 	return in, cl
 }

@@ -5,10 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"log"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -31,7 +29,6 @@ type instance struct {
 	dir  string // private writable dir (TMPDIR)
 	proc *sandbox.Proc
 	ln   net.Listener
-	srv  *http.Server
 	out  *output
 
 	next     chan *call    // hands an event to a waiting GET …/next
@@ -39,13 +36,13 @@ type instance struct {
 	ready    chan struct{} // closed at the first GET …/next
 	initErr  chan []byte   // an init/error body, at most one
 	cur      atomic.Pointer[call]
+	inv      atomic.Pointer[invChannel] // the function's invocation channel, once open
 	busy     atomic.Bool
 	reusable atomic.Bool
 
 	oomSeen uint64 // OOM kills counted so far; read on failures only
 
 	readyOnce, closeOnce sync.Once
-	serveDone            chan struct{}
 }
 
 // call is one invocation in flight.
@@ -81,13 +78,12 @@ func (m *module) NewInstance(ctx context.Context) (runtime.Instance, error) {
 	name := fmt.Sprintf("i%d-%s", rt.seq.Add(1), randHex(4))
 	in := &instance{
 		m: m, name: name,
-		log:       rt.log.With("fn", m.spec.Function, "instance", name),
-		dir:       filepath.Join(rt.cfg.BaseDir, name),
-		next:      make(chan *call),
-		quit:      make(chan struct{}),
-		ready:     make(chan struct{}),
-		initErr:   make(chan []byte, 1),
-		serveDone: make(chan struct{}),
+		log:     rt.log.With("fn", m.spec.Function, "instance", name),
+		dir:     filepath.Join(rt.cfg.BaseDir, name),
+		next:    make(chan *call),
+		quit:    make(chan struct{}),
+		ready:   make(chan struct{}),
+		initErr: make(chan []byte, 1),
 	}
 	if err := rt.track(in); err != nil {
 		return nil, err
@@ -134,16 +130,11 @@ func (in *instance) start(ctx context.Context) error {
 	if err != nil {
 		return errs.Wrap(errs.Internal, err, "process: runtime api listener")
 	}
-	in.ln = newDemuxListener(ln, in.serveHostConn)
+	in.ln = newDemuxListener(ln, in.serveHostConn, in.serveHTTPConn)
 	api := sandbox.RuntimeAPIAddr
 	if !in.proc.NewNetwork() {
 		api = in.ln.Addr().String()
 	}
-	in.srv = &http.Server{Handler: in, ErrorLog: log.New(discard{}, "", 0)}
-	go func() {
-		defer close(in.serveDone)
-		_ = in.srv.Serve(in.ln)
-	}()
 	if err := in.proc.Exec(in.m.argv, in.m.env(api, in.name, tmp), in.m.spec.Dir); err != nil {
 		return in.initError("could not start: " + err.Error())
 	}
@@ -205,8 +196,6 @@ func (in *instance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Resu
 	in.out.setCall(c)
 	in.cur.Store(c)
 
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
 	crashed := func() {
 		c.finish(nil, errs.E(errs.FunctionError, "process: function exited during the invocation (%s)", in.proc.ExitStatus()))
 	}
@@ -214,27 +203,30 @@ func (in *instance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Resu
 		c.finish(nil, errs.E(errs.Timeout, "process: invocation timed out after %v", deadline.Sub(start).Round(time.Millisecond)))
 	}
 	cancelled := func() { c.finish(nil, errs.Wrap(errs.Cancelled, ctx.Err(), "process: invocation cancelled")) }
-	select {
-	case in.next <- c:
-		select {
-		case <-c.done:
-		case <-in.proc.Done():
-			crashed()
-		case <-timer.C:
-			timedOut()
-		case <-ctx.Done():
-			cancelled()
+	if ch := in.inv.Load(); ch != nil {
+		if err := in.invokeChannel(ch, c); err != nil {
+			// The exchange broke off: say why, most specific first. The
+			// channel is unusable now (a frame may be half read).
+			ch.kill()
+			switch {
+			case ctx.Err() != nil:
+				cancelled()
+			case !time.Now().Before(deadline):
+				timedOut()
+			case in.exited(100 * time.Millisecond):
+				crashed()
+			case in.closed():
+				c.finish(nil, errs.E(errs.Unavailable, "process: instance closed"))
+			default:
+				c.finish(nil, errs.Wrap(errs.FunctionError, err, "process: lost the function's invocation channel"))
+			}
+			in.reusable.Store(false)
 		}
-	case <-in.proc.Done():
-		crashed()
-	case <-timer.C:
-		timedOut()
-	case <-ctx.Done():
-		cancelled()
-	case <-in.quit:
-		c.finish(nil, errs.E(errs.Unavailable, "process: instance closed"))
+	} else {
+		in.invokeNext(ctx, c, crashed, timedOut, cancelled)
 	}
 	in.cur.Store(nil)
+
 	err := c.err
 	if err != nil && errs.CodeOf(err) != errs.FunctionError || err != nil && in.processGone() {
 		// Timed out, cancelled or dead: kill the whole tree now so nothing
@@ -261,6 +253,56 @@ func (in *instance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Resu
 	in.out.drain(c)
 	in.out.setCall(nil)
 	return runtime.Result{Output: c.output}, u, err
+}
+
+// invokeNext hands c to the function's waiting GET …/next and waits for
+// the outcome.
+func (in *instance) invokeNext(ctx context.Context, c *call, crashed, timedOut, cancelled func()) {
+	timer := time.NewTimer(time.Until(c.deadline))
+	defer timer.Stop()
+	select {
+	case in.next <- c:
+		select {
+		case <-c.done:
+		case <-in.proc.Done():
+			crashed()
+		case <-timer.C:
+			timedOut()
+		case <-ctx.Done():
+			cancelled()
+		}
+	case <-in.proc.Done():
+		crashed()
+	case <-timer.C:
+		timedOut()
+	case <-ctx.Done():
+		cancelled()
+	case <-in.quit:
+		c.finish(nil, errs.E(errs.Unavailable, "process: instance closed"))
+	}
+}
+
+// exited reports whether the sandbox's init exits within d: a function
+// that closed its channel is usually on its way out.
+func (in *instance) exited(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-in.proc.Done():
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// closed reports whether Close has begun.
+func (in *instance) closed() bool {
+	select {
+	case <-in.quit:
+		return true
+	default:
+		return false
+	}
 }
 
 // processGone reports whether the sandbox's init has exited.
@@ -294,10 +336,7 @@ func (in *instance) Close(ctx context.Context) error {
 		if in.proc != nil {
 			err = in.proc.Close()
 		}
-		if in.srv != nil {
-			_ = in.srv.Close()
-			<-in.serveDone
-		} else if in.ln != nil {
+		if in.ln != nil {
 			in.ln.Close()
 		}
 		if in.out != nil {
@@ -314,7 +353,3 @@ func randHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }

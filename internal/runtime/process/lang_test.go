@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/runtime"
@@ -223,6 +224,51 @@ func TestGoSDKNative(t *testing.T) {
 		if got := in.Reusable(); got != tt.wantReuse {
 			t.Errorf("%s: Reusable: got %v, want %v", tt.payload, got, tt.wantReuse)
 		}
+	}
+}
+
+// TestGoSDKChannelEnds: an invocation over the invocation channel that
+// times out, is cancelled, or whose process exits ends with the right
+// code, and the instance is not used again.
+func TestGoSDKChannelEnds(t *testing.T) {
+	rt := newRuntime(t)
+	spec := langSpec(t, "go-sdk")
+	for _, tt := range []struct {
+		payload  string
+		deadline time.Duration
+		cancel   time.Duration // cancel the context after this, if set
+		wantCode errs.Code
+	}{
+		{"sleep", 200 * time.Millisecond, 0, errs.Timeout},
+		{"sleep", 10 * time.Second, 100 * time.Millisecond, errs.Cancelled},
+		{"exit", 10 * time.Second, 0, errs.FunctionError},
+	} {
+		t.Run(string(tt.wantCode), func(t *testing.T) {
+			in := startInstance(t, rt, spec)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.cancel > 0 {
+				time.AfterFunc(tt.cancel, cancel)
+			}
+			ev := event(tt.payload)
+			ev.Deadline = time.Now().Add(tt.deadline)
+			start := time.Now()
+			_, _, err := in.Invoke(ctx, ev)
+			if got := errs.CodeOf(err); got != tt.wantCode {
+				t.Fatalf("code: got %q (%v), want %q", got, err, tt.wantCode)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("took %v to end", took)
+			}
+			if in.Reusable() {
+				t.Error("Reusable: got true, want false")
+			}
+			select {
+			case <-in.(*instance).proc.Done():
+			case <-time.After(5 * time.Second):
+				t.Error("the process is still running")
+			}
+		})
 	}
 }
 

@@ -35,6 +35,8 @@ type output struct {
 	c       *call // invocation to attribute lines to, or nil
 	partial [2][]byte
 	ring    []byte
+	buf     []byte             // drain's read buffer
+	raw     [2]syscall.RawConn // the read ends, for drain
 }
 
 func newOutput(in *instance) (*output, error) {
@@ -99,24 +101,30 @@ func (o *output) pump(stream int, f *os.File) {
 // for invocation c (or for the logger when c is nil), flushing unfinished
 // lines.
 func (o *output) drain(c *call) {
-	buf := make([]byte, 32<<10)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if c != nil {
 		o.c = c
 	}
+	if o.buf == nil {
+		o.buf = make([]byte, 32<<10)
+	}
 	for stream, f := range []*os.File{o.stdoutR, o.stderrR} {
-		rc, err := f.SyscallConn()
-		if err != nil {
-			continue
+		rc := o.raw[stream]
+		if rc == nil {
+			var err error
+			if rc, err = f.SyscallConn(); err != nil {
+				continue
+			}
+			o.raw[stream] = rc
 		}
 		_ = rc.Control(func(fd uintptr) {
 			for {
-				n, err := syscall.Read(int(fd), buf)
+				n, err := syscall.Read(int(fd), o.buf)
 				if n <= 0 || err != nil {
 					return
 				}
-				o.take(stream, buf[:n])
+				o.take(stream, o.buf[:n])
 			}
 		})
 		o.flushPartial(stream)

@@ -1,11 +1,13 @@
 // Command gosdk is a process function written with Mote's Go SDK, used by
 // the process runtime's tests: it echoes, logs, makes a host call or
-// fails, as its event asks.
+// fails, sleeps or exits, as its event asks.
 package main
 
 import (
 	"errors"
+	"os"
 	"strconv"
+	"time"
 
 	mote "github.com/mote-run/mote/sdk/go"
 )
@@ -36,6 +38,10 @@ func handle(ctx *mote.Context, event []byte) ([]byte, error) {
 		return nil, errors.New("refused")
 	case "panic":
 		panic("oh no")
+	case "sleep":
+		time.Sleep(time.Minute)
+	case "exit":
+		os.Exit(3)
 	}
 	return event, nil
 }

@@ -1,0 +1,382 @@
+package process
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"syscall"
+)
+
+// The Runtime API is four endpoints with bodies and a handful of headers,
+// spoken by one client per instance. It is served by this small HTTP/1.1
+// server rather than net/http: net/http's per-request machinery (a
+// background read of each connection while a handler runs, and the
+// deadline that stops it afterwards) costs a goroutine wakeup per request
+// and measured ~100 µs of a warm invocation here, more than the rest of
+// the path. What it accepts: request lines in origin or absolute form,
+// Content-Length or chunked bodies, Expect: 100-continue, keep-alive
+// (HTTP/1.1's default, HTTP/1.0 on request) and Connection: close.
+
+// maxHeaderBytes bounds a request's line and headers together.
+const maxHeaderBytes = 64 << 10
+
+// rtRequest is one parsed Runtime API request.
+type rtRequest struct {
+	method, path string
+	requestID    string // Lambda-Runtime-Aws-Request-Id
+	body         []byte
+	tooLarge     bool // the body was over the limit and is not in body
+	bodyErr      error
+}
+
+// rtWriter collects a response; the server writes it with its length.
+type rtWriter struct {
+	h      http.Header
+	status int
+	body   []byte
+}
+
+func (w *rtWriter) Header() http.Header { return w.h }
+func (w *rtWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+}
+func (w *rtWriter) Write(p []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	w.body = append(w.body, p...)
+	return len(p), nil
+}
+
+var errBadRequest = errors.New("process: malformed http request")
+
+// serveHTTPConn serves Runtime API requests on one connection until it
+// closes, a request is malformed or asks to close, or the instance closes.
+func (in *instance) serveHTTPConn(c *spinConn, br *bufio.Reader) {
+	bw := bufio.NewWriterSize(c, 16<<10)
+	w := &rtWriter{h: http.Header{}}
+	var r rtRequest
+	for {
+		r = rtRequest{body: r.body[:0]}
+		keepAlive, err := in.readRequest(br, bw, &r)
+		if err != nil {
+			if err == errBadRequest {
+				writeRaw(bw, http.StatusBadRequest, "application/json", []byte(`{"errorMessage":"malformed request","errorType":"InvalidRequest"}`), false)
+				bw.Flush()
+			}
+			return
+		}
+		clear(w.h)
+		w.status, w.body = 0, w.body[:0]
+		if !in.route(w, &r, c) {
+			return
+		}
+		if w.status == 0 {
+			w.status = http.StatusOK
+		}
+		keepAlive = keepAlive && !r.tooLarge && r.bodyErr == nil
+		writeResponse(bw, w, keepAlive)
+		if bw.Flush() != nil || !keepAlive {
+			return
+		}
+	}
+}
+
+// readRequest parses one request, body included. keepAlive reports
+// whether the connection stays open after the response.
+func (in *instance) readRequest(br *bufio.Reader, bw *bufio.Writer, r *rtRequest) (keepAlive bool, err error) {
+	line, err := readLine(br)
+	if err != nil {
+		return false, err
+	}
+	for len(line) == 0 { // tolerate a stray CRLF between requests
+		if line, err = readLine(br); err != nil {
+			return false, err
+		}
+	}
+	method, rest, ok1 := bytes.Cut(line, []byte{' '})
+	target, proto, ok2 := bytes.Cut(rest, []byte{' '})
+	if !ok1 || !ok2 || len(method) == 0 || !bytes.HasPrefix(proto, []byte("HTTP/1.")) {
+		return false, errBadRequest
+	}
+	if bytes.HasPrefix(target, []byte("http://")) || bytes.HasPrefix(target, []byte("https://")) {
+		_, after, _ := bytes.Cut(target, []byte("//"))
+		i := bytes.IndexByte(after, '/')
+		if i < 0 {
+			return false, errBadRequest
+		}
+		target = after[i:]
+	}
+	if i := bytes.IndexByte(target, '?'); i >= 0 {
+		target = target[:i]
+	}
+	r.method, r.path = internMethod(method), string(target)
+	keepAlive = string(proto) != "HTTP/1.0"
+	length, chunked, expect := int64(-1), false, false
+	total := len(line)
+	for {
+		h, err := readLine(br)
+		if err != nil {
+			return false, err
+		}
+		if len(h) == 0 {
+			break
+		}
+		if total += len(h); total > maxHeaderBytes {
+			return false, errBadRequest
+		}
+		k, v, ok := bytes.Cut(h, []byte{':'})
+		if !ok {
+			return false, errBadRequest
+		}
+		v = bytes.TrimSpace(v)
+		switch {
+		case asciiEqualFold(k, "Content-Length"):
+			n, err := strconv.ParseInt(string(v), 10, 64)
+			if err != nil || n < 0 {
+				return false, errBadRequest
+			}
+			length = n
+		case asciiEqualFold(k, "Transfer-Encoding"):
+			chunked = asciiEqualFold(v, "chunked")
+			if !chunked && !asciiEqualFold(v, "identity") {
+				return false, errBadRequest
+			}
+		case asciiEqualFold(k, "Connection"):
+			if asciiEqualFold(v, "close") {
+				keepAlive = false
+			} else if asciiEqualFold(v, "keep-alive") {
+				keepAlive = true
+			}
+		case asciiEqualFold(k, "Expect"):
+			expect = asciiEqualFold(v, "100-continue")
+		case asciiEqualFold(k, hdrRequestID):
+			r.requestID = string(v)
+		}
+	}
+	if expect && (chunked || length > 0) {
+		bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		if err := bw.Flush(); err != nil {
+			return false, err
+		}
+	}
+	max := in.m.rt.cfg.MaxResponse
+	switch {
+	case chunked:
+		r.body, err = readChunked(br, r.body, max)
+	case length > max:
+		r.tooLarge = true
+		return keepAlive, nil
+	case length > 0:
+		if int64(cap(r.body)) < length {
+			r.body = make([]byte, length)
+		}
+		r.body = r.body[:length]
+		_, err = io.ReadFull(br, r.body)
+	}
+	switch {
+	case err == errTooLarge:
+		r.tooLarge, r.body = true, r.body[:0]
+	case err == errBadRequest:
+		return false, err
+	case err != nil:
+		r.bodyErr, r.body = err, r.body[:0]
+	}
+	return keepAlive, nil
+}
+
+// readLine reads one CRLF- (or LF-) terminated line, without it.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		return nil, errBadRequest
+	}
+	if err != nil {
+		return nil, err
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, nil
+}
+
+// readChunked appends a chunked body to buf, failing with errTooLarge
+// past max bytes.
+func readChunked(br *bufio.Reader, buf []byte, max int64) ([]byte, error) {
+	for {
+		line, err := readLine(br)
+		if err != nil {
+			return buf, err
+		}
+		size, _, _ := bytes.Cut(line, []byte{';'})
+		n, err := strconv.ParseInt(string(bytes.TrimSpace(size)), 16, 64)
+		if err != nil || n < 0 {
+			return buf, errBadRequest
+		}
+		if n == 0 {
+			for { // trailers, then the blank line
+				l, err := readLine(br)
+				if err != nil {
+					return buf, err
+				}
+				if len(l) == 0 {
+					return buf, nil
+				}
+			}
+		}
+		if int64(len(buf))+n > max {
+			return buf, errTooLarge
+		}
+		start := len(buf)
+		buf = append(buf, make([]byte, n)...)
+		if _, err := io.ReadFull(br, buf[start:]); err != nil {
+			return buf, err
+		}
+		if l, err := readLine(br); err != nil || len(l) != 0 {
+			return buf, errBadRequest
+		}
+	}
+}
+
+// route dispatches one request. It returns false when the connection is
+// gone and nothing should be written.
+func (in *instance) route(w *rtWriter, r *rtRequest, c *spinConn) bool {
+	p := r.path
+	switch {
+	case p == pathNext:
+		if r.method != http.MethodGet {
+			apiError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "use GET")
+			return true
+		}
+		return in.serveNext(w, c)
+	case len(p) > len(pathInvPrefix) && p[:len(pathInvPrefix)] == pathInvPrefix:
+		id, action, ok := cutByte(p[len(pathInvPrefix):], '/')
+		if !ok || r.method != http.MethodPost || (action != "response" && action != "error") {
+			apiError(w, http.StatusNotFound, "NotFound", "unknown runtime api path")
+			return true
+		}
+		in.serveResult(w, r, id, action == "error")
+	case p == pathInitError:
+		in.serveInitError(w, r)
+	case len(p) > len(pathCall) && p[:len(pathCall)] == pathCall:
+		in.serveCall(w, r, p[len(pathCall):])
+	default:
+		apiError(w, http.StatusNotFound, "NotFound", "unknown runtime api path")
+	}
+	return true
+}
+
+func cutByte(s string, b byte) (before, after string, ok bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == b {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+// writeResponse writes w's status, headers and body with its length.
+func writeResponse(bw *bufio.Writer, w *rtWriter, keepAlive bool) {
+	writeStatus(bw, w.status)
+	for k, vs := range w.h {
+		if k == "Content-Length" {
+			continue
+		}
+		for _, v := range vs {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	finishHeader(bw, len(w.body), keepAlive)
+	bw.Write(w.body)
+}
+
+// writeRaw writes a response with one content type.
+func writeRaw(bw *bufio.Writer, status int, ctype string, body []byte, keepAlive bool) {
+	writeStatus(bw, status)
+	bw.WriteString("Content-Type: ")
+	bw.WriteString(ctype)
+	bw.WriteString("\r\n")
+	finishHeader(bw, len(body), keepAlive)
+	bw.Write(body)
+}
+
+func writeStatus(bw *bufio.Writer, status int) {
+	var num [8]byte
+	bw.WriteString("HTTP/1.1 ")
+	bw.Write(strconv.AppendInt(num[:0], int64(status), 10))
+	bw.WriteByte(' ')
+	bw.WriteString(http.StatusText(status))
+	bw.WriteString("\r\n")
+}
+
+func finishHeader(bw *bufio.Writer, n int, keepAlive bool) {
+	var num [20]byte
+	if !keepAlive {
+		bw.WriteString("Connection: close\r\n")
+	}
+	bw.WriteString("Content-Length: ")
+	bw.Write(strconv.AppendInt(num[:0], int64(n), 10))
+	bw.WriteString("\r\n\r\n")
+}
+
+// internMethod avoids an allocation for the methods the API uses.
+func internMethod(m []byte) string {
+	switch string(m) {
+	case http.MethodGet:
+		return http.MethodGet
+	case http.MethodPost:
+		return http.MethodPost
+	}
+	return string(m)
+}
+
+// asciiEqualFold reports whether b equals s, ignoring ASCII case.
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// connGone reports whether the peer has closed or reset c, without
+// reading what it may have sent.
+func connGone(c *spinConn) bool {
+	if c.raw == nil {
+		return false
+	}
+	gone := false
+	_ = c.raw.Control(func(fd uintptr) {
+		var b [1]byte
+		for {
+			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			switch {
+			case err == syscall.EINTR:
+				continue
+			case err == syscall.EAGAIN:
+			case err != nil || n == 0:
+				gone = true
+			}
+			return
+		}
+	})
+	return gone
+}

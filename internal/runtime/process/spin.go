@@ -1,0 +1,162 @@
+package process
+
+import (
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// A hand-off between Mote and a function process costs two scheduler
+// wakeups on top of the bytes: the kernel waking Go's netpoller thread,
+// then that thread handing the goroutine to a P (often another thread).
+// On a VM each is tens of microseconds, more than the rest of a warm
+// invocation or a host call. When Mote has just written to a function
+// (an event, a host call's answer, a Runtime API response) the next bytes
+// usually follow within microseconds, so the read that follows polls the
+// socket with non-blocking reads for a short window before parking.
+//
+// The polling is bounded three ways: only the first read after a write
+// polls, for at most the connection's window; at most maxSpinners
+// goroutines poll at once across the process, so polling never takes
+// more than half the CPUs away from the functions; and an idle function
+// costs one window after its last message, then nothing. The polling is
+// Mote's CPU, outside the function's cgroup, so it is never billed.
+
+// Polling windows, by what is expected next.
+var (
+	// spinHostCall: after answering a host call, for the function's next
+	// one (a function making host calls makes them in a row).
+	spinHostCall = 50 * time.Microsecond
+	// spinResult: after handing over an event, for the function's result
+	// (a short handler answers within this window).
+	spinResult = 100 * time.Microsecond
+)
+
+func init() { // TEMP experiment knobs
+	get := func(k string, d *time.Duration) {
+		if v := os.Getenv(k); v != "" {
+			n, _ := strconv.Atoi(v)
+			*d = time.Duration(n) * time.Microsecond
+		}
+	}
+	get("MOTE_SPIN_RESULT", &spinResult)
+	get("MOTE_SPIN_HOST", &spinHostCall)
+}
+
+var (
+	spinners    atomic.Int32
+	maxSpinners = int32(max(1, runtime.GOMAXPROCS(0)/2))
+)
+
+// spinConn is a connection whose first read after each write polls for up
+// to spin before parking in the netpoller.
+//
+// The window adapts: a poll that times out halves it (down to none, when
+// the peer takes longer than polling is worth, as a function doing real
+// work per event does) and one that finds data restores it; a window of
+// none is retried every spinRetry reads.
+type spinConn struct {
+	net.Conn
+	raw   syscall.RawConn
+	armed atomic.Bool // a write happened since the last read
+
+	// Used by the reading goroutine only.
+	max, cur time.Duration
+	idle     int // reads since the window reached zero
+}
+
+const spinRetry = 32
+
+// newSpinConn wraps c; a connection without a raw file descriptor reads
+// as usual.
+func newSpinConn(c net.Conn, spin time.Duration) *spinConn {
+	s := &spinConn{Conn: c}
+	s.setWindow(spin)
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			s.raw = raw
+		}
+	}
+	return s
+}
+
+// setWindow sets the longest poll; it is called before reads start.
+func (s *spinConn) setWindow(d time.Duration) { s.max, s.cur = d, d }
+
+func (s *spinConn) Write(p []byte) (int, error) {
+	s.armed.Store(true)
+	return s.Conn.Write(p)
+}
+
+func (s *spinConn) Read(p []byte) (int, error) {
+	if s.raw == nil || len(p) == 0 || s.max == 0 || !s.armed.Swap(false) {
+		return s.Conn.Read(p)
+	}
+	spin := s.cur
+	if spin == 0 {
+		if s.idle++; s.idle < spinRetry {
+			return s.Conn.Read(p)
+		}
+		s.idle, spin = 0, s.max
+	}
+	n, hit, polled, err := spinRead(s.raw, p, spin)
+	switch {
+	case hit:
+		s.cur = s.max
+	case !polled: // no slot free: says nothing about the peer
+	case s.cur < 2*time.Microsecond:
+		s.cur = 0
+	default:
+		s.cur /= 2
+	}
+	return n, err
+}
+
+// spinRead reads into p from raw, polling for up to spin (when a polling
+// slot is free) before waiting in the netpoller. polled reports whether it
+// polled, hit whether the data came while it did.
+func spinRead(raw syscall.RawConn, p []byte, spin time.Duration) (n int, hit, polled bool, err error) {
+	spinning := spinners.Add(1) <= maxSpinners
+	if !spinning {
+		spinners.Add(-1)
+	}
+	polled = spinning
+	start := time.Now()
+	rerr := raw.Read(func(fd uintptr) bool {
+		for {
+			n, err = syscall.Read(int(fd), p)
+			switch err {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				if spinning && time.Since(start) < spin {
+					continue
+				}
+				if spinning {
+					spinning = false
+					spinners.Add(-1)
+				}
+				return false
+			}
+			return true
+		}
+	})
+	if spinning {
+		spinners.Add(-1)
+	}
+	hit = spinning
+	switch {
+	case rerr != nil:
+		return 0, false, polled, rerr
+	case err != nil:
+		return 0, false, polled, err
+	case n == 0:
+		return 0, false, polled, io.EOF
+	}
+	return n, hit, polled, nil
+}
