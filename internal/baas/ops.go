@@ -216,8 +216,10 @@ func (a args) ms(i int, name string) (time.Duration, error) {
 	return time.Duration(n) * time.Millisecond, nil
 }
 
+// durability parses argument i in place: ParseDurability keeps nothing of
+// it (its error quotes a copy).
 func (a args) durability(i int) (store.Durability, error) {
-	return store.ParseDurability(a.str(i))
+	return store.ParseDurability(a.view(i))
 }
 
 func decimal(n int64) []byte { return strconv.AppendInt(nil, n, 10) }
