@@ -98,9 +98,11 @@ type pendingRec struct {
 }
 
 func (b *writeBuffer) init(maxBytes int64) {
-	// Flushing at an eighth of the limit keeps each cycle's batch well
-	// under the limit, and under Pebble's large-batch threshold (half a
-	// memtable) with the default limit.
+	// Flushing at an eighth of the limit keeps a cycle's batch well under
+	// the limit and, unless the flusher lags, under Pebble's large-batch
+	// threshold (half a 4 MiB memtable), so it is an ordinary memtable
+	// insert. (A 2 MiB limit, which would rule large batches out, measured
+	// no better: smaller cycles coalesce less.)
 	b.kickAt = max(maxBytes/8, 4<<10)
 	b.epoch.Store(1)
 	b.kick = make(chan struct{}, 1)
@@ -224,13 +226,16 @@ func (kv *KV) lockSettled(k []byte) *stripe {
 }
 
 // waitForRoom makes a buffered put wait while MaxBufferedBytes are
-// buffered, so a put storm cannot outrun the flusher without bound.
+// buffered, so a put storm cannot outrun the flusher without bound. Each
+// completed cycle frees its epoch's bytes, so it waits for the next one
+// (not for the current epoch's, which would stall the put for two cycles
+// and leave the flusher idle behind it).
 func (kv *KV) waitForRoom() error {
 	for kv.buf.pending.Load() >= kv.cfg.MaxBufferedBytes {
 		if kv.closed.Load() {
 			return closedErr()
 		}
-		if !kv.buf.waitDone(kv.buf.epoch.Load()) && kv.closed.Load() {
+		if !kv.buf.waitDone(kv.buf.done.Load()+1) && kv.closed.Load() {
 			return closedErr()
 		}
 	}
