@@ -635,3 +635,71 @@ func TestKVDirectWriteWaitsForFlushInFlight(t *testing.T) {
 		})
 	}
 }
+
+// TestKVBufferedCloseFlushesAll keeps puts in the buffer until Close, then
+// reopens the directory: every put is there, with its TTL's index entry,
+// so the sweeper still expires it.
+func TestKVBufferedCloseFlushesAll(t *testing.T) {
+	dir := t.TempDir()
+	clk := newFakeClock()
+	db := openTestDB(t, dir)
+	kv, err := OpenKV(db, holdBuffer(KVConfig{Now: clk.Now, SweepInterval: time.Hour}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	vers := make([]uint64, n)
+	for i := range n {
+		o := buffered
+		if i%3 == 0 {
+			o.TTL = time.Minute
+		}
+		if vers[i], err = kv.Put("b", fmt.Sprintf("k%05d", i), []byte(strconv.Itoa(i)), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := kv.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	db.Close()
+
+	db = openTestDB(t, dir)
+	defer db.Close()
+	kv, err = OpenKV(db, KVConfig{Now: clk.Now, SweepInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kv.Close()
+	for i := range n {
+		e, err := kv.Get("b", fmt.Sprintf("k%05d", i))
+		if err != nil || string(e.Value) != strconv.Itoa(i) || e.Version != vers[i] {
+			t.Fatalf("k%05d after Close and reopen = %q@%d, %v; want %d@%d", i, e.Value, e.Version, err, i, vers[i])
+		}
+	}
+	clk.Advance(2 * time.Minute)
+	if got, err := kv.Sweep(); err != nil || got != n/3 {
+		t.Errorf("Sweep = %d, %v; want %d (the keys with a TTL)", got, err, n/3)
+	}
+}
+
+func TestKVConfigValidateBuffer(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  KVConfig
+		ok   bool
+	}{
+		{"defaults", KVConfig{}, true},
+		{"set", KVConfig{FlushInterval: 5 * time.Millisecond, MaxBufferedBytes: 1 << 20}, true},
+		{"negative interval", KVConfig{FlushInterval: -time.Millisecond}, false},
+		{"negative limit", KVConfig{MaxBufferedBytes: -1}, false},
+	}
+	for _, tt := range tests {
+		if got := tt.cfg.Validate() == nil; got != tt.ok {
+			t.Errorf("%s: Validate ok = %v, want %v", tt.name, got, tt.ok)
+		}
+	}
+	d := KVConfig{}.WithDefaults()
+	if d.FlushInterval != time.Millisecond || d.MaxBufferedBytes != 4<<20 {
+		t.Errorf("defaults = %v, %d; want 1ms, 4 MiB", d.FlushInterval, d.MaxBufferedBytes)
+	}
+}
