@@ -11,7 +11,7 @@ import (
 	"unsafe"
 )
 
-// The "mote" host imports. docs/host-api.md ("The wasm ABI") is their
+// The "mote" host imports. docs/host-api.md ("The reactor ABI") is their
 // contract; pointers are offsets in this module's linear memory.
 
 // hostCallV makes host call op with the argc arguments whose (ptr, len)
@@ -23,8 +23,8 @@ import (
 //go:wasmimport mote callv
 func hostCallV(op unsafe.Pointer, opLen uint32, argv unsafe.Pointer, argc uint32, out unsafe.Pointer, outCap uint32) int64
 
-// hostTake copies the pending result of the last hostCall to dst, which has
-// room for it.
+// hostTake copies the pending result of the last hostCallV to dst, which
+// has room for it.
 //
 //go:wasmimport mote take
 func hostTake(dst unsafe.Pointer)
