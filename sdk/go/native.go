@@ -44,7 +44,7 @@ func Start() {
 	}
 	// On Mote (MOTE_INSTANCE is set) events come over an invocation
 	// channel; elsewhere (AWS Lambda) over the Runtime API.
-	if handler != nil && os.Getenv("MOTE_INSTANCE") != "" && os.Getenv("MOTE_NO_CHANNEL") == "" && serveChannel() {
+	if handler != nil && os.Getenv("MOTE_INSTANCE") != "" && serveChannel() {
 		return
 	}
 	c, err := dialAPI(apiAddr)

@@ -21,9 +21,10 @@ import (
 
 // hostCallPoll is how long a host call polls for its answer before
 // parking (pollConn): Mote answers a KV get in a few microseconds, well
-// inside it. The polling is the function's CPU, so it is billed: at most
-// this much per host call, and only while a call is outstanding.
-var hostCallPoll = 20 * time.Microsecond
+// inside it. The polling is the function's CPU during its invocation, so
+// it is billed: at most this much per host call, less when calls keep
+// taking longer (the window halves on each miss).
+const hostCallPoll = 20 * time.Microsecond
 
 type hostConn struct {
 	conn net.Conn
@@ -48,7 +49,7 @@ func dialHostConn() (*hostConn, error) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	pc := newPollConn(c, hostCallPoll, false)
+	pc := newPollConn(c, hostCallPoll, true)
 	h := &hostConn{conn: c, r: bufio.NewReader(pc), w: bufio.NewWriter(pc)}
 	h.w.Write([]byte{0x00, 0x01})
 	return h, nil

@@ -27,7 +27,7 @@ import (
 // for the next invocation just before handing over its event, so at most
 // the few microseconds between that read and the event's arrival are
 // billed to an invocation.
-var eventPoll = 100 * time.Microsecond
+const eventPoll = 100 * time.Microsecond
 
 func serveChannel() bool {
 	conn, err := net.Dial("tcp", apiAddr)

@@ -5,8 +5,6 @@ package mote
 import (
 	"io"
 	"net"
-	"os"
-	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -36,17 +34,6 @@ type pollWindow struct {
 }
 
 const pollRetry = 32
-
-func init() { // TEMP experiment knobs
-	get := func(k string, d *time.Duration) {
-		if v := os.Getenv(k); v != "" {
-			n, _ := strconv.Atoi(v)
-			*d = time.Duration(n) * time.Microsecond
-		}
-	}
-	get("MOTE_POLL_EVENT", &eventPoll)
-	get("MOTE_POLL_HOST", &hostCallPoll)
-}
 
 func newPollConn(c net.Conn, window time.Duration, adaptive bool) *pollConn {
 	p := &pollConn{Conn: c, w: pollWindow{max: window, cur: window, adaptive: adaptive}}

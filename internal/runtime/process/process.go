@@ -295,11 +295,6 @@ func (m *module) env(api, name, tmp string) []string {
 	for k, v := range s.Env {
 		vars[k] = v
 	}
-	for _, k := range []string{"MOTE_POLL_EVENT", "MOTE_POLL_HOST", "MOTE_NO_CHANNEL"} { // TEMP
-		if v := os.Getenv(k); v != "" {
-			vars[k] = v
-		}
-	}
 	for k, v := range map[string]string{
 		"AWS_LAMBDA_RUNTIME_API":          api,
 		"_HANDLER":                        s.Handler,

@@ -3,9 +3,7 @@ package process
 import (
 	"io"
 	"net"
-	"os"
 	"runtime"
-	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -28,7 +26,7 @@ import (
 // Mote's CPU, outside the function's cgroup, so it is never billed.
 
 // Polling windows, by what is expected next.
-var (
+const (
 	// spinHostCall: after answering a host call, for the function's next
 	// one (a function making host calls makes them in a row).
 	spinHostCall = 50 * time.Microsecond
@@ -36,17 +34,6 @@ var (
 	// (a short handler answers within this window).
 	spinResult = 100 * time.Microsecond
 )
-
-func init() { // TEMP experiment knobs
-	get := func(k string, d *time.Duration) {
-		if v := os.Getenv(k); v != "" {
-			n, _ := strconv.Atoi(v)
-			*d = time.Duration(n) * time.Microsecond
-		}
-	}
-	get("MOTE_SPIN_RESULT", &spinResult)
-	get("MOTE_SPIN_HOST", &spinHostCall)
-}
 
 var (
 	spinners    atomic.Int32
