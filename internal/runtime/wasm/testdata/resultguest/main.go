@@ -33,8 +33,9 @@ func handle(_ *mote.Context, event []byte) ([]byte, error) {
 	case "sequential":
 		return check(0, 1, 600)
 	case "goroutines":
-		// Goroutines interleave where one allocates, which the garbage
-		// these loops make forces often.
+		// Goroutines interleave at each Gosched and wherever the runtime
+		// parks one (a garbage collector's assist), which the garbage
+		// these loops make provokes.
 		var wg sync.WaitGroup
 		errs := make([]error, 4)
 		for g := range errs {
@@ -72,7 +73,7 @@ func check(first, step, n int) ([]byte, error) {
 		// A caller appending to its result must not write over the next.
 		_ = append(res, "overwrite?"...)
 		kept = append(kept, res)
-		garbage = append(garbage, make([]byte, 512))
+		garbage = append(garbage, make([]byte, 32<<10))
 		if i%16 == 0 {
 			garbage = nil
 			runtime.Gosched()
