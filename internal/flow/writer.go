@@ -33,6 +33,7 @@ type writer struct {
 	b        *pebble.Batch
 	sync     bool       // b holds records that must be durable
 	segs     []*segment // leaf roots' records for the next commit
+	spare    []*segment // segments committed, their buffers for reuse
 	scratch  []byte     // a record being encoded, under mu
 
 	kick   chan struct{}
@@ -142,7 +143,13 @@ func (w *writer) putLeaf(n *Node) {
 		}
 	}
 	if seg == nil {
-		seg = &segment{first: n.ID, buf: append(make([]byte, 0, 4096), segmentVersion)}
+		if k := len(w.spare); k > 0 {
+			seg = w.spare[k-1]
+			w.spare = w.spare[:k-1]
+		} else {
+			seg = &segment{buf: make([]byte, 0, 4096)}
+		}
+		seg.first, seg.buf = n.ID, append(seg.buf[:0], segmentVersion)
 		w.segs = append(w.segs, seg)
 	}
 	w.scratch = appendNode(w.scratch[:0], n)
@@ -162,7 +169,10 @@ func (w *writer) flush() {
 	w.mu.Lock()
 	b := w.b
 	for _, s := range w.segs {
-		_ = b.Set(segmentKey(s.first), s.buf, nil)
+		_ = b.Set(segmentKey(s.first), s.buf, nil) // copied: the buffer is free again
+		if len(w.spare) < 8 && cap(s.buf) <= 1<<20 {
+			w.spare = append(w.spare, s)
+		}
 	}
 	clear(w.segs)
 	w.segs = w.segs[:0]
