@@ -27,7 +27,8 @@ import (
 // Lock order: mu (held for a whole Invoke, and by Close to wait for one)
 // before cmu (guards closed, the run in flight and the stop global, so
 // Close, the deadline and the caller's cancellation can stop it without
-// waiting for mu), before a run's own lock (run.mu).
+// waiting for mu), before a run's own lock (run.mu). The runtime's
+// watchdog.mu is taken before cmu.
 type instance struct {
 	m *Module
 	g *guest
@@ -37,19 +38,17 @@ type instance struct {
 	handle api.Function // reactor only
 	stack  [2]uint64
 	out    boundedBuffer // command only: stdout
-	// timer fires interruptFn for the run in flight (begin). It is made
-	// once and re-armed for every run: a timer per invocation (what
-	// context.WithDeadline makes) costs allocations and a context tree.
-	// It is set under both mu and cmu.
-	timer *time.Timer
 
 	cmu     sync.Mutex
 	closed  bool
 	cur     *run              // the invocation (or initialisation) in flight
 	stop    api.MutableGlobal // the live module's stop global, if instrumented
 	stopped bool              // stop is set
-	// interruptFn is interrupt as a func value made once, so arming it
-	// for an invocation does not allocate one.
+	// watched: the instance is in its runtime's watchdog set; idleTicks
+	// counts the watchdog's looks that found it idle.
+	watched   bool
+	idleTicks int
+	// interruptFn is interrupt as a func value made once.
 	interruptFn func()
 
 	reusable atomic.Bool
@@ -129,15 +128,14 @@ func (i *instance) instantiate(ctx context.Context, cfg wazero.ModuleConfig) (ap
 }
 
 // begin makes r, a run of guest code under parent until deadline (or
-// parent's, if earlier), the one in flight, and arms what stops it: the
-// instance's one timer. The timer first fires after watchAfter (or at the
-// deadline, if sooner); a run still going then starts watching parent's
-// end with context.AfterFunc and re-arms the timer for its deadline (see
-// interrupt). Most invocations end well within watchAfter, and so cost a
-// timer reset and stop, not a registration on the caller's context. end
-// undoes it. A module that is not instrumented is stopped by wazero
-// instead, through r's Done channel. begin returns nil if the instance is
-// closed.
+// parent's, if earlier), the one in flight; end undoes it. What stops a
+// run is the runtime's watchdog, which looks at every busy instance each
+// watchEvery: a run past its deadline, or whose parent context has ended,
+// is stopped then. A run costs no timer and no registration on its
+// parent: only the first run after the instance has been idle a while
+// (re-)enters the watchdog's set. A module that is not instrumented is
+// stopped by wazero instead, through r's Done channel. begin returns nil
+// if the instance is closed.
 func (i *instance) begin(parent context.Context, now, deadline time.Time) *run {
 	if dl, ok := parent.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
@@ -155,67 +153,58 @@ func (i *instance) begin(parent context.Context, now, deadline time.Time) *run {
 	}
 	if err := parent.Err(); err != nil {
 		i.stopLocked(r, err)
+	} else if !now.Before(deadline) {
+		i.stopLocked(r, context.DeadlineExceeded)
 	}
-	// Under cmu, which interrupt holds: the timer may fire at once.
-	d := min(deadline.Sub(now), watchAfter)
-	if i.timer == nil {
-		i.timer = time.AfterFunc(d, i.interruptFn)
-	} else {
-		i.timer.Reset(d)
-	}
+	watch := !i.watched
+	i.watched, i.idleTicks = true, 0
 	i.cmu.Unlock()
+	if watch {
+		i.m.r.watch.add(i)
+	}
 	return r
 }
 
-// watchAfter is how long a run goes before it watches its parent context
-// for cancellation. Until then a cancellation is seen when the timer first
-// fires, at most this late.
-const watchAfter = time.Millisecond
-
-// end disarms r's stops and ends r (its context is cancelled, as a
-// derived context's is when its function returns).
+// end ends r (its context is cancelled, as a derived context's is when
+// its function returns).
 func (i *instance) end(r *run) {
 	i.cmu.Lock()
 	i.cur = nil
-	unwatch := r.unwatch
 	i.cmu.Unlock()
-	// After cur is cleared: interrupt re-arms the timer only for the run
-	// in flight, so nothing re-arms it after this Stop.
-	i.timer.Stop()
-	if unwatch != nil {
-		unwatch()
-	}
 	r.cancel(context.Canceled)
 }
 
-// interrupt is the timer's (and the parent watch's) callback. It stops
-// the guest if the run in flight has passed its deadline or its parent
-// context has ended: it sets the stop global, and the guest traps at its
-// next loop iteration or call; it also ends the run's context, which
-// wakes a guest asleep or in a host call. Otherwise it starts watching the
-// parent, if it does not yet, and re-arms the timer for the deadline. It
-// runs on its own goroutine and may run late, after the run it was armed
-// for returned, so it acts on the run in flight now, whichever that is.
-func (i *instance) interrupt() {
+// interrupt stops the guest if the run in flight has passed its deadline
+// or its parent context has ended: it sets the stop global, and the guest
+// traps at its next loop iteration or call; it also ends the run's
+// context, which wakes a guest asleep or in a host call.
+func (i *instance) interrupt() { i.check(time.Now()) }
+
+// check is interrupt at now, for the watchdog. It reports whether the
+// instance has been idle for watchIdle ticks, and then marks it unwatched:
+// the watchdog drops it, and its next run enters again.
+func (i *instance) check(now time.Time) (idle bool) {
 	i.cmu.Lock()
 	defer i.cmu.Unlock()
 	r := i.cur
-	if r == nil || r.Err() != nil {
-		return
+	if r == nil {
+		i.idleTicks++
+		if i.idleTicks < watchIdle && !i.closed {
+			return false
+		}
+		i.watched = false
+		return true
+	}
+	i.idleTicks = 0
+	if r.Err() != nil {
+		return false
 	}
 	if err := r.parent.Err(); err != nil {
 		i.stopLocked(r, err)
-		return
-	}
-	now := time.Now()
-	if !now.Before(r.deadline) {
+	} else if !now.Before(r.deadline) {
 		i.stopLocked(r, context.DeadlineExceeded)
-		return
 	}
-	if r.unwatch == nil && r.parent.Done() != nil {
-		r.unwatch = context.AfterFunc(r.parent, i.interruptFn)
-	}
-	i.timer.Reset(r.deadline.Sub(now))
+	return false
 }
 
 // stopLocked ends r for the reason why and stops its guest. i.cmu is held.
@@ -442,9 +431,6 @@ func (i *instance) Close(ctx context.Context) error {
 	i.cmu.Unlock()
 
 	i.mu.Lock()
-	if i.timer != nil {
-		i.timer.Stop()
-	}
 	i.closeModule()
 	i.mu.Unlock()
 	i.m.forget(i)
@@ -464,15 +450,14 @@ func (i *instance) closeModule() {
 
 // run is the context of one run of guest code in an instance (an
 // invocation, or a reactor's initialisation): its parent's values, its
-// deadline, and an end that the instance reports (interrupt, Close, end).
-// It stands in for the context.WithDeadline and context.AfterFunc an
-// invocation used to make: its Done channel is made only if something
+// deadline, and an end that the instance reports (the watchdog, Close,
+// end). It stands in for the context.WithDeadline and context.AfterFunc
+// an invocation used to make: its Done channel is made only if something
 // waits on it (a sleeping guest, a host call, wazero's close-on-done), and
-// the instance's one timer stands in for a timer per invocation.
+// the runtime's watchdog stands in for a timer per invocation.
 type run struct {
 	parent   context.Context
 	deadline time.Time
-	unwatch  func() bool // stops the callback on parent's end, if armed
 
 	mu    sync.Mutex
 	err   error

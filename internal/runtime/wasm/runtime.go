@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -43,6 +44,100 @@ type Runtime struct {
 	mu      sync.Mutex
 	closed  bool
 	modules map[*Module]struct{}
+
+	watch *watchdog
+}
+
+// watchEvery is how often the watchdog looks at busy instances: a guest
+// runs at most this long past its deadline or its caller's cancellation.
+const watchEvery = time.Millisecond
+
+// watchIdle is how many looks in a row must find an instance idle before
+// the watchdog drops it (its next run enters the set again).
+const watchIdle = 100
+
+// watchdog stops guests at their deadline and when their caller's context
+// ends. One goroutine per runtime looks at every instance that ran
+// recently, each watchEvery, and sleeps while there is none. It replaces a
+// timer and a registration on the caller's context per invocation: on the
+// hot path, an invocation costs the watchdog nothing.
+type watchdog struct {
+	mu    sync.Mutex
+	insts map[*instance]struct{}
+	kick  chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func newWatchdog() *watchdog {
+	w := &watchdog{
+		insts: make(map[*instance]struct{}),
+		kick:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	go w.loop()
+	return w
+}
+
+// add watches i (which has just been marked watched).
+func (w *watchdog) add(i *instance) {
+	w.mu.Lock()
+	w.insts[i] = struct{}{}
+	first := len(w.insts) == 1
+	w.mu.Unlock()
+	if first {
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (w *watchdog) loop() {
+	defer close(w.done)
+	t := time.NewTicker(watchEvery)
+	defer t.Stop()
+	for {
+		w.mu.Lock()
+		empty := len(w.insts) == 0
+		w.mu.Unlock()
+		if empty {
+			t.Stop()
+			select {
+			case <-w.kick:
+				t.Reset(watchEvery)
+			case <-w.stop:
+				return
+			}
+		}
+		select {
+		case now := <-t.C:
+			w.tick(now)
+		case <-w.stop:
+			return
+		}
+	}
+}
+
+// tick looks at every watched instance once.
+func (w *watchdog) tick(now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := range w.insts {
+		if i.check(now) {
+			delete(w.insts, i)
+		}
+	}
+}
+
+func (w *watchdog) close() {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	<-w.done
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -71,6 +166,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		instrument: instrument,
 		provided:   make(map[string]map[string]api.FunctionDefinition),
 		modules:    make(map[*Module]struct{}),
+		watch:      newWatchdog(),
 	}
 	var err error
 	if r.rt, err = newWazero(ctx, cache, false); err == nil {
@@ -78,6 +174,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	}
 	if err != nil {
 		r.closeWazero(ctx)
+		r.watch.close()
 		return nil, err
 	}
 	for _, name := range []string{wasi_snapshot_preview1.ModuleName, hostModule} {
@@ -134,6 +231,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 	for _, m := range mods {
 		_ = m.Close(ctx)
 	}
+	r.watch.close()
 	r.closeWazero(ctx)
 	return nil
 }
