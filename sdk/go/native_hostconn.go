@@ -23,7 +23,7 @@ import (
 // parking (pollConn): Mote answers a KV get in a few microseconds, well
 // inside it. The polling is the function's CPU during its invocation, so
 // it is billed: at most this much per host call, less when calls keep
-// taking longer (the window halves on each miss).
+// taking longer (pollWindow stops polling while answers are slow).
 const hostCallPoll = 20 * time.Microsecond
 
 type hostConn struct {

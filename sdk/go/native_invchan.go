@@ -20,14 +20,14 @@ import (
 // be opened, so Start can fall back to the Runtime API.
 // eventPoll is how long the function polls for its next event after
 // answering one, before parking (pollConn). Under steady traffic the next
-// event usually arrives within it and saves the function's wakeup; when it
-// does not, the window halves each time down to none, so a function
-// invoked rarely does not poll. The window starts after the result is
+// event usually arrives within it and saves the function's wakeup; the
+// poll happens only while events have recently come within the window
+// (pollWindow), so a function invoked rarely does not poll. The window starts after the result is
 // written, i.e. between invocations: Mote reads the cgroup's CPU counter
 // for the next invocation just before handing over its event, so at most
 // the few microseconds between that read and the event's arrival are
 // billed to an invocation.
-const eventPoll = 100 * time.Microsecond
+const eventPoll = 200 * time.Microsecond
 
 func serveChannel() bool {
 	conn, err := net.Dial("tcp", apiAddr)

@@ -23,20 +23,20 @@ type pollConn struct {
 	w     pollWindow
 }
 
-// pollWindow is how long a read polls. With adaptive set, a poll that
-// times out halves the window (down to none) and one that finds data
-// restores it, so a function invoked rarely stops polling for its events;
-// a window of none is retried every pollRetry reads.
+// pollWindow is how long a read polls. With adaptive set it polls only
+// while polling pays: it keeps a moving average of how long answers took
+// (whether they came while polling or after parking) and polls only while
+// that average is within max. A function invoked rarely stops polling for
+// its events at the first long wait, and a run of short waits brings the
+// polling back.
 type pollWindow struct {
-	max, cur time.Duration
+	max      time.Duration
+	avg      time.Duration
 	adaptive bool
-	idle     int // reads since the window reached zero
 }
 
-const pollRetry = 32
-
 func newPollConn(c net.Conn, window time.Duration, adaptive bool) *pollConn {
-	p := &pollConn{Conn: c, w: pollWindow{max: window, cur: window, adaptive: adaptive}}
+	p := &pollConn{Conn: c, w: pollWindow{max: window, adaptive: adaptive}}
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			p.raw = raw
@@ -55,30 +55,19 @@ func (p *pollConn) Read(b []byte) (int, error) {
 		return p.Conn.Read(b)
 	}
 	w := &p.w
-	spin := w.cur
-	if spin == 0 {
-		if w.idle++; w.idle < pollRetry {
-			return p.Conn.Read(b)
-		}
-		w.idle, spin = 0, w.max
+	var spin time.Duration
+	if !w.adaptive || w.avg <= w.max {
+		spin = w.max
 	}
-	n, hit, err := pollRead(p.raw, b, spin)
-	if w.adaptive {
-		switch {
-		case hit:
-			w.cur = w.max
-		case w.cur < 2*time.Microsecond:
-			w.cur = 0
-		default:
-			w.cur /= 2
-		}
-	}
+	start := time.Now()
+	n, err := pollRead(p.raw, b, spin)
+	w.avg += (time.Since(start) - w.avg) / 8
 	return n, err
 }
 
 // pollRead reads into b, polling for up to spin before waiting in the
-// netpoller; hit reports whether the data came while polling.
-func pollRead(raw syscall.RawConn, b []byte, spin time.Duration) (n int, hit bool, err error) {
+// netpoller.
+func pollRead(raw syscall.RawConn, b []byte, spin time.Duration) (n int, err error) {
 	start := time.Now()
 	polling := true
 	rerr := raw.Read(func(fd uintptr) bool {
@@ -99,11 +88,11 @@ func pollRead(raw syscall.RawConn, b []byte, spin time.Duration) (n int, hit boo
 	})
 	switch {
 	case rerr != nil:
-		return 0, false, rerr
+		return 0, rerr
 	case err != nil:
-		return 0, false, err
+		return 0, err
 	case n == 0:
-		return 0, false, io.EOF
+		return 0, io.EOF
 	}
-	return n, polling, nil
+	return n, nil
 }

@@ -41,23 +41,23 @@ var (
 )
 
 // spinConn is a connection whose first read after each write polls for up
-// to spin before parking in the netpoller.
+// to its window before parking in the netpoller.
 //
-// The window adapts: a poll that times out halves it (down to none, when
-// the peer takes longer than polling is worth, as a function doing real
-// work per event does) and one that finds data restores it; a window of
-// none is retried every spinRetry reads.
+// It polls only while polling pays: it keeps a moving average of how long
+// the peer took to answer (whether the answer came while polling or after
+// parking) and polls only while that average is within the window. A peer
+// that does real work per message (a handler that takes milliseconds),
+// or goes idle, stops the polling at its first long answer; a run of
+// short answers brings it back.
 type spinConn struct {
 	net.Conn
 	raw   syscall.RawConn
 	armed atomic.Bool // a write happened since the last read
 
 	// Used by the reading goroutine only.
-	max, cur time.Duration
-	idle     int // reads since the window reached zero
+	max time.Duration // the window; 0 never polls
+	avg time.Duration // moving average of the waits for an answer
 }
-
-const spinRetry = 32
 
 // newSpinConn wraps c; a connection without a raw file descriptor reads
 // as usual.
@@ -73,7 +73,7 @@ func newSpinConn(c net.Conn, spin time.Duration) *spinConn {
 }
 
 // setWindow sets the longest poll; it is called before reads start.
-func (s *spinConn) setWindow(d time.Duration) { s.max, s.cur = d, d }
+func (s *spinConn) setWindow(d time.Duration) { s.max, s.avg = d, 0 }
 
 func (s *spinConn) Write(p []byte) (int, error) {
 	s.armed.Store(true)
@@ -84,35 +84,23 @@ func (s *spinConn) Read(p []byte) (int, error) {
 	if s.raw == nil || len(p) == 0 || s.max == 0 || !s.armed.Swap(false) {
 		return s.Conn.Read(p)
 	}
-	spin := s.cur
-	if spin == 0 {
-		if s.idle++; s.idle < spinRetry {
-			return s.Conn.Read(p)
-		}
-		s.idle, spin = 0, s.max
+	var spin time.Duration
+	if s.avg <= s.max {
+		spin = s.max
 	}
-	n, hit, polled, err := spinRead(s.raw, p, spin)
-	switch {
-	case hit:
-		s.cur = s.max
-	case !polled: // no slot free: says nothing about the peer
-	case s.cur < 2*time.Microsecond:
-		s.cur = 0
-	default:
-		s.cur /= 2
-	}
+	start := time.Now()
+	n, err := spinRead(s.raw, p, spin)
+	s.avg += (time.Since(start) - s.avg) / 8
 	return n, err
 }
 
 // spinRead reads into p from raw, polling for up to spin (when a polling
-// slot is free) before waiting in the netpoller. polled reports whether it
-// polled, hit whether the data came while it did.
-func spinRead(raw syscall.RawConn, p []byte, spin time.Duration) (n int, hit, polled bool, err error) {
-	spinning := spinners.Add(1) <= maxSpinners
-	if !spinning {
+// slot is free) before waiting in the netpoller.
+func spinRead(raw syscall.RawConn, p []byte, spin time.Duration) (n int, err error) {
+	spinning := spin > 0 && spinners.Add(1) <= maxSpinners
+	if !spinning && spin > 0 {
 		spinners.Add(-1)
 	}
-	polled = spinning
 	start := time.Now()
 	rerr := raw.Read(func(fd uintptr) bool {
 		for {
@@ -136,14 +124,13 @@ func spinRead(raw syscall.RawConn, p []byte, spin time.Duration) (n int, hit, po
 	if spinning {
 		spinners.Add(-1)
 	}
-	hit = spinning
 	switch {
 	case rerr != nil:
-		return 0, false, polled, rerr
+		return 0, rerr
 	case err != nil:
-		return 0, false, polled, err
+		return 0, err
 	case n == 0:
-		return 0, false, polled, io.EOF
+		return 0, io.EOF
 	}
-	return n, hit, polled, nil
+	return n, nil
 }
