@@ -266,11 +266,13 @@ func (in *instance) serveInvocations(c *spinConn, br *bufio.Reader) {
 // ended the exchange early (the caller decides what it means from the
 // deadline, the context and the process), or nil with cl finished.
 func (in *instance) invokeChannel(ch *invChannel, cl *call) error {
-	if err := ch.c.SetReadDeadline(cl.deadline); err != nil {
+	// The deadline bounds the write too: a function that stops reading
+	// must not hold a large event's write past it.
+	if err := ch.c.SetDeadline(cl.deadline); err != nil {
 		return err
 	}
 	if done := cl.ctx.Done(); done != nil {
-		stop := context.AfterFunc(cl.ctx, func() { ch.c.SetReadDeadline(time.Unix(1, 0)) })
+		stop := context.AfterFunc(cl.ctx, func() { ch.c.SetDeadline(time.Unix(1, 0)) })
 		defer stop()
 	}
 	var lenBuf [binary.MaxVarintLen64]byte

@@ -213,10 +213,10 @@ func (in *instance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Resu
 				cancelled()
 			case !time.Now().Before(deadline):
 				timedOut()
-			case in.exited(100 * time.Millisecond):
-				crashed()
 			case in.closed():
 				c.finish(nil, errs.E(errs.Unavailable, "process: instance closed"))
+			case in.exited(100 * time.Millisecond):
+				crashed()
 			default:
 				c.finish(nil, errs.Wrap(errs.FunctionError, err, "process: lost the function's invocation channel"))
 			}

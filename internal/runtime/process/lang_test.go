@@ -228,8 +228,8 @@ func TestGoSDKNative(t *testing.T) {
 }
 
 // TestGoSDKChannelEnds: an invocation over the invocation channel that
-// times out, is cancelled, or whose process exits ends with the right
-// code, and the instance is not used again.
+// times out, is cancelled, whose process exits or whose instance is closed
+// ends with the right code, and the instance is not used again.
 func TestGoSDKChannelEnds(t *testing.T) {
 	rt := newRuntime(t)
 	spec := langSpec(t, "go-sdk")
@@ -237,11 +237,13 @@ func TestGoSDKChannelEnds(t *testing.T) {
 		payload  string
 		deadline time.Duration
 		cancel   time.Duration // cancel the context after this, if set
+		close    time.Duration // close the instance after this, if set
 		wantCode errs.Code
 	}{
-		{"sleep", 200 * time.Millisecond, 0, errs.Timeout},
-		{"sleep", 10 * time.Second, 100 * time.Millisecond, errs.Cancelled},
-		{"exit", 10 * time.Second, 0, errs.FunctionError},
+		{"sleep", 200 * time.Millisecond, 0, 0, errs.Timeout},
+		{"sleep", 10 * time.Second, 100 * time.Millisecond, 0, errs.Cancelled},
+		{"exit", 10 * time.Second, 0, 0, errs.FunctionError},
+		{"sleep", 10 * time.Second, 0, 100 * time.Millisecond, errs.Unavailable},
 	} {
 		t.Run(string(tt.wantCode), func(t *testing.T) {
 			in := startInstance(t, rt, spec)
@@ -249,6 +251,9 @@ func TestGoSDKChannelEnds(t *testing.T) {
 			defer cancel()
 			if tt.cancel > 0 {
 				time.AfterFunc(tt.cancel, cancel)
+			}
+			if tt.close > 0 {
+				time.AfterFunc(tt.close, func() { in.Close(context.Background()) })
 			}
 			ev := event(tt.payload)
 			ev.Deadline = time.Now().Add(tt.deadline)

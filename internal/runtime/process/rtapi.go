@@ -157,13 +157,13 @@ func (in *instance) readRequest(br *bufio.Reader, bw *bufio.Writer, r *rtRequest
 			r.requestID = string(v)
 		}
 	}
-	if expect && (chunked || length > 0) {
+	max := in.m.rt.cfg.MaxResponse
+	if expect && (chunked || length > 0 && length <= max) {
 		bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 		if err := bw.Flush(); err != nil {
 			return false, err
 		}
 	}
-	max := in.m.rt.cfg.MaxResponse
 	switch {
 	case chunked:
 		r.body, err = readChunked(br, r.body, max)
