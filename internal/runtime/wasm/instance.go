@@ -249,7 +249,10 @@ func (i *instance) invokeReactor(ctx context.Context, ev *runtime.Event, start t
 		return runtime.Result{}, runtime.Usage{}, errs.E(errs.Unavailable, "wasm: instance failed earlier and cannot be reused")
 	}
 	g := i.g
-	caller := callerOf(ctx)
+	var caller *guest
+	if ev.Depth > 0 { // a root invocation is nobody's host call
+		caller = callerOf(ctx)
+	}
 	ctx = withGuest(ctx, g)
 	g.begin(ctx, ev)
 	defer g.end()
