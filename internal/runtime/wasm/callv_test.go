@@ -23,7 +23,7 @@ type hostMem struct {
 	g   *guest
 }
 
-func newHostMem(t *testing.T) *hostMem {
+func newHostMem(t testing.TB) *hostMem {
 	t.Helper()
 	ctx := context.Background()
 	rt := wazero.NewRuntime(ctx)
@@ -39,7 +39,7 @@ func newHostMem(t *testing.T) *hostMem {
 	return &hostMem{ctx: ctx, mod: mod, g: g}
 }
 
-func (h *hostMem) put(t *testing.T, at uint32, b []byte) {
+func (h *hostMem) put(t testing.TB, at uint32, b []byte) {
 	t.Helper()
 	if !h.mod.Memory().Write(at, b) {
 		t.Fatalf("write at %d: outside memory", at)
@@ -65,7 +65,7 @@ const (
 )
 
 // argv lays args out at atArgs and their (ptr, len) vector at atArgv.
-func (h *hostMem) argv(t *testing.T, args ...string) uint32 {
+func (h *hostMem) argv(t testing.TB, args ...string) uint32 {
 	t.Helper()
 	var vec []byte
 	at := uint32(atArgs)
@@ -239,5 +239,30 @@ func TestSDKResults(t *testing.T) {
 		if got := string(res.Output); got != "ok" {
 			t.Errorf("%s: got %q, want ok", mode, got)
 		}
+	}
+}
+
+// nopHost answers every call with a fixed 100-byte result, so
+// BenchmarkHostCallV measures the host function itself.
+type nopHost struct{ res []byte }
+
+func (h nopHost) Call(context.Context, string, [][]byte) ([]byte, error) { return h.res, nil }
+
+// BenchmarkHostCallV is the host side of one callv of two arguments with a
+// 100-byte result (reading the vector and arguments, interning the op,
+// writing the result), without wazero's crossing or any real op.
+func BenchmarkHostCallV(b *testing.B) {
+	h := newHostMem(b)
+	h.g.ev.Host = nopHost{res: make([]byte, 100)}
+	h.put(b, atOp, []byte("kv.get"))
+	argc := h.argv(b, "bench", "k123")
+	stack := make([]uint64, 6)
+	b.ReportAllocs()
+	for b.Loop() {
+		stack[0], stack[1], stack[2], stack[3], stack[4], stack[5] = atOp, 6, atArgv, uint64(argc), atOut, 2048
+		hostCallV(h.ctx, h.mod, stack)
+	}
+	if stack[0] != 100 {
+		b.Fatalf("result length %d, want 100", stack[0])
 	}
 }
