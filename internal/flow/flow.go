@@ -348,13 +348,15 @@ type inv struct {
 
 func (e *Engine) newInv(t *tree, up *inv, fn string, pol Policy, payload []byte) *inv {
 	in := &inv{}
-	e.initInv(in, t, up, newID(), fn, pol, payload)
+	e.initInv(in, t, up, newID(), fn, &pol, payload)
 	return in
 }
 
-func (e *Engine) initInv(in *inv, t *tree, up *inv, id, fn string, pol Policy, payload []byte) {
-	in.payload, in.pol, in.tree, in.up, in.max = payload, pol, t, up, max(pol.MaxAttempts, 1)
-	in.node = Node{ID: id, Function: fn, Root: t.id}
+// initInv fills in, which is freshly allocated (zero): field by field,
+// since assigning a whole Node or inv literal would write all of it again.
+func (e *Engine) initInv(in *inv, t *tree, up *inv, id, fn string, pol *Policy, payload []byte) {
+	in.payload, in.pol, in.tree, in.up, in.max = payload, *pol, t, up, max(pol.MaxAttempts, 1)
+	in.node.ID, in.node.Function, in.node.Root = id, fn, t.id
 	if up != nil {
 		in.node.Parent = up.node.ID
 		in.node.Depth = up.node.Depth + 1
@@ -397,7 +399,7 @@ func (e *Engine) Invoke(ctx context.Context, req Request) (*Outcome, error) {
 	now := time.Now()
 	id := newIDAt(now)
 	r := &root{t: tree{id: id}}
-	e.initInv(&r.in, &r.t, nil, id, req.Function, pol, req.Payload)
+	e.initInv(&r.in, &r.t, nil, id, req.Function, &pol, req.Payload)
 	if e.sysClock {
 		r.in.node.Start = now // one clock read for the id and the start
 	}

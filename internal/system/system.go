@@ -115,8 +115,8 @@ type System struct {
 
 	deployMu sync.Mutex // one deploy/rollback/remove at a time
 
-	inflight sync.WaitGroup
 	draining atomic.Bool
+	inflight inflight
 }
 
 // Open opens (or creates) the platform's data directory and loads every
@@ -532,8 +532,8 @@ func (s *System) Invoke(ctx context.Context, inv Invocation) (*Outcome, error) {
 	if s.draining.Load() {
 		return nil, errs.E(errs.Unavailable, "server is shutting down")
 	}
-	s.inflight.Add(1)
-	defer s.inflight.Done()
+	n := s.inflight.add()
+	defer n.Add(-1)
 	if int64(len(inv.Payload)) > s.cfg.MaxPayload {
 		return nil, errs.E(errs.PayloadTooLarge, "event of %d bytes is over the %d-byte limit", len(inv.Payload), s.cfg.MaxPayload)
 	}
@@ -593,11 +593,7 @@ func (s *System) hostFor(ref flow.Ref) host.Host {
 // ends), then closes everything.
 func (s *System) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
-	done := make(chan struct{})
-	go func() { s.inflight.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
+	if err := s.inflight.wait(ctx); err != nil {
 		s.log.Warn("shutdown: in-flight invocations did not finish in time")
 	}
 	// Order: stop the async workers (they need pools), then the pools and
