@@ -24,7 +24,7 @@ import (
 // inside it. The polling is the function's CPU during its invocation, so
 // it is billed: at most this much per host call, less when calls keep
 // taking longer (pollWindow stops polling while answers are slow).
-const hostCallPoll = 20 * time.Microsecond
+const hostCallPoll = 50 * time.Microsecond
 
 type hostConn struct {
 	conn net.Conn

@@ -24,19 +24,23 @@ type pollConn struct {
 }
 
 // pollWindow is how long a read polls. With adaptive set it polls only
-// while polling pays: it keeps a moving average of how long answers took
-// (whether they came while polling or after parking) and polls only while
-// that average is within max. A function invoked rarely stops polling for
-// its events at the first long wait, and a run of short waits brings the
-// polling back.
+// while polling pays: it keeps a moving average of how often a poll caught
+// the answer and polls while at least half did; when it stops (a function
+// invoked rarely, host calls that take long), one read in pollProbe still
+// polls, so it notices when answers are quick again. (The time an answer
+// took is no guide once parked: it then includes the wakeup that polling
+// would have saved.)
 type pollWindow struct {
 	max      time.Duration
-	avg      time.Duration
 	adaptive bool
+	hits     int // moving average of polls that caught the answer, of 256
+	reads    int // reads since the last poll
 }
 
+const pollProbe = 16
+
 func newPollConn(c net.Conn, window time.Duration, adaptive bool) *pollConn {
-	p := &pollConn{Conn: c, w: pollWindow{max: window, adaptive: adaptive}}
+	p := &pollConn{Conn: c, w: pollWindow{max: window, adaptive: adaptive, hits: 256}}
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			p.raw = raw
@@ -55,19 +59,22 @@ func (p *pollConn) Read(b []byte) (int, error) {
 		return p.Conn.Read(b)
 	}
 	w := &p.w
-	var spin time.Duration
-	if !w.adaptive || w.avg <= w.max {
-		spin = w.max
+	if w.reads++; w.adaptive && w.hits < 128 && w.reads < pollProbe {
+		return p.Conn.Read(b)
 	}
-	start := time.Now()
-	n, err := pollRead(p.raw, b, spin)
-	w.avg += (time.Since(start) - w.avg) / 8
+	w.reads = 0
+	n, hit, err := pollRead(p.raw, b, w.max)
+	h := 0
+	if hit {
+		h = 256
+	}
+	w.hits += (h - w.hits) / 8
 	return n, err
 }
 
 // pollRead reads into b, polling for up to spin before waiting in the
-// netpoller.
-func pollRead(raw syscall.RawConn, b []byte, spin time.Duration) (n int, err error) {
+// netpoller; hit reports whether the data came while polling.
+func pollRead(raw syscall.RawConn, b []byte, spin time.Duration) (n int, hit bool, err error) {
 	start := time.Now()
 	polling := true
 	rerr := raw.Read(func(fd uintptr) bool {
@@ -88,11 +95,11 @@ func pollRead(raw syscall.RawConn, b []byte, spin time.Duration) (n int, err err
 	})
 	switch {
 	case rerr != nil:
-		return 0, rerr
+		return 0, false, rerr
 	case err != nil:
-		return 0, err
+		return 0, false, err
 	case n == 0:
-		return 0, io.EOF
+		return 0, false, io.EOF
 	}
-	return n, nil
+	return n, polling, nil
 }

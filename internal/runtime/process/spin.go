@@ -43,21 +43,25 @@ var (
 // spinConn is a connection whose first read after each write polls for up
 // to its window before parking in the netpoller.
 //
-// It polls only while polling pays: it keeps a moving average of how long
-// the peer took to answer (whether the answer came while polling or after
-// parking) and polls only while that average is within the window. A peer
-// that does real work per message (a handler that takes milliseconds),
-// or goes idle, stops the polling at its first long answer; a run of
-// short answers brings it back.
+// It polls only while polling pays: it keeps a moving average of how often
+// a poll caught the answer and polls while at least half did. When it
+// stops (a peer that does real work per message, or goes idle), it still
+// polls one read in spinProbe, so it notices when answers are quick again.
+// (The time an answer took is no guide once parked: it then includes the
+// wakeup that polling would have saved.)
 type spinConn struct {
 	net.Conn
 	raw   syscall.RawConn
 	armed atomic.Bool // a write happened since the last read
 
 	// Used by the reading goroutine only.
-	max time.Duration // the window; 0 never polls
-	avg time.Duration // moving average of the waits for an answer
+	max   time.Duration // the window; 0 never polls
+	hits  int           // moving average of polls that caught the answer, of 256
+	reads int           // reads since the last poll
 }
+
+// spinProbe: while polling does not pay, one read in spinProbe polls.
+const spinProbe = 16
 
 // newSpinConn wraps c; a connection without a raw file descriptor reads
 // as usual.
@@ -73,7 +77,7 @@ func newSpinConn(c net.Conn, spin time.Duration) *spinConn {
 }
 
 // setWindow sets the longest poll; it is called before reads start.
-func (s *spinConn) setWindow(d time.Duration) { s.max, s.avg = d, 0 }
+func (s *spinConn) setWindow(d time.Duration) { s.max, s.hits, s.reads = d, 256, 0 }
 
 func (s *spinConn) Write(p []byte) (int, error) {
 	s.armed.Store(true)
@@ -84,23 +88,30 @@ func (s *spinConn) Read(p []byte) (int, error) {
 	if s.raw == nil || len(p) == 0 || s.max == 0 || !s.armed.Swap(false) {
 		return s.Conn.Read(p)
 	}
-	var spin time.Duration
-	if s.avg <= s.max {
-		spin = s.max
+	if s.reads++; s.hits < 128 && s.reads < spinProbe {
+		return s.Conn.Read(p)
 	}
-	start := time.Now()
-	n, err := spinRead(s.raw, p, spin)
-	s.avg += (time.Since(start) - s.avg) / 8
+	s.reads = 0
+	n, hit, polled, err := spinRead(s.raw, p, s.max)
+	if polled {
+		h := 0
+		if hit {
+			h = 256
+		}
+		s.hits += (h - s.hits) / 8
+	}
 	return n, err
 }
 
 // spinRead reads into p from raw, polling for up to spin (when a polling
-// slot is free) before waiting in the netpoller.
-func spinRead(raw syscall.RawConn, p []byte, spin time.Duration) (n int, err error) {
+// slot is free) before waiting in the netpoller. polled reports whether it
+// polled, hit whether the data came while it did.
+func spinRead(raw syscall.RawConn, p []byte, spin time.Duration) (n int, hit, polled bool, err error) {
 	spinning := spin > 0 && spinners.Add(1) <= maxSpinners
 	if !spinning && spin > 0 {
 		spinners.Add(-1)
 	}
+	polled = spinning
 	start := time.Now()
 	rerr := raw.Read(func(fd uintptr) bool {
 		for {
@@ -124,13 +135,14 @@ func spinRead(raw syscall.RawConn, p []byte, spin time.Duration) (n int, err err
 	if spinning {
 		spinners.Add(-1)
 	}
+	hit = spinning
 	switch {
 	case rerr != nil:
-		return 0, rerr
+		return 0, false, polled, rerr
 	case err != nil:
-		return 0, err
+		return 0, false, polled, err
 	case n == 0:
-		return 0, io.EOF
+		return 0, false, polled, io.EOF
 	}
-	return n, nil
+	return n, hit, polled, nil
 }

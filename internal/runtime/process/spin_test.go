@@ -33,7 +33,7 @@ func tcpPair(t *testing.T) (a, b net.Conn) {
 
 // TestSpinConn: reads after a write poll, and whatever the timing they
 // return the peer's bytes, EOF, or the deadline; a late answer stops the
-// polling; no polling slot is left taken.
+// polling less likely; no polling slot is left taken.
 func TestSpinConn(t *testing.T) {
 	a, b := tcpPair(t)
 	s := newSpinConn(a, 200*time.Microsecond)
@@ -47,8 +47,8 @@ func TestSpinConn(t *testing.T) {
 	if err != nil || string(buf[:n]) != "pong" {
 		t.Fatalf("read: got %q, %v, want pong", buf[:n], err)
 	}
-	if s.avg > s.max {
-		t.Errorf("average wait after a quick answer: got %v, want ≤ %v", s.avg, s.max)
+	if s.hits != 256 {
+		t.Errorf("hit average after a quick answer: got %d, want 256", s.hits)
 	}
 
 	// Miss: the answer comes after the window; the read parks and still
@@ -62,8 +62,8 @@ func TestSpinConn(t *testing.T) {
 	if err != nil || string(buf[:n]) != "late" {
 		t.Fatalf("read: got %q, %v, want late", buf[:n], err)
 	}
-	if s.avg <= s.max {
-		t.Errorf("average wait after a late answer: got %v, want > %v (no more polling)", s.avg, s.max)
+	if s.hits >= 256 {
+		t.Errorf("hit average after a late answer: got %d, want < 256", s.hits)
 	}
 
 	// Deadline while parked.
@@ -88,31 +88,35 @@ func TestSpinConn(t *testing.T) {
 	}
 }
 
-// TestSpinConnPollsAgain: after a late answer stopped the polling, a run
-// of quick answers brings it back.
-func TestSpinConnPollsAgain(t *testing.T) {
+// TestSpinConnStopsAndProbes: late answers stop the polling; probes
+// bring it back once answers are quick again. (Late answers come 10 ms
+// after a 2 ms window; quick ones are in the socket before the read.)
+func TestSpinConnStopsAndProbes(t *testing.T) {
 	a, b := tcpPair(t)
-	s := newSpinConn(a, 200*time.Microsecond)
-	buf := make([]byte, 1)
-	s.Write([]byte("x"))
-	go func() {
-		time.Sleep(5 * time.Millisecond)
-		b.Write([]byte("y"))
-	}()
-	if _, err := io.ReadFull(s, buf); err != nil {
-		t.Fatal(err)
-	}
-	if s.avg <= s.max {
-		t.Fatalf("average wait after a 5 ms answer: got %v, want > %v", s.avg, s.max)
-	}
-	go io.Copy(b, b) // echo at once from now on
-	for i := 0; i < 60 && s.avg > s.max; i++ {
+	s := newSpinConn(a, 2*time.Millisecond)
+	roundTrip := func(late bool) {
+		t.Helper()
 		s.Write([]byte("x"))
-		if _, err := io.ReadFull(s, buf); err != nil {
-			t.Fatal(err)
+		if late {
+			time.AfterFunc(10*time.Millisecond, func() { b.Write([]byte("y")) })
+		} else {
+			b.Write([]byte("y"))
+		}
+		var got [1]byte
+		if _, err := io.ReadFull(s, got[:]); err != nil || got[0] != 'y' {
+			t.Fatalf("read: got %q, %v", got, err)
 		}
 	}
-	if s.avg > s.max {
-		t.Errorf("average wait after 60 quick answers: got %v, want ≤ %v", s.avg, s.max)
+	for i := 0; i < 8; i++ {
+		roundTrip(true)
+	}
+	if s.hits >= 128 {
+		t.Fatalf("hit average after 8 late answers: got %d, want < 128 (not polling)", s.hits)
+	}
+	for i := 0; i < 4*spinProbe && s.hits < 128; i++ {
+		roundTrip(false)
+	}
+	if s.hits < 128 {
+		t.Errorf("hit average after quick answers: got %d, want ≥ 128 (polling again)", s.hits)
 	}
 }
