@@ -156,7 +156,11 @@ type Config struct {
 	// first such op. Nil: those ops fail with bad_request.
 	Fallback func(Ref) host.Host
 	// OnRootDone is called once a root invocation and every invocation in
-	// its tree have ended (the BaaS layer drops the tree's ephemeral data).
+	// its tree have ended (the BaaS layer drops the tree's ephemeral data),
+	// for trees in which Fallback was asked for a host op (or that came
+	// from the durable queue, whose earlier runs may have): per-tree data
+	// can only be made through Fallback, so a tree that never used it,
+	// the common case, costs the services nothing when it ends.
 	OnRootDone func(root string)
 
 	Clock  Clock        // default: the system clock
@@ -320,6 +324,7 @@ type tree struct {
 	descendants atomic.Int64 // invocations created below the root
 	live        atomic.Int64 // invocations in the tree that have not ended
 	journaled   atomic.Bool  // journal entries were written to the store
+	hosted      atomic.Bool  // an attempt in the tree asked Fallback for an op
 }
 
 // inv is one invocation while it runs (across all its attempts).
@@ -333,6 +338,7 @@ type inv struct {
 	// ended is when the last attempt ended (zero while one runs or a
 	// backoff waits): the invocation's end, unless more comes after.
 	ended time.Time
+	out   *Outcome // where finish writes the outcome; nil: a new one
 
 	durable bool // from the async queue: journal persisted, queue item to settle
 	replay  bool // child results journaled, since this invocation may run again
@@ -368,10 +374,11 @@ func (e *Engine) initInv(in *inv, t *tree, up *inv, id, fn string, pol *Policy, 
 	t.live.Add(1)
 }
 
-// root is a root invocation and its tree, allocated together.
+// root is a root invocation, its tree and its outcome, allocated together.
 type root struct {
-	t  tree
-	in inv
+	t   tree
+	in  inv
+	out Outcome
 }
 
 // Invoke runs a root invocation. A synchronous request returns when it
@@ -400,6 +407,7 @@ func (e *Engine) Invoke(ctx context.Context, req Request) (*Outcome, error) {
 	id := newIDAt(now)
 	r := &root{t: tree{id: id}}
 	e.initInv(&r.in, &r.t, nil, id, req.Function, &pol, req.Payload)
+	r.in.out = &r.out
 	if e.sysClock {
 		r.in.node.Start = now // one clock read for the id and the start
 	}
@@ -658,7 +666,11 @@ func (e *Engine) finish(in *inv, out []byte, err error) (*Outcome, error) {
 	}
 	e.release(in.tree)
 
-	o := &Outcome{
+	o := in.out
+	if o == nil {
+		o = new(Outcome)
+	}
+	*o = Outcome{
 		ID:       n.ID,
 		Status:   n.Status,
 		Output:   out,
@@ -721,7 +733,7 @@ func (e *Engine) release(t *tree) {
 		end := store.PrefixEnd(start)
 		e.w.apply(false, func(b *pebble.Batch) { _ = b.DeleteRange(start, end, nil) })
 	}
-	if e.cfg.OnRootDone != nil {
+	if e.cfg.OnRootDone != nil && t.hosted.Load() {
 		e.cfg.OnRootDone(t.id)
 	}
 }

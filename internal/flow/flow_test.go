@@ -762,6 +762,9 @@ func TestOnRootDoneAfterAsyncChildren(t *testing.T) {
 			done = append(done, root)
 			mu.Unlock()
 		}
+		c.Fallback = func(Ref) host.Host {
+			return host.Func(func(context.Context, string, [][]byte) ([]byte, error) { return nil, nil })
+		}
 	})
 	release := make(chan struct{})
 	h.fn("bg", Policy{}, 0, func(ctx context.Context, ev *runtime.Event) ([]byte, error) {
@@ -769,9 +772,21 @@ func TestOnRootDoneAfterAsyncChildren(t *testing.T) {
 		return nil, nil
 	})
 	h.fn("root", Policy{}, 0, func(ctx context.Context, ev *runtime.Event) ([]byte, error) {
+		if _, err := call(ctx, ev, "kv.get", "k"); err != nil { // through Fallback
+			return nil, err
+		}
 		_, err := call(ctx, ev, OpInvokeAsync, "bg", "")
 		return nil, err
 	})
+	h.fn("plain", Policy{}, 0, func(ctx context.Context, ev *runtime.Event) ([]byte, error) {
+		_, err := call(ctx, ev, OpInvoke, "bg2", "")
+		return nil, err
+	})
+	h.fn("bg2", Policy{}, 0, echo)
+	// A tree that never used Fallback has no per-tree data to drop.
+	if _, err := h.invoke("plain", ""); err != nil {
+		t.Fatal(err)
+	}
 	o, err := h.invoke("root", "")
 	if err != nil {
 		t.Fatal(err)

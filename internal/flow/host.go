@@ -121,6 +121,7 @@ func (a *attempt) Call(ctx context.Context, op string, args [][]byte) ([]byte, e
 		return a.mapCall(ctx, args)
 	}
 	a.fbOnce.Do(func() {
+		a.in.tree.hosted.Store(true)
 		if a.e.cfg.Fallback != nil {
 			n := &a.in.node
 			a.fb = a.e.cfg.Fallback(Ref{ID: n.ID, Parent: n.Parent, Root: n.Root, Function: n.Function, Depth: n.Depth})

@@ -209,6 +209,8 @@ func (e *Engine) runQueued(id string) {
 	}
 
 	t := &tree{id: id}
+	// A tree from the queue may have used Fallback before a restart.
+	t.hosted.Store(true)
 	t.live.Add(1)
 	in := &inv{node: *n, payload: item.Payload, tree: t, durable: true, replay: true}
 	pol, perr := e.cfg.Functions.Policy(item.Function)
