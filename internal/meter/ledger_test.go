@@ -2,6 +2,7 @@ package meter
 
 import (
 	"fmt"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -177,5 +178,48 @@ func BenchmarkLedgerRecord(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		l.Record(Record{Function: "f", At: at, CPU: time.Millisecond, Wall: time.Millisecond})
+	}
+}
+
+// Records that alternate between functions and hours, around flushes (which
+// swap the pending rows Record caches the last of), all count once.
+func TestLedgerInterleavedRecordsAcrossFlushes(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	l := newLedger(t, db)
+	defer l.Close()
+
+	h0 := time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC)
+	seq := []struct {
+		fn string
+		at time.Duration
+	}{{"a", 0}, {"a", time.Minute}, {"b", 2 * time.Minute}, {"a", 3 * time.Minute}, {"a", 61 * time.Minute}, {"a", 4 * time.Minute}}
+	for round := range 3 {
+		for _, s := range seq {
+			l.Record(Record{Function: s.fn, At: h0.Add(s.at), CPU: time.Millisecond})
+		}
+		if round == 1 {
+			if err := l.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rows, err := l.Query("", h0, h0.Add(2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"a@10": 12, "b@10": 3, "a@11": 3}
+	for _, r := range rows {
+		k := r.Function + "@" + strconv.Itoa(r.Hour.Hour())
+		if r.Invocations != want[k] || r.BilledMs != want[k] {
+			t.Errorf("%s: %d invocations, %d billed ms; want %d of each", k, r.Invocations, r.BilledMs, want[k])
+		}
+		delete(want, k)
+	}
+	if len(want) != 0 {
+		t.Errorf("rows missing: %v", want)
+	}
+	if got, want := usageHour(h0.Add(59*time.Minute+59*time.Second)), h0.Unix(); got != want {
+		t.Errorf("hour of 10:59:59 = %d, want %d", got, want)
 	}
 }
