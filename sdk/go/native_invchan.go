@@ -84,6 +84,7 @@ func serveChannel() bool {
 			kind = "error"
 		}
 		frame = appendArgs(frame[:0], []byte(kind), parts[0], out)
+		accountCPU() // the handler's time, into the counter Mote reads after the result
 		w.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(frame)))])
 		w.Write(frame)
 		if err := w.Flush(); err != nil {

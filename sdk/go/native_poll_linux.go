@@ -72,11 +72,27 @@ func (p *pollConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// The kernel adds a running task's CPU time to its cgroup's counter only
+// when it is scheduled (a tick, a sleep, a yield), so a function that
+// polls instead of sleeping would have its polling counted in whichever
+// invocation's readings a tick happened to fall, and its handler's time
+// possibly in none. Polling therefore yields every accountEvery, which
+// brings the counter up to date (at most that much polling is then
+// counted in the next invocation), and the invocation loop yields before
+// writing a result (accountCPU), so Mote's reading after the result
+// includes the handler's time.
+const accountEvery = 10 * time.Microsecond
+
+// accountCPU yields the CPU, which updates the cgroup's CPU counter for
+// this thread.
+func accountCPU() { syscall.Syscall(syscall.SYS_SCHED_YIELD, 0, 0, 0) }
+
 // pollRead reads into b, polling for up to spin before waiting in the
 // netpoller; hit reports whether the data came while polling.
 func pollRead(raw syscall.RawConn, b []byte, spin time.Duration) (n int, hit bool, err error) {
 	start := time.Now()
 	polling := true
+	next := accountEvery
 	rerr := raw.Read(func(fd uintptr) bool {
 		for {
 			n, err = syscall.Read(int(fd), b)
@@ -84,7 +100,11 @@ func pollRead(raw syscall.RawConn, b []byte, spin time.Duration) (n int, hit boo
 			case syscall.EINTR:
 				continue
 			case syscall.EAGAIN:
-				if polling && time.Since(start) < spin {
+				if d := time.Since(start); polling && d < spin {
+					if d >= next {
+						accountCPU()
+						next = d + accountEvery
+					}
 					continue
 				}
 				polling = false

@@ -277,6 +277,38 @@ func TestGoSDKChannelEnds(t *testing.T) {
 	}
 }
 
+// TestGoSDKPollingIsBounded: a Go SDK function polls for its next event
+// only briefly, so an idle instance uses (almost) no CPU, and an
+// invocation is billed its own work, not the polling around it.
+func TestGoSDKPollingIsBounded(t *testing.T) {
+	rt := newRuntime(t)
+	in := startInstance(t, rt, langSpec(t, "go-sdk")).(*instance)
+	var billed, total time.Duration
+	for i := 0; i < 50; i++ { // back to back: the function polls between them
+		_, u, err := in.Invoke(context.Background(), event("hello"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		billed, total = max(billed, u.CPU), total+u.CPU
+	}
+	if billed > 5*time.Millisecond {
+		t.Errorf("most CPU billed to a hello invocation: got %v, want well under 5ms", billed)
+	}
+	if total == 0 {
+		t.Error("CPU billed to 50 invocations: got 0, want the handlers' time (the SDK must bring the counter up to date)")
+	}
+	cpu0, err := in.proc.CPU()
+	if err != nil {
+		t.Skipf("no CPU accounting: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	cpu1, _ := in.proc.CPU()
+	t.Logf("most CPU billed to one of 50 hello invocations: %v; idle instance's CPU over 200ms: %v", billed, cpu1-cpu0)
+	if idle := cpu1 - cpu0; idle > 20*time.Millisecond {
+		t.Errorf("CPU used by the idle instance in 200ms: got %v, want well under 20ms (a polling core would use ~200ms)", idle)
+	}
+}
+
 func TestSDKUnitTests(t *testing.T) {
 	root := repoRoot(t)
 	t.Run("python", func(t *testing.T) {
