@@ -339,6 +339,7 @@ type inv struct {
 	// backoff waits): the invocation's end, unless more comes after.
 	ended time.Time
 	out   *Outcome // where finish writes the outcome; nil: a new one
+	first *attempt  // zeroed memory for the first attempt, if allocated with in
 
 	durable bool // from the async queue: journal persisted, queue item to settle
 	replay  bool // child results journaled, since this invocation may run again
@@ -374,10 +375,12 @@ func (e *Engine) initInv(in *inv, t *tree, up *inv, id, fn string, pol *Policy, 
 	t.live.Add(1)
 }
 
-// root is a root invocation, its tree and its outcome, allocated together.
+// root is a root invocation, its tree, its first attempt and its outcome,
+// allocated together.
 type root struct {
 	t   tree
 	in  inv
+	a   attempt
 	out Outcome
 }
 
@@ -407,7 +410,7 @@ func (e *Engine) Invoke(ctx context.Context, req Request) (*Outcome, error) {
 	id := newIDAt(now)
 	r := &root{t: tree{id: id}}
 	e.initInv(&r.in, &r.t, nil, id, req.Function, &pol, req.Payload)
-	r.in.out = &r.out
+	r.in.out, r.in.first = &r.out, &r.a
 	if e.sysClock {
 		r.in.node.Start = now // one clock read for the id and the start
 	}
@@ -494,7 +497,13 @@ func (e *Engine) attempt(ctx context.Context, in *inv) ([]byte, error) {
 	} else {
 		start = time.Now()
 	}
-	a := &attempt{e: e, in: in, parent: ctx, deadline: start.Add(timeout)}
+	a := in.first
+	if a != nil {
+		in.first = nil
+	} else {
+		a = new(attempt)
+	}
+	a.e, a.in, a.parent, a.deadline = e, in, ctx, start.Add(timeout)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(a.deadline) {
 		a.deadline = dl
 	}
