@@ -13,17 +13,21 @@ import (
 // wakeups on top of the bytes: the kernel waking Go's netpoller thread,
 // then that thread handing the goroutine to a P (often another thread).
 // On a VM each is tens of microseconds, more than the rest of a warm
-// invocation or a host call. When Mote has just written to a function
-// (an event, a host call's answer, a Runtime API response) the next bytes
-// usually follow within microseconds, so the read that follows polls the
-// socket with non-blocking reads for a short window before parking.
+// invocation or a host call. When Mote has just written to a function on
+// one of the framed channels (an event, a host call's answer) the next
+// bytes usually follow within microseconds, so the read that follows
+// polls the socket with non-blocking reads for a short window before
+// parking. The HTTP Runtime API does not poll: its clients (aws-lambda-go,
+// Python, Node) spend longer per request than a window, and polling for
+// them measured slower, taking a CPU the function needed.
 //
-// The polling is bounded three ways: only the first read after a write
-// polls, for at most the connection's window; at most maxSpinners
-// goroutines poll at once across the process, so polling never takes
-// more than half the CPUs away from the functions; and an idle function
-// costs one window after its last message, then nothing. The polling is
-// Mote's CPU, outside the function's cgroup, so it is never billed.
+// The polling is bounded: only the first read after a write polls, for at
+// most the connection's window; it stops while polls mostly miss
+// (spinConn); at most maxSpinners goroutines poll at once across the
+// process, so polling never takes more than half the CPUs away from the
+// functions; and an idle function costs at most one window after its last
+// message. The polling is Mote's CPU, outside the function's cgroup, so it
+// is never billed.
 
 // Polling windows, by what is expected next.
 const (
