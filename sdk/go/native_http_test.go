@@ -1,0 +1,72 @@
+//go:build !wasip1
+
+package mote
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// TestAPIConn: the plain Runtime API client (what the SDK speaks off Mote,
+// on AWS Lambda) against Go's net/http server: the next event with its
+// headers, a chunked body, a posted response, and a redial after the
+// server closed a kept-alive connection.
+func TestAPIConn(t *testing.T) {
+	var posted string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == pathNext:
+			w.Header().Set("Lambda-Runtime-Aws-Request-Id", "req-1")
+			w.Header().Set("Lambda-Runtime-Deadline-Ms", "1700000000000")
+			w.Header().Set("Lambda-Runtime-Trace-Id", "Root=r;Parent=p;Sampled=0")
+			w.Write([]byte(`{"name":"ada"}`))
+		case r.URL.Path == "/chunked":
+			w.Write([]byte("part one, "))
+			w.(http.Flusher).Flush() // no length known: chunked
+			w.Write([]byte("part two"))
+		case strings.HasSuffix(r.URL.Path, "/response"):
+			b, _ := io.ReadAll(r.Body)
+			posted = string(b)
+			w.WriteHeader(http.StatusAccepted)
+		case r.URL.Path == "/close":
+			w.Header().Set("Connection", "close")
+		}
+	}))
+	defer srv.Close()
+	c, err := dialAPI(strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.do("GET", pathNext, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := newContext(resp)
+	if resp.status != 200 || string(resp.body) != `{"name":"ada"}` || ctx.InvocationID != "req-1" || ctx.RootID != "r" || ctx.ParentID != "p" || ctx.Deadline.UnixMilli() != 1700000000000 {
+		t.Errorf("next: got status %d, body %q, context %+v", resp.status, resp.body, ctx)
+	}
+	for _, tc := range []struct {
+		method, path, body string
+		wantStatus         int
+		wantBody           string
+	}{
+		{"GET", "/chunked", "", 200, "part one, part two"},
+		{"POST", pathInvPrefix + "req-1/response", "hello", 202, ""},
+		{"GET", "/close", "", 200, ""},
+		{"GET", "/chunked", "", 200, "part one, part two"}, // after the server closed: redialled
+	} {
+		resp, err := c.do(tc.method, tc.path, "", []byte(tc.body))
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.method, tc.path, err)
+		}
+		if resp.status != tc.wantStatus || string(resp.body) != tc.wantBody {
+			t.Errorf("%s %s: got %d %q, want %d %q", tc.method, tc.path, resp.status, resp.body, tc.wantStatus, tc.wantBody)
+		}
+	}
+	if posted != "hello" {
+		t.Errorf("posted response: got %q, want hello", posted)
+	}
+}
