@@ -2,6 +2,7 @@ package api
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -10,74 +11,104 @@ import (
 )
 
 // metrics are the gateway's Prometheus series, served at /metrics.
+//
+// The per-invocation counts are kept in plain atomics, one function's on
+// one cache line, and turned into series at scrape time (Collect): every
+// invocation updates them from whichever core runs it, and Prometheus
+// counters would be three objects (three cache lines to move between
+// cores) per invocation, with a compare-and-swap loop for the float.
 type metrics struct {
-	reg         *prometheus.Registry
-	invocations *prometheus.CounterVec // by function, code ("ok" on success)
-	cold        *prometheus.CounterVec
-	cpuSeconds  *prometheus.CounterVec
-	billedMs    *prometheus.CounterVec
-	byFn        sync.Map // function name → *fnSeries
+	reg  *prometheus.Registry
+	byFn sync.Map // function name → *fnSeries
+
+	mu     sync.Mutex
+	failed map[failKey]uint64 // invocations that failed, by function and code
 }
 
+type failKey struct {
+	fn   string
+	code errs.Code
+}
+
+var (
+	descInvocations = prometheus.NewDesc("mote_invocations_total", "Invocations by function and result code.", []string{"function", "code"}, nil)
+	descCold        = prometheus.NewDesc("mote_cold_starts_total", "Invocations that waited for a new instance.", []string{"function"}, nil)
+	descCPU         = prometheus.NewDesc("mote_cpu_seconds_total", "CPU time used by functions.", []string{"function"}, nil)
+	descBilled      = prometheus.NewDesc("mote_billed_milliseconds_total", "Billed CPU milliseconds (rounded up per invocation).", []string{"function"}, nil)
+)
+
 func newMetrics(sys *system.System) *metrics {
-	m := &metrics{
-		reg: prometheus.NewRegistry(),
-		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mote_invocations_total", Help: "Invocations by function and result code.",
-		}, []string{"function", "code"}),
-		cold: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mote_cold_starts_total", Help: "Invocations that waited for a new instance.",
-		}, []string{"function"}),
-		cpuSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mote_cpu_seconds_total", Help: "CPU time used by functions.",
-		}, []string{"function"}),
-		billedMs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mote_billed_milliseconds_total", Help: "Billed CPU milliseconds (rounded up per invocation).",
-		}, []string{"function"}),
-	}
-	m.reg.MustRegister(m.invocations, m.cold, m.cpuSeconds, m.billedMs, poolCollector{sys})
+	m := &metrics{reg: prometheus.NewRegistry(), failed: map[failKey]uint64{}}
+	m.reg.MustRegister(invocationCollector{m}, poolCollector{sys})
 	return m
 }
 
-// fnSeries are one function's series, looked up once: resolving label
-// values hashes them, and this runs for every invocation.
+// fnSeries are one function's counts.
 type fnSeries struct {
-	ok, cold, cpu, billed prometheus.Counter
+	ok, cold, cpuMicros, billedMs atomic.Uint64
 }
 
 func (m *metrics) series(fn string) *fnSeries {
 	if v, ok := m.byFn.Load(fn); ok {
 		return v.(*fnSeries)
 	}
-	fs := &fnSeries{
-		ok:     m.invocations.WithLabelValues(fn, "ok"),
-		cold:   m.cold.WithLabelValues(fn),
-		cpu:    m.cpuSeconds.WithLabelValues(fn),
-		billed: m.billedMs.WithLabelValues(fn),
-	}
-	v, _ := m.byFn.LoadOrStore(fn, fs)
+	v, _ := m.byFn.LoadOrStore(fn, new(fnSeries))
 	return v.(*fnSeries)
 }
 
 func (m *metrics) observe(out *system.Outcome) {
 	fs := m.series(out.Function)
 	if out.Err != nil {
-		m.invocations.WithLabelValues(out.Function, string(errs.CodeOf(out.Err))).Inc()
+		m.fail(out.Function, errs.CodeOf(out.Err))
 	} else {
-		fs.ok.Inc()
+		fs.ok.Add(1)
 	}
 	if out.Cold {
-		fs.cold.Inc()
+		fs.cold.Add(1)
 	}
-	fs.cpu.Add(out.Usage.CPU.Seconds())
-	fs.billed.Add(float64(out.BilledMs))
+	fs.cpuMicros.Add(uint64(max(out.Usage.CPU.Microseconds(), 0)))
+	fs.billedMs.Add(uint64(max(out.BilledMs, 0)))
+}
+
+func (m *metrics) fail(fn string, code errs.Code) {
+	m.mu.Lock()
+	m.failed[failKey{fn, code}]++
+	m.mu.Unlock()
 }
 
 func (m *metrics) rejected(fn string, err error) {
 	if errs.CodeOf(err) == errs.NotFound {
 		return // unknown names would make unbounded label values
 	}
-	m.invocations.WithLabelValues(fn, string(errs.CodeOf(err))).Inc()
+	m.fail(fn, errs.CodeOf(err))
+}
+
+// invocationCollector reports the invocation counts at scrape time.
+type invocationCollector struct{ m *metrics }
+
+func (c invocationCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descInvocations
+	ch <- descCold
+	ch <- descCPU
+	ch <- descBilled
+}
+
+func (c invocationCollector) Collect(ch chan<- prometheus.Metric) {
+	c.m.byFn.Range(func(k, v any) bool {
+		fn, fs := k.(string), v.(*fnSeries)
+		if n := fs.ok.Load(); n > 0 {
+			ch <- prometheus.MustNewConstMetric(descInvocations, prometheus.CounterValue, float64(n), fn, "ok")
+		}
+		ch <- prometheus.MustNewConstMetric(descCold, prometheus.CounterValue, float64(fs.cold.Load()), fn)
+		ch <- prometheus.MustNewConstMetric(descCPU, prometheus.CounterValue, float64(fs.cpuMicros.Load())/1e6, fn)
+		ch <- prometheus.MustNewConstMetric(descBilled, prometheus.CounterValue, float64(fs.billedMs.Load()), fn)
+		return true
+	})
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	for k, n := range c.m.failed {
+		ch <- prometheus.MustNewConstMetric(descInvocations, prometheus.CounterValue, float64(n), k.fn, string(k.code))
+	}
 }
 
 // poolCollector reports every pool's instances at scrape time.
