@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -98,16 +99,25 @@ func Lambda(ctx context.Context, o Options) error {
 		}
 	}
 
+	// The bare net/http server answering fixed bytes: the cost of the HTTP
+	// round trip alone, for the floor below.
+	bare, err := startProc(ctx, o.Mote, []string{"bench-peer", "--addr", "127.0.0.1:0"}, regexp.MustCompile(`http://(\S+)`))
+	if err != nil {
+		return err
+	}
+	defer bare.Stop()
+
 	rieURL := peer.URL + "/2015-03-31/functions/function/invocations"
 	type target struct{ name, url string }
 	var (
+		tBare   = target{"bare net/http, no function", bare.URL + "/"}
 		tRIE    = target{"RIE + aws-lambda-go", rieURL}
 		tLambda = target{"mote Lambda API, aws-lambda-go", mote.URL + "/2015-03-31/functions/golambda/invocations"}
 		tFnGo   = target{"mote /fn, aws-lambda-go", mote.URL + "/fn/golambda"}
 		tFnSDK  = target{"mote /fn, Go SDK native", mote.URL + "/fn/gosdk"}
 		tWasm   = target{"mote /fn, wasm reactor", mote.URL + "/fn/hello"}
 	)
-	for _, t := range []target{tRIE, tLambda, tFnGo, tFnSDK, tWasm} {
+	for _, t := range []target{tBare, tRIE, tLambda, tFnGo, tFnSDK, tWasm} {
 		body, _, err := post(t.url, lambdaEvent, nil)
 		if err != nil || !strings.Contains(body, "hello") {
 			return fmt.Errorf("%s answered %q, %v", t.name, body, err)
@@ -115,7 +125,7 @@ func Lambda(ctx context.Context, o Options) error {
 	}
 	// Targets are compared by name: the emulator's URL changes when it is
 	// restarted.
-	points := map[int][]target{1: {tRIE, tLambda, tFnGo, tFnSDK, tWasm}, 32: {tRIE, tLambda, tWasm}}
+	points := map[int][]target{1: {tBare, tRIE, tLambda, tFnGo, tFnSDK, tWasm}, 32: {tRIE, tLambda, tWasm}}
 	results := map[string]map[int][]Load{}
 	fmt.Fprintf(o.Out, "warm POST %s, wrk on loopback, %d rounds of %s per point, interleaved\n", lambdaEvent, o.Rounds, o.Duration)
 	for round := 0; round < o.Rounds; round++ {
@@ -180,7 +190,40 @@ func Lambda(ctx context.Context, o Options) error {
 		x := med(t, 1, p50) / med(tWasm, 1, p50)
 		fmt.Fprintf(o.Out, "| warm p50, %s ÷ wasm reactor | %.2f× | ≤ 1.5× | %s |\n", t.name, x, verdict(x <= 1.5))
 	}
+	if err := lambdaFloor(o, tLambda.url, med(tBare, 1, p50), med(tRIE, 1, p50), med(tLambda, 1, p50)); err != nil {
+		return err
+	}
 	return coldStarts(ctx, o, mote.URL, goLambda, goSDK)
+}
+
+// lambdaFloor reports the least p50 any gateway could reach serving the
+// aws-lambda-go function at one connection: an HTTP round trip (the bare
+// server's p50, measured in the same rounds) plus the CPU the function
+// itself spends per invocation, which lies on the request's path (the
+// median of X-Mote-Cpu-Us, read from the function's cgroup, over
+// sequential invocations). Against the emulator's p50 it says how far
+// below the emulator any platform can get with this unchanged binary.
+func lambdaFloor(o Options, url string, bareP50, rieP50, moteP50 float64) error {
+	const n = 300
+	cpu := make([]float64, 0, n)
+	for range n {
+		_, h, err := post(url, lambdaEvent, nil)
+		if err != nil {
+			return err
+		}
+		v, err := strconv.ParseFloat(h.Get("X-Mote-Cpu-Us"), 64)
+		if err != nil {
+			return fmt.Errorf("X-Mote-Cpu-Us %q: %v", h.Get("X-Mote-Cpu-Us"), err)
+		}
+		cpu = append(cpu, v*1e3)
+	}
+	fnCPU := median(cpu)
+	floor := bareP50 + fnCPU
+	fmt.Fprintf(o.Out, "\nfloor at 1 connection for any gateway serving the aws-lambda-go function:\n"+
+		"  bare HTTP round trip p50 %s + the function's own CPU per invocation p50 %s (its cgroup, %d calls)\n"+
+		"  = %s = %.2f× the emulator's p50 (Mote: %.2f×; overhead above the floor %s)\n",
+		us(time.Duration(bareP50)), us(time.Duration(fnCPU)), n, us(time.Duration(floor)), floor/rieP50, moteP50/rieP50, us(time.Duration(moteP50-floor)))
+	return nil
 }
 
 // coldStarts reports, per language, deploy → first answer (a new function
