@@ -80,6 +80,14 @@ type Policy struct {
 	// timer and their registrations on the hot path); the attempt's
 	// context, which children and awaits use, is made when first needed.
 	RunnerDeadline bool
+	// LazyListing says that the function's runtime shows an invocation's
+	// id to nothing but the function, which can pass it on only through
+	// host calls (a wasm guest: its logs are host calls too). A root
+	// invocation of it is then listed as running (what Get shows of an
+	// invocation before its record is written) from its first host call
+	// on, not from its start: until then nobody can know its id, and most
+	// invocations never make one, so they skip the listing's map and lock.
+	LazyListing bool
 }
 
 // Backoff is the delay before retry n (n = 1 after the first attempt):
@@ -339,10 +347,11 @@ type inv struct {
 	// backoff waits): the invocation's end, unless more comes after.
 	ended time.Time
 	out   *Outcome // where finish writes the outcome; nil: a new one
-	first *attempt  // zeroed memory for the first attempt, if allocated with in
+	first *attempt // zeroed memory for the first attempt, if allocated with in
 
-	durable bool // from the async queue: journal persisted, queue item to settle
-	replay  bool // child results journaled, since this invocation may run again
+	durable bool        // from the async queue: journal persisted, queue item to settle
+	listed  atomic.Bool // in Engine.live (list)
+	replay  bool        // child results journaled, since this invocation may run again
 
 	// cancel stops an async child's context (nil otherwise).
 	cancel context.CancelFunc
@@ -449,10 +458,11 @@ func (e *Engine) run(ctx context.Context, in *inv) (*Outcome, error) {
 	// is written at the start too, so that a restart finds it.
 	child := n.Parent != ""
 	early := !child && in.durable
-	if early {
+	switch {
+	case early:
 		e.putNode(in, false)
-	} else {
-		e.live.add(n.ID, in)
+	case child || !in.pol.LazyListing:
+		e.list(in)
 	}
 
 	var out []byte
@@ -665,10 +675,10 @@ func (e *Engine) finish(in *inv, out []byte, err error) (*Outcome, error) {
 	case n.Parent == "" && in.tree.descendants.Load() == 0:
 		// A leaf root: nothing indexes or updates its record.
 		e.w.putLeaf(n)
-		e.live.remove(n.ID) // after the record is queued: Get sees one or the other
+		e.unlist(in) // after the record is queued: Get sees one or the other
 	default:
 		e.putNode(in, n.Parent != "")
-		e.live.remove(n.ID)
+		e.unlist(in)
 	}
 	if in.cancel != nil {
 		in.cancel()
@@ -762,6 +772,20 @@ func (e *Engine) putNode(in *inv, index bool) {
 			_ = b.Set(ck, nil, nil)
 		}
 	})
+}
+
+// list makes in visible to Get while it runs, once. A durable root is
+// never listed: its record is written when it starts.
+func (e *Engine) list(in *inv) {
+	if !in.durable && in.listed.CompareAndSwap(false, true) {
+		e.live.add(in.node.ID, in)
+	}
+}
+
+func (e *Engine) unlist(in *inv) {
+	if in.listed.Load() {
+		e.live.remove(in.node.ID)
+	}
 }
 
 // liveSet is the running invocations by id: maps under mutexes rather

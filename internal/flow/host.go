@@ -100,6 +100,9 @@ func (a *attempt) end() {
 // duration of the call, and children, the journal and async runs outlive
 // it: the flow ops copy what they keep.
 func (a *attempt) Call(ctx context.Context, op string, args [][]byte) ([]byte, error) {
+	// From a host call on, the invocation's id may be known outside
+	// (Policy.LazyListing).
+	a.e.list(a.in)
 	switch op {
 	case OpInvoke, OpInvokeAsync, OpMap:
 		args = cloneArgs(args)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/host"
 	"github.com/mote-run/mote/internal/runtime"
 )
 
@@ -121,5 +122,46 @@ func TestLeafRootsInSegments(t *testing.T) {
 	}
 	if _, err := h.e.Get(fresh.ID); err != nil {
 		t.Errorf("fresh leaf after the sweep: %v", err)
+	}
+}
+
+// A lazily listed root (Policy.LazyListing) shows as running from its
+// first host call on; before, nothing outside can know its id. Its record
+// is found when it ends either way.
+func TestLazyListing(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.Fallback = func(Ref) host.Host {
+			return host.Func(func(context.Context, string, [][]byte) ([]byte, error) { return nil, nil })
+		}
+	})
+	ids := make(chan string)
+	step := make(chan struct{})
+	h.fn("f", Policy{LazyListing: true}, 0, func(ctx context.Context, ev *runtime.Event) ([]byte, error) {
+		ids <- ev.ID
+		<-step
+		if _, err := call(ctx, ev, "kv.get", "k"); err != nil {
+			return nil, err
+		}
+		ids <- ev.ID
+		<-step
+		return nil, nil
+	})
+	done := make(chan error, 1)
+	go func() { _, err := h.invoke("f", ""); done <- err }()
+	id := <-ids
+	if _, err := h.e.Get(id); errs.CodeOf(err) != errs.NotFound {
+		t.Errorf("before a host call: %v, want not_found", err)
+	}
+	step <- struct{}{}
+	<-ids
+	if n, err := h.e.Get(id); err != nil || n.Status != StatusRunning {
+		t.Errorf("after a host call: %+v, %v; want running", n, err)
+	}
+	step <- struct{}{}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n, err := h.e.Get(id); err != nil || n.Status != StatusSucceeded {
+		t.Errorf("after the end: %+v, %v; want succeeded", n, err)
 	}
 }

@@ -457,8 +457,10 @@ func (s *System) switchTo(v *registry.Version, pool *scheduler.Pool, record bool
 			Concurrency: c.Concurrency,
 			Timeout:     time.Duration(c.Timeout),
 			Memory:      int64(c.Memory),
-			// The wasm runtime stops a guest at ev.Deadline itself.
+			// The wasm runtime stops a guest at ev.Deadline itself, and
+			// a guest shows its id to nothing but host calls.
 			RunnerDeadline: c.Runtime == runtime.KindWasm,
+			LazyListing:    c.Runtime == runtime.KindWasm,
 		},
 		caller: baas.Caller{
 			Function:   v.Function,
