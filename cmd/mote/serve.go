@@ -147,7 +147,10 @@ func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(add
 	}
 	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	// Plain invocations are served by the gateway's fast path; every other
+	// connection is handed to srv through fast's Accept.
+	fast := gw.Listen(ln, api.FastConfig{ReadHeaderTimeout: srv.ReadHeaderTimeout})
+	go func() { errc <- srv.Serve(fast) }()
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
@@ -162,6 +165,9 @@ func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(add
 	serr := srv.Shutdown(dctx)
 	if serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		log.Warn("http shutdown", "err", serr)
+	}
+	if ferr := fast.Shutdown(dctx); ferr != nil {
+		log.Warn("http fast path shutdown", "err", ferr)
 	}
 	if e := sys.Shutdown(dctx); e != nil && err == nil {
 		err = e

@@ -1,0 +1,62 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/subtle"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// The fast path takes a request only where net/http reads the same
+// request: POST over HTTP/1.1 to an invocation route, with the same body
+// length, no transfer coding, no Expect, no async header and a valid
+// token.
+func FuzzParseFastHeader(f *testing.F) {
+	for _, s := range []string{
+		"POST /fn/hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: 1\r\n\r\n",
+		"POST /fn/hello/a/b HTTP/1.1\r\nhost: h\r\ncontent-length: 0\r\nConnection: keep-alive\r\n\r\n",
+		"POST /fn/hello HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nAuthorization: Bearer 0123456789abcdef\r\n\r\n",
+		"POST /fn/hello HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"POST /fn/hello HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nX-Mote-Async: true\r\n\r\n",
+		"GET /fn/hello HTTP/1.1\r\nHost: h\r\n\r\n",
+		"POST /fn/../x HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\n",
+	} {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	const token = "0123456789abcdef"
+	f.Fuzz(func(t *testing.T, b []byte, withToken bool) {
+		end := bytes.Index(b, []byte("\r\n\r\n"))
+		if end < 0 {
+			return
+		}
+		b = b[:end+4]
+		var tok []byte
+		if withToken {
+			tok = []byte(token)
+		}
+		name, n, ok := parseFastHeader(b, 1<<20, tok)
+		if !ok {
+			return
+		}
+		r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(b)))
+		if err != nil {
+			t.Fatalf("fast path took %q, net/http refuses it: %v", b, err)
+		}
+		got, gotOK := fnName(r)
+		if r.Method != "POST" || r.ProtoMajor != 1 || r.ProtoMinor != 1 || !gotOK || got != string(name) ||
+			r.ContentLength != int64(n) || len(r.TransferEncoding) != 0 || r.Close ||
+			r.Header.Get("Expect") != "" || r.Header.Get(HeaderAsync) != "" || r.URL.RawQuery != "" {
+			t.Fatalf("fast path took %q as %q (%d bytes); net/http reads %s %s %s name %q %v, length %d, TE %v, close %v",
+				b, name, n, r.Method, r.URL, r.Proto, got, gotOK, r.ContentLength, r.TransferEncoding, r.Close)
+		}
+		if withToken {
+			auth, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !found || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(auth)), tok) != 1 {
+				t.Fatalf("fast path took %q without the token", b)
+			}
+		}
+	})
+}

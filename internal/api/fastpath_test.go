@@ -1,0 +1,429 @@
+package api_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mote-run/mote/internal/api"
+	"github.com/mote-run/mote/internal/registry"
+	"github.com/mote-run/mote/internal/runtime"
+	"github.com/mote-run/mote/internal/runtime/wasm"
+	"github.com/mote-run/mote/internal/system"
+)
+
+const fastMaxPayload = 64 << 10
+
+// gatewayPair serves one gateway twice: through plain net/http and through
+// the fast path in front of net/http.
+type gatewayPair struct {
+	sys         *system.System
+	plain, fast string // addresses
+	fl          *api.FastListener
+	fsrv        *http.Server
+}
+
+func startPair(t *testing.T, token string, cfg api.FastConfig) *gatewayPair {
+	t.Helper()
+	modules(t)
+	ctx := context.Background()
+	w, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(os.TempDir(), "mote-api-test-wasm-cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys, err := system.Open(ctx, system.Config{DataDir: t.TempDir(), MaxPayload: fastMaxPayload, Runtimes: map[runtime.Kind]runtime.Runtime{runtime.KindWasm: w}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sys.Deploy(ctx, "g", registry.Config{}, bytes.NewReader(guest)); err != nil {
+		t.Fatal(err)
+	}
+	gw := api.New(api.Config{System: sys, Token: token})
+	listen := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
+	}
+	plainLn, fastLn := listen(), listen()
+	psrv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
+	fsrv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
+	fl := gw.Listen(fastLn, cfg)
+	go psrv.Serve(plainLn)
+	go fsrv.Serve(fl)
+	t.Cleanup(func() {
+		psrv.Close()
+		fsrv.Close()
+		fl.Shutdown(ctx)
+		sys.Shutdown(ctx)
+	})
+	return &gatewayPair{sys: sys, plain: plainLn.Addr().String(), fast: fastLn.Addr().String(), fl: fl, fsrv: fsrv}
+}
+
+// rawResponse is a response as read off the wire.
+type rawResponse struct {
+	status  string
+	header  http.Header
+	chunked bool
+	length  int64
+	close   bool
+	body    string
+	cont    bool // a 100 Continue came first
+}
+
+func (r rawResponse) String() string {
+	keys := slices.Sorted(func(yield func(string) bool) {
+		for k := range r.header {
+			if !yield(k) {
+				return
+			}
+		}
+	})
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s chunked=%v length=%d close=%v continue=%v\n", r.status, r.chunked, r.length, r.close, r.cont)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "  %s: %q\n", k, r.header[k])
+	}
+	body := r.body
+	if len(body) > 200 {
+		body = fmt.Sprintf("%s... (%d bytes)", body[:200], len(body))
+	}
+	fmt.Fprintf(&b, "  body %q", body)
+	return b.String()
+}
+
+// readResponse reads one response, skipping a 100 Continue, with the
+// values that vary per invocation or per second masked.
+func readResponse(t *testing.T, br *bufio.Reader) (rawResponse, error) {
+	t.Helper()
+	var r rawResponse
+	for {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return r, err
+		}
+		if resp.StatusCode == http.StatusContinue {
+			r.cont = true
+			continue
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return r, err
+		}
+		if id := resp.Header.Get(api.HeaderInvocationID); id != "" {
+			body = bytes.ReplaceAll(body, []byte(id), []byte("(id)"))
+		}
+		if c := resp.Header.Get(api.HeaderCold); c == "true" || c == "false" {
+			// A panic leaves the next invocation a cold start.
+			resp.Header.Set(api.HeaderCold, "(set)")
+		}
+		for _, k := range []string{"Date", api.HeaderInvocationID, api.HeaderCPU, api.HeaderBilled} {
+			if len(resp.Header[k]) == 1 && resp.Header[k][0] != "" {
+				resp.Header[k] = []string{"(set)"}
+			}
+		}
+		r.status, r.header, r.body = resp.Status, resp.Header, string(body)
+		r.chunked = slices.Equal(resp.TransferEncoding, []string{"chunked"})
+		r.length, r.close = resp.ContentLength, resp.Close
+		return r, nil
+	}
+}
+
+// exchange writes raw requests on one connection and reads n responses.
+func exchange(t *testing.T, addr string, raw string, n int) []rawResponse {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	var got []rawResponse
+	for range n {
+		r, err := readResponse(t, br)
+		if err != nil {
+			t.Fatalf("response %d of %d: %v", len(got)+1, n, err)
+		}
+		got = append(got, r)
+	}
+	return got
+}
+
+func post(path, body string, headers ...string) string {
+	h := ""
+	for _, l := range headers {
+		h += l + "\r\n"
+	}
+	return fmt.Sprintf("POST %s HTTP/1.1\r\nHost: mote.test\r\n%sContent-Length: %d\r\n\r\n%s", path, h, len(body), body)
+}
+
+// Every request, fast or handed off, gets the response net/http gives it,
+// headers (but Date and order) and body alike.
+func TestFastPathAnswersAsNetHTTP(t *testing.T) {
+	p := startPair(t, "", api.FastConfig{})
+	over := strings.Repeat("x", fastMaxPayload+1)
+	for _, tc := range []struct {
+		name string
+		raw  string
+		n    int // responses
+	}{
+		{"success", post("/fn/g", "hello:you"), 1},
+		{"sub path", post("/fn/g/a/b", "echo:x"), 1},
+		{"empty output", post("/fn/g", "echo:"), 1},
+		{"empty event", post("/fn/g", ""), 1},
+		{"html sniffed", post("/fn/g", "echo:<html><body>hi"), 1},
+		{"binary sniffed, chunked past 2KiB", post("/fn/g", "big:3000"), 1},
+		{"2KiB exactly", post("/fn/g", "big:2048"), 1},
+		{"function error", post("/fn/g", "error:boom"), 1},
+		{"function panic", post("/fn/g", "panic:oops"), 1},
+		{"unknown function", post("/fn/nope", "x"), 1},
+		{"payload over the limit", post("/fn/g", over), 1},
+		{"payload at the limit", post("/fn/g", "echo:"+over[:fastMaxPayload-5]), 1},
+		{"lower-case headers", "POST /fn/g HTTP/1.1\r\nhost: h\r\ncontent-length: 6\r\nconnection: Keep-Alive\r\n\r\necho:a", 1},
+		{"async", post("/fn/g", "echo:a", "X-Mote-Async: true"), 1},
+		{"query", post("/fn/g?x=1", "echo:q"), 1},
+		{"escaped path", post("/fn/g%2Fx", "echo:q"), 1},
+		{"dot path", post("/fn/g/../g", "echo:q"), 1},
+		{"GET", "GET /fn/g HTTP/1.1\r\nHost: h\r\n\r\n", 1},
+		{"HTTP/1.0", "POST /fn/g HTTP/1.0\r\nContent-Length: 6\r\n\r\necho:a", 1},
+		{"no host", "POST /fn/g HTTP/1.1\r\nContent-Length: 6\r\n\r\necho:a", 1},
+		{"two lengths", "POST /fn/g HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\nContent-Length: 6\r\n\r\necho:a", 1},
+		{"bad length", "POST /fn/g HTTP/1.1\r\nHost: h\r\nContent-Length: +6\r\n\r\necho:a", 1},
+		{"chunked body", "POST /fn/g HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n6\r\necho:c\r\n0\r\n\r\n", 1},
+		{"expect continue", post("/fn/g", "echo:e", "Expect: 100-continue"), 1},
+		{"connection close", post("/fn/g", "echo:e", "Connection: close"), 1},
+		{"bad header name", post("/fn/g", "echo:e", "Bad Name: x"), 1},
+		{"garbage", "GARBAGE\r\n\r\n", 1},
+		{"management route", "GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n", 1},
+		{"fast, fast, handed off, then net/http", post("/fn/g", "echo:1") + post("/fn/g", "echo:2") +
+			"POST /fn/g HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n6\r\necho:3\r\n0\r\n\r\n" + post("/fn/g", "echo:4"), 4},
+		{"pipelined errors and successes", post("/fn/nope", "") + post("/fn/g", "error:x") + post("/fn/g", "echo:y") + post("/fn/g", "big:2100"), 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := exchange(t, p.plain, tc.raw, tc.n)
+			got := exchange(t, p.fast, tc.raw, tc.n)
+			for i := range want {
+				if g, w := got[i].String(), want[i].String(); g != w {
+					t.Errorf("response %d:\ngot  %s\nwant %s", i+1, g, w)
+				}
+			}
+		})
+	}
+}
+
+// With a token set, a missing or wrong one is answered 401 and a right one
+// is served.
+func TestFastPathToken(t *testing.T) {
+	const token = "0123456789abcdef0123"
+	p := startPair(t, token, api.FastConfig{})
+	for _, tc := range []struct {
+		name, auth, status string
+	}{
+		{"none", "", "401 Unauthorized"},
+		{"wrong", "Authorization: Bearer nope", "401 Unauthorized"},
+		{"basic", "Authorization: Basic " + token, "401 Unauthorized"},
+		{"right", "Authorization: Bearer " + token, "200 OK"},
+		{"right, padded", "Authorization: Bearer  " + token + " ", "200 OK"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var raw string
+			if tc.auth == "" {
+				raw = post("/fn/g", "echo:t")
+			} else {
+				raw = post("/fn/g", "echo:t", tc.auth)
+			}
+			want := exchange(t, p.plain, raw, 1)[0]
+			got := exchange(t, p.fast, raw, 1)[0]
+			if got.String() != want.String() || got.status != tc.status {
+				t.Errorf("got %s\nwant %s (status %s)", got, want, tc.status)
+			}
+		})
+	}
+}
+
+// The fast path serves requests itself: its connections close after its
+// idle timeout, where net/http (no idle timeout here) keeps a handed-off
+// one open.
+func TestFastPathServesAndTimesOutIdle(t *testing.T) {
+	p := startPair(t, "", api.FastConfig{IdleTimeout: 200 * time.Millisecond})
+	for _, tc := range []struct {
+		name   string
+		raw    string
+		closed bool
+	}{
+		{"served fast", post("/fn/g", "echo:a"), true},
+		{"handed off", post("/fn/g?q", "echo:a"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", p.fast)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			io.WriteString(conn, tc.raw)
+			br := bufio.NewReader(conn)
+			if r, err := readResponse(t, br); err != nil || r.body != "a" {
+				t.Fatalf("got %v %v, want a", r, err)
+			}
+			conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+			_, err = br.ReadByte()
+			var ne net.Error
+			gotClosed := errors.Is(err, io.EOF)
+			if !gotClosed && !(errors.As(err, &ne) && ne.Timeout()) {
+				t.Fatalf("read after idle: %v", err)
+			}
+			if gotClosed != tc.closed {
+				t.Errorf("closed when idle: got %v, want %v", gotClosed, tc.closed)
+			}
+		})
+	}
+}
+
+// A slow client is dropped after the read header timeout, with nothing
+// answered (as net/http does).
+func TestFastPathReadHeaderTimeout(t *testing.T) {
+	p := startPair(t, "", api.FastConfig{ReadHeaderTimeout: 1500 * time.Millisecond})
+	conn, err := net.Dial("tcp", p.fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "POST /fn/g HTTP/1.1\r\nHost: h\r\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	n, err := conn.Read(make([]byte, 1))
+	if n != 0 || !errors.Is(err, io.EOF) {
+		t.Fatalf("got %d bytes, %v; want EOF", n, err)
+	}
+	if d := time.Since(start); d < 400*time.Millisecond {
+		t.Errorf("closed after %v, want about the 1.5s timeout", d)
+	}
+}
+
+// Clients that go away mid-request or send junk never hang or crash the
+// fast path, and it keeps serving.
+func TestFastPathBadClients(t *testing.T) {
+	p := startPair(t, "", api.FastConfig{})
+	rng := rand.New(rand.NewPCG(1, 2))
+	valid := post("/fn/g", "echo:valid")
+	var inputs []string
+	for i := 1; i < len(valid); i += 7 {
+		inputs = append(inputs, valid[:i]) // cut short
+	}
+	for range 30 {
+		b := []byte(valid)
+		for range 1 + rng.IntN(4) {
+			b[rng.IntN(len(b))] = byte(rng.IntN(256))
+		}
+		inputs = append(inputs, string(b))
+		junk := make([]byte, rng.IntN(300))
+		for i := range junk {
+			junk[i] = byte(rng.IntN(256))
+		}
+		inputs = append(inputs, string(junk))
+	}
+	for i, in := range inputs {
+		conn, err := net.Dial("tcp", p.fast)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(conn, in)
+		conn.(*net.TCPConn).CloseWrite()
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadAll(conn); err != nil {
+			t.Errorf("input %d %q: %v", i, in, err)
+		}
+		conn.Close()
+	}
+	if r := exchange(t, p.fast, valid, 1)[0]; r.body != "valid" {
+		t.Errorf("after bad clients: got %s", r)
+	}
+}
+
+// Shutdown answers the in-flight request (with Connection: close), closes
+// idle connections and stops accepting.
+func TestFastPathShutdownDrains(t *testing.T) {
+	p := startPair(t, "", api.FastConfig{})
+	idle, err := net.Dial("tcp", p.fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	io.WriteString(idle, post("/fn/g", "echo:i"))
+	idleBr := bufio.NewReader(idle)
+	if r, err := readResponse(t, idleBr); err != nil || r.body != "i" {
+		t.Fatalf("idle connection's request: %v %v", r, err)
+	}
+	busy, err := net.Dial("tcp", p.fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	io.WriteString(busy, post("/fn/g", "sleep:400"))
+	time.Sleep(100 * time.Millisecond) // the invocation is running
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() {
+		p.fsrv.Shutdown(ctx)
+		shut <- p.fl.Shutdown(ctx)
+	}()
+	busy.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r, err := readResponse(t, bufio.NewReader(busy))
+	if err != nil || r.body != "slept" || !r.close {
+		t.Errorf("in-flight across shutdown: got %v %v, want slept with Connection: close", r, err)
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := idleBr.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Errorf("idle connection after shutdown: got %v, want EOF", err)
+	}
+	if c, err := net.Dial("tcp", p.fast); err == nil {
+		c.Close()
+		t.Errorf("dial after shutdown succeeded")
+	}
+}
+
+// A Shutdown whose context ends first cancels the invocations in flight
+// and closes their connections.
+func TestFastPathHardShutdown(t *testing.T) {
+	p := startPair(t, "", api.FastConfig{})
+	busy, err := net.Dial("tcp", p.fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	io.WriteString(busy, post("/fn/g", "sleep:20000"))
+	time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := p.fl.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown: got %v, want %v", err, context.DeadlineExceeded)
+	}
+	busy.SetReadDeadline(time.Now().Add(5 * time.Second))
+	io.ReadAll(busy)
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("connection closed after %v, want soon after the deadline", d)
+	}
+}
