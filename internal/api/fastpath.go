@@ -59,6 +59,9 @@ const (
 	// bufferBeforeChunking is net/http's: a body written at once and
 	// longer than this goes out chunked, a shorter one with its length.
 	bufferBeforeChunking = 2048
+	// maxKeptOut is the largest output buffer a connection keeps between
+	// responses.
+	maxKeptOut = 64 << 10
 )
 
 // FastListener wraps the gateway's listener. Its Accept returns only the
@@ -293,6 +296,9 @@ func (c *fastConn) flush() bool {
 	}
 	_, err := c.rwc.Write(c.out)
 	c.out = c.out[:0]
+	if cap(c.out) > maxKeptOut {
+		c.out = nil // a large response's buffer is not kept for the next
+	}
 	return err == nil
 }
 

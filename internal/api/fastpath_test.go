@@ -22,6 +22,7 @@ import (
 	"github.com/mote-run/mote/internal/runtime"
 	"github.com/mote-run/mote/internal/runtime/wasm"
 	"github.com/mote-run/mote/internal/system"
+	"github.com/mote-run/mote/internal/testutil"
 )
 
 const fastMaxPayload = 64 << 10
@@ -425,5 +426,75 @@ func TestFastPathHardShutdown(t *testing.T) {
 	io.ReadAll(busy)
 	if d := time.Since(start); d > 4*time.Second {
 		t.Errorf("connection closed after %v, want soon after the deadline", d)
+	}
+}
+
+// BenchmarkFastPathInvoke is one warm invocation over a loopback
+// connection, through the fast path or plain net/http (same gateway, same
+// request bytes); the client's own cost is in both.
+func BenchmarkFastPathInvoke(b *testing.B) {
+	ctx := context.Background()
+	w, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(os.TempDir(), "mote-api-test-wasm-cache")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sys, err := system.Open(ctx, system.Config{DataDir: b.TempDir(), Runtimes: map[runtime.Kind]runtime.Runtime{runtime.KindWasm: w}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sys.Shutdown(ctx)
+	mod := testutil.BuildWasm(b, "../../examples/hello-reactor", true)
+	if _, err := sys.Deploy(ctx, "hello", registry.Config{}, bytes.NewReader(mod)); err != nil {
+		b.Fatal(err)
+	}
+	gw := api.New(api.Config{System: sys})
+	for _, fast := range []bool{false, true} {
+		name := "net-http"
+		if fast {
+			name = "fast"
+		}
+		b.Run(name, func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := &http.Server{Handler: gw}
+			var fl *api.FastListener
+			if fast {
+				fl = gw.Listen(ln, api.FastConfig{})
+				go srv.Serve(fl)
+			} else {
+				go srv.Serve(ln)
+			}
+			defer func() {
+				srv.Close()
+				if fl != nil {
+					fl.Shutdown(ctx)
+				}
+			}()
+			conn, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			req := []byte(post("/fn/hello", "x"))
+			br := bufio.NewReader(conn)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := conn.Write(req); err != nil {
+					b.Fatal(err)
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					b.Fatal(resp.Status)
+				}
+			}
+		})
 	}
 }
