@@ -166,8 +166,8 @@ func (l *FastListener) acceptLoop() {
 	for {
 		rwc, err := l.ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && !l.draining.Load() {
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() && !l.draining.Load() {
 				// As net/http does on EMFILE and the like: back off, retry.
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				select {
