@@ -343,7 +343,9 @@ func (c *fastConn) readRequest() (fastRequest, readVerdict) {
 			end += 4
 			break
 		}
-		if len(buf) >= fastBufSize {
+		if len(buf) >= fastBufSize || bareLF(buf) {
+			// A header ending in a bare LF is valid HTTP/1.1 that never
+			// shows the CRLF CRLF waited for here: net/http reads it.
 			return fastRequest{}, readHandoff
 		}
 		if v := c.fill(len(buf) + 1); v != readOK {
@@ -365,6 +367,17 @@ func (c *fastConn) readRequest() (fastRequest, readVerdict) {
 	}
 	c.br.Discard(end + n)
 	return req, readOK
+}
+
+// bareLF reports whether b has a line feed not preceded by a carriage
+// return.
+func bareLF(b []byte) bool {
+	for i, ch := range b {
+		if ch == '\n' && (i == 0 || b[i-1] != '\r') {
+			return true
+		}
+	}
+	return false
 }
 
 // fill waits until n bytes are buffered. A connection that ends with a

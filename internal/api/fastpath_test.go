@@ -358,6 +358,33 @@ func TestFastPathBadClients(t *testing.T) {
 	}
 }
 
+// A request whose lines end in a bare LF (which net/http accepts) is
+// answered at once by net/http, not left waiting for a CRLF CRLF that
+// never comes, and the connection stays open for the next request.
+func TestFastPathBareLF(t *testing.T) {
+	p := startPair(t, "", api.FastConfig{})
+	conn, err := net.Dial("tcp", p.fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(conn)
+	for _, req := range []string{
+		"POST /fn/g HTTP/1.1\nHost: x\nContent-Length: 7\n\necho:lf",
+		"POST /fn/g HTTP/1.1\r\nHost: x\nContent-Length: 8\r\n\r\necho:mix",
+	} {
+		io.WriteString(conn, req)
+		r, err := readResponse(t, br)
+		if err != nil {
+			t.Fatalf("%q: %v", req, err)
+		}
+		if want := strings.TrimPrefix(req[strings.LastIndex(req, "\n")+1:], "echo:"); r.body != want {
+			t.Errorf("%q: got %s, want body %q", req, r, want)
+		}
+	}
+}
+
 // Shutdown answers the in-flight request (with Connection: close), closes
 // idle connections and stops accepting.
 func TestFastPathShutdownDrains(t *testing.T) {
