@@ -17,13 +17,6 @@ import (
 // The sandboxed process reaches it at addr and nothing else: its namespace
 // has no other interface.
 func listenInNetns(pid int, addr string) (net.Listener, error) {
-	return listenInNetnsOn(pid, "tcp", addr)
-}
-
-// listenInNetnsOn is listenInNetns for any network net.Listen takes; an
-// abstract unix socket ("@name") made this way is reachable only from the
-// namespace (abstract names are per network namespace).
-func listenInNetnsOn(pid int, network, addr string) (net.Listener, error) {
 	type result struct {
 		ln  net.Listener
 		err error
@@ -31,7 +24,7 @@ func listenInNetnsOn(pid int, network, addr string) (net.Listener, error) {
 	ch := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
-		ln, err, back := listenOnThread(pid, network, addr)
+		ln, err, back := listenOnThread(pid, addr)
 		if back {
 			runtime.UnlockOSThread()
 		} // else the thread stays in the wrong namespace: let it die with this goroutine.
@@ -43,7 +36,7 @@ func listenInNetnsOn(pid int, network, addr string) (net.Listener, error) {
 
 // listenOnThread does the work on a locked thread; back reports whether
 // the thread is in its original namespace again.
-func listenOnThread(pid int, network, addr string) (ln net.Listener, err error, back bool) {
+func listenOnThread(pid int, addr string) (ln net.Listener, err error, back bool) {
 	orig, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: open own netns: %w", err), true
@@ -61,7 +54,7 @@ func listenOnThread(pid int, network, addr string) (ln net.Listener, err error, 
 		if err := loopbackUp(); err != nil {
 			return nil, err
 		}
-		return net.Listen(network, addr)
+		return net.Listen("tcp", addr)
 	}()
 	if e := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); e != nil {
 		if ln != nil {

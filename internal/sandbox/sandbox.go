@@ -308,18 +308,6 @@ func (p *Proc) Listen() (net.Listener, error) {
 	return listenInNetns(p.Pid(), RuntimeAPIAddr)
 }
 
-// ListenUnix opens a listener on the abstract unix socket "@"+name where
-// the process can reach it: in its own network namespace, or in Mote's
-// when it shares Mote's network. A unix socket costs about half what a
-// loopback TCP connection does per message, which matters for the framed
-// channels' round trips.
-func (p *Proc) ListenUnix(name string) (net.Listener, error) {
-	if !p.NewNetwork() {
-		return net.Listen("unix", "@"+name)
-	}
-	return listenInNetnsOn(p.Pid(), "unix", "@"+name)
-}
-
 // Exec tells the init to start argv as the unprivileged user in dir, with
 // env. It returns once the init has the command; a command that cannot
 // start makes the init exit (see Done) with the reason on its stderr.

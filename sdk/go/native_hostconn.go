@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"time"
 )
@@ -39,25 +38,13 @@ var (
 	hostConns   []*hostConn
 )
 
-// dialChannel connects a framed channel: to the unix socket Mote names in
-// MOTE_CHANNELS (half the cost of loopback TCP per message), else to the
-// Runtime API port, which takes channels too.
-func dialChannel() (net.Conn, error) {
-	if ch := os.Getenv("MOTE_CHANNELS"); ch != "" {
-		if c, err := net.Dial("unix", ch); err == nil {
-			return c, nil
-		}
-	}
-	return net.Dial("tcp", apiAddr)
-}
-
 func dialHostConn() (*hostConn, error) {
 	if apiAddr == "" {
 		return nil, errors.New("mote: AWS_LAMBDA_RUNTIME_API is not set")
 	}
-	c, err := dialChannel()
+	c, err := net.Dial("tcp", apiAddr)
 	if err != nil {
-		return nil, fmt.Errorf("mote: host channel: %w", err)
+		return nil, fmt.Errorf("mote: host channel %s: %w", apiAddr, err)
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)

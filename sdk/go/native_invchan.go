@@ -30,7 +30,7 @@ import (
 const eventPoll = 200 * time.Microsecond
 
 func serveChannel() bool {
-	conn, err := dialChannel()
+	conn, err := net.Dial("tcp", apiAddr)
 	if err != nil {
 		return false
 	}

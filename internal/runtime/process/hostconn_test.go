@@ -166,25 +166,3 @@ func channelInstance(t *testing.T) (*instance, *call) {
 	cl := &call{id: "req-1", ev: &runtime.Event{Payload: []byte("payload")}, ctx: context.Background(), deadline: time.Now().Add(time.Minute), done: make(chan struct{})}
 	return in, cl
 }
-
-// The Go SDK opens its invocation channel on the unix socket named in
-// MOTE_CHANNELS, not on the Runtime API port.
-func TestGoSDKDialsUnixChannel(t *testing.T) {
-	rt := newRuntime(t)
-	in := startInstance(t, rt, langSpec(t, "go-sdk"))
-	ev := &runtime.Event{ID: "u1", Payload: []byte("hello"), Deadline: time.Now().Add(10 * time.Second), Host: nopHost{}}
-	if _, _, err := in.Invoke(context.Background(), ev); err != nil {
-		t.Fatalf("Invoke: %v", err)
-	}
-	pi := in.(*instance)
-	ch, ok := pi.chLn.(*demuxListener)
-	if !ok {
-		t.Fatalf("instance has no unix channel listener (%T)", pi.chLn)
-	}
-	ch.mu.Lock()
-	n := len(ch.open)
-	ch.mu.Unlock()
-	if n == 0 {
-		t.Errorf("no connection on the unix socket %s: the SDK used the port", ch.Addr())
-	}
-}

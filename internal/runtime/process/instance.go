@@ -29,7 +29,6 @@ type instance struct {
 	dir  string // private writable dir (TMPDIR)
 	proc *sandbox.Proc
 	ln   net.Listener
-	chLn net.Listener // the framed channels' unix socket; nil where it could not be made
 	out  *output
 
 	next     chan *call    // hands an event to a waiting GET …/next
@@ -136,17 +135,7 @@ func (in *instance) start(ctx context.Context) error {
 	if !in.proc.NewNetwork() {
 		api = in.ln.Addr().String()
 	}
-	// The framed channels also listen on an abstract unix socket, which
-	// the Go SDK prefers (MOTE_CHANNELS); the Runtime API port still takes
-	// them, for SDKs that do not know the socket.
-	channels := ""
-	if uln, err := in.proc.ListenUnix("mote-" + in.name + "-" + randHex(8)); err == nil {
-		in.chLn = newDemuxListener(uln, in.serveHostConn, in.serveHTTPConn)
-		channels = uln.Addr().String()
-	} else {
-		in.log.Debug("process: no unix socket for the channels; they use the Runtime API port", "err", err)
-	}
-	if err := in.proc.Exec(in.m.argv, in.m.env(api, channels, in.name, tmp), in.m.spec.Dir); err != nil {
+	if err := in.proc.Exec(in.m.argv, in.m.env(api, in.name, tmp), in.m.spec.Dir); err != nil {
 		return in.initError("could not start: " + err.Error())
 	}
 	timer := time.NewTimer(cfg.InitTimeout)
@@ -349,9 +338,6 @@ func (in *instance) Close(ctx context.Context) error {
 		}
 		if in.ln != nil {
 			in.ln.Close()
-		}
-		if in.chLn != nil {
-			in.chLn.Close()
 		}
 		if in.out != nil {
 			in.out.close()

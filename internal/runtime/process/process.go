@@ -282,7 +282,7 @@ func (m *module) Close(ctx context.Context) error { return nil }
 
 // env builds the function's environment: Lambda's documented variables
 // (which spec.Env cannot override), then spec.Env, over a small base.
-func (m *module) env(api, channels, name, tmp string) []string {
+func (m *module) env(api, name, tmp string) []string {
 	s := m.spec
 	vars := map[string]string{
 		"PATH":             m.path,
@@ -311,7 +311,6 @@ func (m *module) env(api, channels, name, tmp string) []string {
 		"LAMBDA_RUNTIME_DIR":              s.Dir,
 		"MOTE_FUNCTION":                   s.Function,
 		"MOTE_INSTANCE":                   name,
-		"MOTE_CHANNELS":                   channels,
 	} {
 		vars[k] = v
 	}
