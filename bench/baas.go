@@ -134,9 +134,16 @@ func BaaS(ctx context.Context, o Options) error {
 		{"wasm → Mote KV get (cached)", "kvw", kvEvent{Op: "get", Prefix: "k", Keys: baasKeys, N: baasWasmOps}},
 		{"wasm → Mote KV put (buffered)", "kvw", kvEvent{Op: "put", Prefix: "k", Keys: baasKeys, N: baasWasmOps, Durability: "buffered"}},
 	}
-	// MOTE_BENCH_BAAS=process runs only the process-function rows, for
-	// iterating on the host-call path.
-	processOnly := os.Getenv("MOTE_BENCH_BAAS") == "process"
+	// --only process runs only the process-function rows, for iterating
+	// on the host-call path.
+	var processOnly bool
+	switch o.Only {
+	case "":
+	case "process":
+		processOnly = true
+	default:
+		return fmt.Errorf("baas: --only takes \"process\", not %q", o.Only)
+	}
 	if processOnly {
 		procRuns = procRuns[:4]
 	}
@@ -259,7 +266,7 @@ func BaaS(ctx context.Context, o Options) error {
 	return nil
 }
 
-// procSummary prints the process-function rows alone (MOTE_BENCH_BAAS=process).
+// procSummary prints the process-function rows alone (--only process).
 func procSummary(o Options, get, redisGet, put, redisSet string, res map[string][]kvResult) error {
 	m := func(name string, f func(kvResult) float64) float64 {
 		v := make([]float64, 0, len(res[name]))

@@ -30,6 +30,7 @@ type Options struct {
 	Examples string        // examples directory
 	Duration time.Duration // per load run
 	Rounds   int           // repetitions; medians are reported
+	Only     string        // a scenario's subset to run ("" for all; baas: "process")
 	Out      io.Writer
 }
 
