@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/httpwire"
 	"github.com/mote-run/mote/internal/system"
 )
 
@@ -207,10 +208,10 @@ type fastConn struct {
 	rwc      net.Conn
 	br       *bufio.Reader
 	state    atomic.Int32
-	deadline time.Time // the read deadline last set
-	out      []byte    // responses not yet written
-	name     string    // the last function name, reused while it repeats
-	hdr      http.Header
+	deadline time.Time          // the read deadline last set
+	out      []byte             // responses not yet written
+	name     string             // the last function name, reused while it repeats
+	rec      *httpwire.Recorder // error responses, built by errs.WriteHTTP
 }
 
 // serve runs the connection until it closes or is handed to net/http.
@@ -447,28 +448,28 @@ func parseFastHeader(b []byte, maxPayload int64, token []byte) (name []byte, len
 			return nil, 0, false
 		}
 		switch {
-		case asciiEqualFold(key, "host"):
+		case httpwire.EqualFold(key, "host"):
 			hosts++
 			if !validHost(val) {
 				return nil, 0, false
 			}
-		case asciiEqualFold(key, "content-length"):
+		case httpwire.EqualFold(key, "content-length"):
 			lengths++
 			if length, ok = parseLength(val); !ok {
 				return nil, 0, false
 			}
-		case asciiEqualFold(key, "connection"):
-			if !asciiEqualFold(val, "keep-alive") {
+		case httpwire.EqualFold(key, "connection"):
+			if !httpwire.EqualFold(val, "keep-alive") {
 				return nil, 0, false
 			}
-		case asciiEqualFold(key, "authorization"):
+		case httpwire.EqualFold(key, "authorization"):
 			if auth != nil {
 				return nil, 0, false
 			}
 			auth = val
-		case asciiEqualFold(key, "transfer-encoding"), asciiEqualFold(key, "expect"),
-			asciiEqualFold(key, "upgrade"), asciiEqualFold(key, HeaderAsync),
-			asciiEqualFold(key, "trailer"), asciiEqualFold(key, "te"):
+		case httpwire.EqualFold(key, "transfer-encoding"), httpwire.EqualFold(key, "expect"),
+			httpwire.EqualFold(key, "upgrade"), httpwire.EqualFold(key, HeaderAsync),
+			httpwire.EqualFold(key, "trailer"), httpwire.EqualFold(key, "te"):
 			return nil, 0, false
 		}
 	}
@@ -546,25 +547,6 @@ func parseLength(b []byte) (int, bool) {
 	return n, true
 }
 
-func asciiEqualFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		x, y := b[i], s[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
-
 // serveInvoke runs the invocation and queues its response, as invokeFn
 // and net/http would write it.
 func (c *fastConn) serveInvoke(req fastRequest) {
@@ -587,22 +569,22 @@ func (c *fastConn) serveInvoke(req fastRequest) {
 
 // writeError queues the response errs.WriteHTTP writes for err.
 func (c *fastConn) writeError(out *system.Outcome, err error) {
-	if c.hdr == nil {
-		c.hdr = http.Header{}
+	if c.rec == nil {
+		c.rec = httpwire.NewRecorder()
 	}
-	clear(c.hdr)
-	w := &bufferedWriter{h: c.hdr, status: http.StatusOK}
+	w := c.rec
+	w.Reset()
 	errs.WriteHTTP(w, err)
 	b := append(c.out, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(w.status), 10)
+	b = strconv.AppendInt(b, int64(w.StatusOK()), 10)
 	b = append(b, ' ')
-	b = append(b, http.StatusText(w.status)...)
+	b = append(b, http.StatusText(w.StatusOK())...)
 	b = append(b, "\r\n"...)
 	if out != nil {
 		b = appendOutcomeHeaders(b, out)
 	}
 	ct := ""
-	for k, vs := range w.h {
+	for k, vs := range w.H {
 		if k == "Content-Type" && len(vs) > 0 {
 			ct = vs[0]
 			continue
@@ -614,7 +596,7 @@ func (c *fastConn) writeError(out *system.Outcome, err error) {
 			b = append(b, "\r\n"...)
 		}
 	}
-	c.out = c.appendBody(b, ct, w.body)
+	c.out = c.appendBody(b, ct, w.Body)
 }
 
 // appendBody appends the framing and entity headers net/http adds to a
@@ -669,28 +651,6 @@ func appendOutcomeHeaders(b []byte, out *system.Outcome) []byte {
 	b = append(b, "\r\n"+HeaderVersion+": "...)
 	b = strconv.AppendInt(b, int64(out.Version), 10)
 	return append(b, "\r\n"...)
-}
-
-// bufferedWriter is the http.ResponseWriter errs.WriteHTTP writes to.
-type bufferedWriter struct {
-	h      http.Header
-	status int
-	wrote  bool
-	body   []byte
-}
-
-func (w *bufferedWriter) Header() http.Header { return w.h }
-
-func (w *bufferedWriter) WriteHeader(status int) {
-	if !w.wrote {
-		w.status, w.wrote = status, true
-	}
-}
-
-func (w *bufferedWriter) Write(p []byte) (int, error) {
-	w.wrote = true
-	w.body = append(w.body, p...)
-	return len(p), nil
 }
 
 // dateCache holds the Date header's value, formatted once a second.

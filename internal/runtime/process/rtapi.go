@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"syscall"
+
+	"github.com/mote-run/mote/internal/httpwire"
 )
 
 // The Runtime API is four endpoints with bodies and a handful of headers,
@@ -32,32 +34,13 @@ type rtRequest struct {
 	bodyErr      error
 }
 
-// rtWriter collects a response; the server writes it with its length.
-type rtWriter struct {
-	h      http.Header
-	status int
-	body   []byte
-}
-
-func (w *rtWriter) Header() http.Header { return w.h }
-func (w *rtWriter) WriteHeader(status int) {
-	if w.status == 0 {
-		w.status = status
-	}
-}
-func (w *rtWriter) Write(p []byte) (int, error) {
-	w.WriteHeader(http.StatusOK)
-	w.body = append(w.body, p...)
-	return len(p), nil
-}
-
 var errBadRequest = errors.New("process: malformed http request")
 
 // serveHTTPConn serves Runtime API requests on one connection until it
 // closes, a request is malformed or asks to close, or the instance closes.
 func (in *instance) serveHTTPConn(c *spinConn, br *bufio.Reader) {
 	bw := bufio.NewWriterSize(c, 16<<10)
-	w := &rtWriter{h: http.Header{}}
+	w := httpwire.NewRecorder()
 	var r rtRequest
 	for {
 		r = rtRequest{body: r.body[:0]}
@@ -69,13 +52,9 @@ func (in *instance) serveHTTPConn(c *spinConn, br *bufio.Reader) {
 			}
 			return
 		}
-		clear(w.h)
-		w.status, w.body = 0, w.body[:0]
+		w.Reset()
 		if !in.route(w, &r, c) {
 			return
-		}
-		if w.status == 0 {
-			w.status = http.StatusOK
 		}
 		keepAlive = keepAlive && !r.tooLarge && r.bodyErr == nil
 		writeResponse(bw, w, keepAlive)
@@ -134,26 +113,26 @@ func (in *instance) readRequest(br *bufio.Reader, bw *bufio.Writer, r *rtRequest
 		}
 		v = bytes.TrimSpace(v)
 		switch {
-		case asciiEqualFold(k, "Content-Length"):
+		case httpwire.EqualFold(k, "Content-Length"):
 			n, err := strconv.ParseInt(string(v), 10, 64)
 			if err != nil || n < 0 {
 				return false, errBadRequest
 			}
 			length = n
-		case asciiEqualFold(k, "Transfer-Encoding"):
-			chunked = asciiEqualFold(v, "chunked")
-			if !chunked && !asciiEqualFold(v, "identity") {
+		case httpwire.EqualFold(k, "Transfer-Encoding"):
+			chunked = httpwire.EqualFold(v, "chunked")
+			if !chunked && !httpwire.EqualFold(v, "identity") {
 				return false, errBadRequest
 			}
-		case asciiEqualFold(k, "Connection"):
-			if asciiEqualFold(v, "close") {
+		case httpwire.EqualFold(k, "Connection"):
+			if httpwire.EqualFold(v, "close") {
 				keepAlive = false
-			} else if asciiEqualFold(v, "keep-alive") {
+			} else if httpwire.EqualFold(v, "keep-alive") {
 				keepAlive = true
 			}
-		case asciiEqualFold(k, "Expect"):
-			expect = asciiEqualFold(v, "100-continue")
-		case asciiEqualFold(k, hdrRequestID):
+		case httpwire.EqualFold(k, "Expect"):
+			expect = httpwire.EqualFold(v, "100-continue")
+		case httpwire.EqualFold(k, hdrRequestID):
 			r.requestID = string(v)
 		}
 	}
@@ -244,7 +223,7 @@ func readChunked(br *bufio.Reader, buf []byte, max int64) ([]byte, error) {
 
 // route dispatches one request. It returns false when the connection is
 // gone and nothing should be written.
-func (in *instance) route(w *rtWriter, r *rtRequest, c *spinConn) bool {
+func (in *instance) route(w *httpwire.Recorder, r *rtRequest, c *spinConn) bool {
 	p := r.path
 	switch {
 	case p == pathNext:
@@ -280,9 +259,9 @@ func cutByte(s string, b byte) (before, after string, ok bool) {
 }
 
 // writeResponse writes w's status, headers and body with its length.
-func writeResponse(bw *bufio.Writer, w *rtWriter, keepAlive bool) {
-	writeStatus(bw, w.status)
-	for k, vs := range w.h {
+func writeResponse(bw *bufio.Writer, w *httpwire.Recorder, keepAlive bool) {
+	writeStatus(bw, w.StatusOK())
+	for k, vs := range w.H {
 		if k == "Content-Length" {
 			continue
 		}
@@ -293,8 +272,8 @@ func writeResponse(bw *bufio.Writer, w *rtWriter, keepAlive bool) {
 			bw.WriteString("\r\n")
 		}
 	}
-	finishHeader(bw, len(w.body), keepAlive)
-	bw.Write(w.body)
+	finishHeader(bw, len(w.Body), keepAlive)
+	bw.Write(w.Body)
 }
 
 // writeRaw writes a response with one content type.
@@ -335,26 +314,6 @@ func internMethod(m []byte) string {
 		return http.MethodPost
 	}
 	return string(m)
-}
-
-// asciiEqualFold reports whether b equals s, ignoring ASCII case.
-func asciiEqualFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		x, y := b[i], s[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // connGone reports whether the peer has closed or reset c, without
