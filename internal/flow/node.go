@@ -388,6 +388,12 @@ func decodeNode(b []byte) (*Node, error) {
 	n.Attempts = int(d.u())
 	n.Start = d.t()
 	n.End = d.t()
+	return d.finish(n)
+}
+
+// finish decodes the fields both record versions end with: the figures,
+// the error and the output.
+func (d *dec) finish(n *Node) (*Node, error) {
 	n.WallMicros = d.i()
 	n.CPUMicros = d.i()
 	n.BilledMs = d.i()
@@ -442,18 +448,7 @@ func decodeNode2(b []byte) (*Node, error) {
 	default:
 		n.End = time.Unix(0, n.Start.UnixNano()+int64(end-2))
 	}
-	n.WallMicros = d.i()
-	n.CPUMicros = d.i()
-	n.BilledMs = d.i()
-	n.ErrorCode = errs.Code(d.s())
-	n.ErrorMessage = d.s()
-	if out := d.by(); len(out) > 0 {
-		n.Output = append([]byte(nil), out...)
-	}
-	if d.bad {
-		return nil, errs.E(errs.Internal, "flow: corrupt node record")
-	}
-	return n, nil
+	return d.finish(n)
 }
 
 // journalEntry is a completed child call, kept so that a retried parent
