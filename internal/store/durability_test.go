@@ -54,40 +54,22 @@ func durabilityChild(dir string) {
 // the reopened database and that the database opens and scans clean.
 func TestDurableWritesSurviveKill(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), durabilityChildEnv+"="+dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	child := startCrashChild(t, "^$", durabilityChildEnv, dir)
 	var acked []string
-	sc := bufio.NewScanner(out)
 	deadline := time.Now().Add(5 * time.Second)
-	for sc.Scan() {
-		acked = append(acked, sc.Text())
+	for child.out.Scan() {
+		acked = append(acked, child.out.Text())
 		if len(acked) == 1000 || time.Now().After(deadline) {
 			break
 		}
 	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	for sc.Scan() { // keys acknowledged before the kill, still in the pipe
-		if line := sc.Text(); line != "" {
+	child.kill(t, func(line string) { // acknowledged before the kill, still in the pipe
+		if line != "" {
 			acked = append(acked, line)
 		}
-	}
-	werr := cmd.Wait()
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("child ended with %v, not by SIGKILL; stderr: %s", werr, stderr.String())
-	}
+	})
 	if len(acked) < 50 {
-		t.Fatalf("child acknowledged only %d writes; stderr: %s", len(acked), stderr.String())
+		t.Fatalf("child acknowledged only %d writes; stderr: %s", len(acked), child.stderr.String())
 	}
 
 	db, err := Open(dir)
@@ -128,4 +110,46 @@ func TestDurableWritesSurviveKill(t *testing.T) {
 		t.Errorf("CheckLevels after crash: %v", err)
 	}
 	t.Logf("%d acknowledged durable writes, all present after SIGKILL", len(acked))
+}
+
+// crashChild is this test binary run again as a child that writes to a
+// store and prints what it acknowledged, for a parent that SIGKILLs it.
+type crashChild struct {
+	cmd    *exec.Cmd
+	out    *bufio.Scanner // the child's acknowledgements, a line each
+	stderr strings.Builder
+}
+
+// startCrashChild runs the tests matching run in a child whose env names
+// dir as the store's directory.
+func startCrashChild(t *testing.T, run, env, dir string) *crashChild {
+	t.Helper()
+	c := &crashChild{cmd: exec.Command(os.Args[0], "-test.run="+run)}
+	c.cmd.Env = append(os.Environ(), env+"="+dir)
+	out, err := c.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cmd.Stderr = &c.stderr
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c.out = bufio.NewScanner(out)
+	return c
+}
+
+// kill SIGKILLs the child, hands rest the lines it printed before dying
+// that were not read yet, and checks that the kill is what ended it.
+func (c *crashChild) kill(t *testing.T, rest func(line string)) {
+	t.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for c.out.Scan() {
+		rest(c.out.Text())
+	}
+	werr := c.cmd.Wait()
+	if ws, ok := c.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("child ended with %v, not by SIGKILL; stderr: %s", werr, c.stderr.String())
+	}
 }

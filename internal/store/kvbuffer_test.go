@@ -1,16 +1,13 @@
 package store
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -444,17 +441,7 @@ func TestKVBufferedCrashChild(t *testing.T) {
 // acknowledged durable write was overwritten by an older buffered one.
 func TestKVBufferedCrash(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKVBufferedCrashChild$")
-	cmd.Env = append(os.Environ(), bufferedCrashChildEnv+"="+dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	child := startCrashChild(t, "^TestKVBufferedCrashChild$", bufferedCrashChildEnv, dir)
 	const margin = 500 * time.Millisecond
 	type ack struct {
 		line string
@@ -462,24 +449,14 @@ func TestKVBufferedCrash(t *testing.T) {
 	}
 	var acks []ack
 	start := time.Now()
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		acks = append(acks, ack{sc.Text(), time.Now()})
+	for child.out.Scan() {
+		acks = append(acks, ack{child.out.Text(), time.Now()})
 		if el := time.Since(start); (len(acks) >= 5000 && el > 2*margin) || el > 5*time.Second {
 			break
 		}
 	}
 	killed := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	for sc.Scan() {
-		acks = append(acks, ack{sc.Text(), killed})
-	}
-	werr := cmd.Wait()
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("child ended with %v, not by SIGKILL; stderr: %s", werr, stderr.String())
-	}
+	child.kill(t, func(line string) { acks = append(acks, ack{line, killed}) })
 
 	db, err := Open(dir)
 	if err != nil {
@@ -520,7 +497,7 @@ func TestKVBufferedCrash(t *testing.T) {
 		}
 	}
 	if nbuf < 1000 || nmix < 10 {
-		t.Fatalf("child acknowledged only %d buffered and %d mixed writes; stderr: %s", nbuf, nmix, stderr.String())
+		t.Fatalf("child acknowledged only %d buffered and %d mixed writes; stderr: %s", nbuf, nmix, child.stderr.String())
 	}
 	for _, w := range []string{"w0", "w1"} {
 		present := 0
