@@ -68,11 +68,14 @@ const (
 // FastListener wraps the gateway's listener. Its Accept returns only the
 // connections the fast path hands to net/http; pass it to http.Server.Serve.
 type FastListener struct {
-	s      *Server
-	ln     net.Listener
-	cfg    FastConfig
-	ctx    context.Context // ends on a hard shutdown
-	cancel context.CancelFunc
+	s   *Server
+	ln  net.Listener
+	cfg FastConfig
+	// maxPayload is the system's payload limit, fixed for its life: read
+	// once, not copied out of its config per request.
+	maxPayload int64
+	ctx        context.Context // ends on a hard shutdown
+	cancel     context.CancelFunc
 
 	handoff  chan net.Conn
 	done     chan struct{} // closed by Close
@@ -90,7 +93,7 @@ type FastListener struct {
 func (s *Server) Listen(ln net.Listener, cfg FastConfig) *FastListener {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &FastListener{
-		s: s, ln: ln, cfg: cfg.withDefaults(), ctx: ctx, cancel: cancel,
+		s: s, ln: ln, cfg: cfg.withDefaults(), maxPayload: s.sys.Config().MaxPayload, ctx: ctx, cancel: cancel,
 		handoff: make(chan net.Conn), done: make(chan struct{}),
 		conns: map[*fastConn]struct{}{},
 	}
@@ -354,7 +357,7 @@ func (c *fastConn) readRequest() (fastRequest, readVerdict) {
 		}
 	}
 	buf, _ := c.br.Peek(end)
-	name, n, ok := parseFastHeader(buf, c.l.s.sys.Config().MaxPayload, c.l.s.token)
+	name, n, ok := parseFastHeader(buf, c.l.maxPayload, c.l.s.token)
 	if !ok || end+n > fastBufSize {
 		return fastRequest{}, readHandoff
 	}
