@@ -118,7 +118,7 @@ func (p *Pool) Module() runtime.Module { return p.mod }
 // Invoke runs ev on an instance of the pool and reports whether that
 // instance was started for it (a cold start).
 func (p *Pool) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Result, runtime.Usage, bool, error) {
-	s, cold, err := p.acquire(ctx, ev.Depth > 0)
+	s, cold, err := p.acquire(ctx, ev.Depth > 0, ev.Deadline)
 	if err != nil {
 		return runtime.Result{}, runtime.Usage{}, cold, err
 	}
@@ -129,8 +129,11 @@ func (p *Pool) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Result, r
 }
 
 // acquire returns an instance for one invocation: idle, new, or queued.
-// nested invocations may go NestedHeadroom past the ceiling.
-func (p *Pool) acquire(ctx context.Context, nested bool) (*slot, bool, error) {
+// nested invocations may go NestedHeadroom past the ceiling. A queued
+// invocation waits until ctx ends or its deadline (zero: none) passes,
+// whichever is first: a runtime that enforces ev.Deadline itself is
+// handed a context without one.
+func (p *Pool) acquire(ctx context.Context, nested bool, deadline time.Time) (*slot, bool, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -175,10 +178,19 @@ func (p *Pool) acquire(ctx context.Context, nested bool) (*slot, bool, error) {
 	p.waiters = append(p.waiters, w)
 	p.mu.Unlock()
 
+	var expired <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		expired = t.C
+	}
+	why := context.DeadlineExceeded
 	select {
 	case g := <-w.ch:
 		return g.s, g.cold, g.err
 	case <-ctx.Done():
+		why = ctx.Err()
+	case <-expired:
 	}
 	p.mu.Lock()
 	for i, x := range p.waiters {
@@ -186,7 +198,7 @@ func (p *Pool) acquire(ctx context.Context, nested bool) (*slot, bool, error) {
 			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
 			p.mu.Unlock()
 			p.rejected.Add(1)
-			return nil, false, errs.Wrap(errs.Overloaded, ctx.Err(), "function "+p.key+": no instance became free before the deadline")
+			return nil, false, errs.Wrap(errs.Overloaded, why, "function "+p.key+": no instance became free before the deadline")
 		}
 	}
 	p.mu.Unlock()
@@ -194,7 +206,7 @@ func (p *Pool) acquire(ctx context.Context, nested bool) (*slot, bool, error) {
 	if g := <-w.ch; g.err == nil {
 		p.release(g.s, true)
 	}
-	return nil, false, errs.Wrap(errs.Overloaded, ctx.Err(), "function "+p.key+": no instance became free before the deadline")
+	return nil, false, errs.Wrap(errs.Overloaded, why, "function "+p.key+": no instance became free before the deadline")
 }
 
 // start starts one instance (a cold start).
