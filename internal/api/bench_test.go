@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"net/http/httptest"
 	"os"
@@ -19,21 +20,7 @@ import (
 // BenchmarkGatewayInvoke is the gateway's own cost around a warm reactor:
 // routing, body, headers, metrics (no sockets: ServeHTTP on a recorder).
 func BenchmarkGatewayInvoke(b *testing.B) {
-	ctx := context.Background()
-	w, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(os.TempDir(), "mote-api-test-wasm-cache")})
-	if err != nil {
-		b.Fatal(err)
-	}
-	sys, err := system.Open(ctx, system.Config{DataDir: b.TempDir(), Runtimes: map[runtime.Kind]runtime.Runtime{runtime.KindWasm: w}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sys.Shutdown(ctx)
-	gw := api.New(api.Config{System: sys})
-	mod := testutil.BuildWasm(b, "../../examples/hello-reactor", true)
-	if _, err := sys.Deploy(ctx, "hello", registryConfig(), strings.NewReader(string(mod))); err != nil {
-		b.Fatal(err)
-	}
+	gw := helloGateway(b)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -46,4 +33,23 @@ func BenchmarkGatewayInvoke(b *testing.B) {
 	}
 }
 
-func registryConfig() registry.Config { return registry.Config{} }
+// helloGateway is a gateway over a system serving examples/hello-reactor
+// as "hello", for the benchmarks; the system shuts down with b.
+func helloGateway(b *testing.B) *api.Server {
+	b.Helper()
+	ctx := context.Background()
+	w, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(os.TempDir(), "mote-api-test-wasm-cache")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sys, err := system.Open(ctx, system.Config{DataDir: b.TempDir(), Runtimes: map[runtime.Kind]runtime.Runtime{runtime.KindWasm: w}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { sys.Shutdown(ctx) })
+	mod := testutil.BuildWasm(b, "../../examples/hello-reactor", true)
+	if _, err := sys.Deploy(ctx, "hello", registry.Config{}, bytes.NewReader(mod)); err != nil {
+		b.Fatal(err)
+	}
+	return api.New(api.Config{System: sys})
+}

@@ -22,7 +22,6 @@ import (
 	"github.com/mote-run/mote/internal/runtime"
 	"github.com/mote-run/mote/internal/runtime/wasm"
 	"github.com/mote-run/mote/internal/system"
-	"github.com/mote-run/mote/internal/testutil"
 )
 
 const fastMaxPayload = 64 << 10
@@ -461,20 +460,7 @@ func TestFastPathHardShutdown(t *testing.T) {
 // request bytes); the client's own cost is in both.
 func BenchmarkFastPathInvoke(b *testing.B) {
 	ctx := context.Background()
-	w, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(os.TempDir(), "mote-api-test-wasm-cache")})
-	if err != nil {
-		b.Fatal(err)
-	}
-	sys, err := system.Open(ctx, system.Config{DataDir: b.TempDir(), Runtimes: map[runtime.Kind]runtime.Runtime{runtime.KindWasm: w}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sys.Shutdown(ctx)
-	mod := testutil.BuildWasm(b, "../../examples/hello-reactor", true)
-	if _, err := sys.Deploy(ctx, "hello", registry.Config{}, bytes.NewReader(mod)); err != nil {
-		b.Fatal(err)
-	}
-	gw := api.New(api.Config{System: sys})
+	gw := helloGateway(b)
 	for _, fast := range []bool{false, true} {
 		name := "net-http"
 		if fast {
