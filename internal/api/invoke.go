@@ -90,26 +90,7 @@ func (s *Server) invokeFn(w http.ResponseWriter, r *http.Request, name string) e
 // CLI invoke Mote functions with only an endpoint override.
 func (s *Server) lambdaInvoke(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
-	fail := func(err error) error {
-		// AWS SDKs read the error type from this header and body.
-		typ := map[errs.Code]string{
-			errs.NotFound:        "ResourceNotFoundException",
-			errs.PayloadTooLarge: "RequestTooLargeException",
-			errs.Overloaded:      "TooManyRequestsException",
-			errs.LimitExceeded:   "TooManyRequestsException",
-			errs.BadRequest:      "InvalidRequestContentException",
-			errs.Unauthorized:    "UnrecognizedClientException",
-			errs.Forbidden:       "AccessDeniedException",
-		}[errs.CodeOf(err)]
-		if typ == "" {
-			typ = "ServiceException"
-		}
-		w.Header().Set("X-Amzn-Errortype", typ)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("X-Mote-Error-Code", string(errs.CodeOf(err)))
-		w.WriteHeader(errs.CodeOf(err).HTTPStatus())
-		return json.NewEncoder(w).Encode(map[string]string{"Type": "User", "message": errs.MessageOf(err), "code": string(errs.CodeOf(err))})
-	}
+	fail := func(err error) error { return writeLambdaError(w, err) }
 	switch typ := r.Header.Get("X-Amz-Invocation-Type"); typ {
 	case "", "RequestResponse":
 	case "DryRun":
@@ -144,6 +125,40 @@ func (s *Server) lambdaInvoke(w http.ResponseWriter, r *http.Request) error {
 		return fail(err)
 	}
 	s.metrics.observe(out)
+	return writeLambdaOutcome(w, out)
+}
+
+// lambdaErrorTypes are the error types AWS SDKs expect for Mote's codes;
+// any other code is a ServiceException.
+var lambdaErrorTypes = map[errs.Code]string{
+	errs.NotFound:        "ResourceNotFoundException",
+	errs.PayloadTooLarge: "RequestTooLargeException",
+	errs.Overloaded:      "TooManyRequestsException",
+	errs.LimitExceeded:   "TooManyRequestsException",
+	errs.BadRequest:      "InvalidRequestContentException",
+	errs.Unauthorized:    "UnrecognizedClientException",
+	errs.Forbidden:       "AccessDeniedException",
+}
+
+// writeLambdaError answers a platform error as the Lambda Invoke API does:
+// AWS SDKs read the error type from this header and body. The gateway's
+// fast path writes its errors through it too.
+func writeLambdaError(w http.ResponseWriter, err error) error {
+	typ := lambdaErrorTypes[errs.CodeOf(err)]
+	if typ == "" {
+		typ = "ServiceException"
+	}
+	w.Header().Set("X-Amzn-Errortype", typ)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Mote-Error-Code", string(errs.CodeOf(err)))
+	w.WriteHeader(errs.CodeOf(err).HTTPStatus())
+	return json.NewEncoder(w).Encode(map[string]string{"Type": "User", "message": errs.MessageOf(err), "code": string(errs.CodeOf(err))})
+}
+
+// writeLambdaOutcome answers a synchronous invocation that ran as the
+// Lambda Invoke API does. The gateway's fast path writes a function's
+// failure through it too.
+func writeLambdaOutcome(w http.ResponseWriter, out *system.Outcome) error {
 	setOutcomeHeaders(w.Header(), out)
 	w.Header().Set("X-Amz-Executed-Version", strconv.Itoa(out.Version))
 	if out.Err != nil {
@@ -162,6 +177,6 @@ func (s *Server) lambdaInvoke(w http.ResponseWriter, r *http.Request) error {
 		})
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_, err = w.Write(out.Output)
+	_, err := w.Write(out.Output)
 	return err
 }
