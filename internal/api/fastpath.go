@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -19,10 +20,11 @@ import (
 )
 
 // The fast path serves the hot request shape, a plain synchronous
-// invocation (POST /fn/NAME over HTTP/1.1 with a small Content-Length
-// body), without net/http's per-request machinery: it reads requests from
-// the connection itself and writes the response net/http would write for
-// the same outcome. The first request on a connection that has any other
+// invocation (POST /fn/NAME, or the AWS Lambda Invoke API's POST
+// /2015-03-31/functions/NAME/invocations, over HTTP/1.1 with a small
+// Content-Length body), without net/http's per-request machinery: it reads
+// requests from the connection itself and writes the bytes net/http would
+// write for the same outcome. The first request on a connection that has any other
 // shape (or that it has any doubt about) is handed, with every byte
 // already read, to net/http through the listener's Accept, and net/http
 // serves the rest of that connection.
@@ -214,7 +216,8 @@ type fastConn struct {
 	deadline time.Time          // the read deadline last set
 	out      []byte             // responses not yet written
 	name     string             // the last function name, reused while it repeats
-	rec      *httpwire.Recorder // error responses, built by errs.WriteHTTP
+	rec      *httpwire.Recorder // error responses, built by the handlers' code
+	keys     []string           // rec's header keys, sorted
 }
 
 // serve runs the connection until it closes or is handed to net/http.
@@ -334,6 +337,7 @@ const (
 type fastRequest struct {
 	name    string
 	payload []byte
+	lambda  bool // the Lambda Invoke API's route, not /fn/
 }
 
 // readRequest reads the next request if it has the fast path's shape.
@@ -357,7 +361,7 @@ func (c *fastConn) readRequest() (fastRequest, readVerdict) {
 		}
 	}
 	buf, _ := c.br.Peek(end)
-	name, n, ok := parseFastHeader(buf, c.l.maxPayload, c.l.s.token)
+	name, lambda, n, ok := parseFastHeader(buf, c.l.maxPayload, c.l.s.token)
 	if !ok || end+n > fastBufSize {
 		return fastRequest{}, readHandoff
 	}
@@ -365,7 +369,7 @@ func (c *fastConn) readRequest() (fastRequest, readVerdict) {
 		return fastRequest{}, v
 	}
 	buf, _ = c.br.Peek(end + n)
-	req := fastRequest{name: c.intern(name), payload: bytes.Clone(buf[end:])}
+	req := fastRequest{name: c.intern(name), payload: bytes.Clone(buf[end:]), lambda: lambda}
 	if req.payload == nil {
 		req.payload = []byte{}
 	}
@@ -418,23 +422,24 @@ func (c *fastConn) intern(name []byte) string {
 // parseFastHeader checks that a request's header block (ending in CRLF
 // CRLF) has the fast path's shape, with a body of at most maxPayload bytes
 // and, when token is set, that token as its bearer token; it returns the
-// function name and the body's length. Any doubt answers ok=false: net/http
-// then serves the request.
-func parseFastHeader(b []byte, maxPayload int64, token []byte) (name []byte, length int, ok bool) {
+// function name, whether the route is the Lambda Invoke API's, and the
+// body's length. Any doubt answers ok=false: net/http then serves the
+// request.
+func parseFastHeader(b []byte, maxPayload int64, token []byte) (name []byte, lambda bool, length int, ok bool) {
 	line, rest, _ := bytes.Cut(b, []byte("\r\n"))
 	target, found := bytes.CutPrefix(line, []byte("POST "))
 	if !found {
-		return nil, 0, false
+		return nil, false, 0, false
 	}
 	target, found = bytes.CutSuffix(target, []byte(" HTTP/1.1"))
 	if !found {
-		return nil, 0, false
+		return nil, false, 0, false
 	}
-	name, ok = fastFnName(target)
+	name, lambda, ok = fastTarget(target)
 	if !ok {
-		return nil, 0, false
+		return nil, false, 0, false
 	}
-	hosts, lengths := 0, 0
+	hosts, lengths, invTypes := 0, 0, 0
 	length = -1
 	var auth []byte
 	for {
@@ -444,66 +449,87 @@ func parseFastHeader(b []byte, maxPayload int64, token []byte) (name []byte, len
 		}
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 {
-			return nil, 0, false
+			return nil, false, 0, false
 		}
 		key, val := line[:colon], bytes.Trim(line[colon+1:], " \t")
 		if !validToken(key) || !validValue(val) {
-			return nil, 0, false
+			return nil, false, 0, false
 		}
 		switch {
 		case httpwire.EqualFold(key, "host"):
 			hosts++
 			if !validHost(val) {
-				return nil, 0, false
+				return nil, false, 0, false
 			}
 		case httpwire.EqualFold(key, "content-length"):
 			lengths++
 			if length, ok = parseLength(val); !ok {
-				return nil, 0, false
+				return nil, false, 0, false
 			}
 		case httpwire.EqualFold(key, "connection"):
 			if !httpwire.EqualFold(val, "keep-alive") {
-				return nil, 0, false
+				return nil, false, 0, false
 			}
 		case httpwire.EqualFold(key, "authorization"):
 			if auth != nil {
-				return nil, 0, false
+				return nil, false, 0, false
 			}
 			auth = val
+		case lambda && httpwire.EqualFold(key, headerLambdaInvocationType):
+			// Only a synchronous invocation, said once: Event and
+			// DryRun (and anything else) are net/http's.
+			invTypes++
+			if invTypes > 1 || string(val) != "RequestResponse" {
+				return nil, false, 0, false
+			}
 		case httpwire.EqualFold(key, "transfer-encoding"), httpwire.EqualFold(key, "expect"),
 			httpwire.EqualFold(key, "upgrade"), httpwire.EqualFold(key, HeaderAsync),
 			httpwire.EqualFold(key, "trailer"), httpwire.EqualFold(key, "te"):
-			return nil, 0, false
+			return nil, false, 0, false
 		}
 	}
 	if hosts != 1 || lengths != 1 || int64(length) > maxPayload {
-		return nil, 0, false
+		return nil, false, 0, false
 	}
 	if tok := token; tok != nil {
 		// As authorized: a failure goes to net/http, which answers 401.
 		got, found := bytes.CutPrefix(auth, []byte("Bearer "))
 		if !found || subtle.ConstantTimeCompare(bytes.TrimSpace(got), tok) != 1 {
-			return nil, 0, false
+			return nil, false, 0, false
 		}
 	}
-	return name, length, true
+	return name, lambda, length, true
 }
 
-// fastFnName is fnName for a raw request target: it takes only paths made
-// of unreserved characters and slashes, which parse unescaped, with no
-// query, no "//" and no "/.".
-func fastFnName(target []byte) ([]byte, bool) {
-	p, found := bytes.CutPrefix(target, []byte("/fn/"))
-	if !found || bytes.Contains(p, []byte("//")) || bytes.Contains(target, []byte("/.")) {
-		return nil, false
+// headerLambdaInvocationType is the Lambda Invoke API's invocation type:
+// RequestResponse (the default), Event or DryRun.
+const headerLambdaInvocationType = "X-Amz-Invocation-Type"
+
+// fastTarget takes a raw request target that routes to an invocation:
+// /fn/NAME[/...], as fnName takes it, or the Lambda Invoke API's
+// /2015-03-31/functions/NAME/invocations, as the mux routes it to
+// lambdaInvoke. It takes only paths made of unreserved characters and
+// slashes, which parse unescaped, with no query, no "//" and no "/.":
+// paths net/http's mux neither redirects nor unescapes.
+func fastTarget(target []byte) (name []byte, lambda, ok bool) {
+	if bytes.Contains(target, []byte("//")) || bytes.Contains(target, []byte("/.")) {
+		return nil, false, false
 	}
-	for _, ch := range p {
+	for _, ch := range target {
 		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_' || ch == '.' || ch == '~' || ch == '/') {
-			return nil, false
+			return nil, false, false
 		}
 	}
-	name, _, _ := bytes.Cut(p, []byte("/"))
-	return name, len(name) > 0
+	if p, found := bytes.CutPrefix(target, []byte("/fn/")); found {
+		name, _, _ = bytes.Cut(p, []byte("/"))
+		return name, false, len(name) > 0
+	}
+	p, found := bytes.CutPrefix(target, []byte("/2015-03-31/functions/"))
+	if !found {
+		return nil, false, false
+	}
+	name, found = bytes.CutSuffix(p, []byte("/invocations"))
+	return name, true, found && len(name) > 0 && bytes.IndexByte(name, '/') < 0
 }
 
 func validToken(b []byte) bool {
@@ -551,84 +577,103 @@ func parseLength(b []byte) (int, bool) {
 }
 
 // serveInvoke runs the invocation and queues its response, as invokeFn
-// and net/http would write it.
+// or lambdaInvoke and net/http would write it.
 func (c *fastConn) serveInvoke(req fastRequest) {
 	s := c.l.s
 	out, err := s.sys.Invoke(c.l.ctx, system.Invocation{Function: req.name, Payload: req.payload})
 	if err != nil {
 		s.metrics.rejected(req.name, err)
-		c.writeError(nil, err)
+		c.writeFailure(req.lambda, nil, err)
 		return
 	}
 	s.metrics.observe(out)
 	if out.Err != nil {
-		c.writeError(out, out.Err)
+		c.writeFailure(req.lambda, out, out.Err)
 		return
 	}
+	// A success, the hot path, is written straight into the buffer, its
+	// handler's headers in net/http's (sorted) order.
 	b := append(c.out, "HTTP/1.1 200 OK\r\n"...)
+	if req.lambda {
+		b = append(b, "Content-Type: application/json\r\nX-Amz-Executed-Version: "...)
+		b = strconv.AppendInt(b, int64(out.Version), 10)
+		b = append(b, "\r\n"...)
+	}
 	b = appendOutcomeHeaders(b, out)
-	c.out = c.appendBody(b, "", out.Output)
+	c.out = c.appendBody(b, !req.lambda, out.Output)
 }
 
-// writeError queues the response errs.WriteHTTP writes for err.
-func (c *fastConn) writeError(out *system.Outcome, err error) {
+// writeFailure queues the response invokeFn (through errs.WriteHTTP) or
+// lambdaInvoke writes for a platform error (out is nil) or a function's
+// failure: it runs their code on a recorder and writes what it recorded
+// as net/http would.
+func (c *fastConn) writeFailure(lambda bool, out *system.Outcome, err error) {
 	if c.rec == nil {
 		c.rec = httpwire.NewRecorder()
 	}
 	w := c.rec
 	w.Reset()
-	errs.WriteHTTP(w, err)
+	switch {
+	case lambda && out != nil:
+		writeLambdaOutcome(w, out)
+	case lambda:
+		writeLambdaError(w, err)
+	default:
+		if out != nil {
+			setOutcomeHeaders(w.H, out)
+		}
+		errs.WriteHTTP(w, err)
+	}
 	b := append(c.out, "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(w.StatusOK()), 10)
 	b = append(b, ' ')
 	b = append(b, http.StatusText(w.StatusOK())...)
 	b = append(b, "\r\n"...)
-	if out != nil {
-		b = appendOutcomeHeaders(b, out)
+	// net/http writes a handler's headers sorted by key.
+	c.keys = c.keys[:0]
+	for k := range w.H {
+		c.keys = append(c.keys, k)
 	}
-	ct := ""
-	for k, vs := range w.H {
-		if k == "Content-Type" && len(vs) > 0 {
-			ct = vs[0]
-			continue
-		}
-		for _, v := range vs {
+	slices.Sort(c.keys)
+	for _, k := range c.keys {
+		for _, v := range w.H[k] {
 			b = append(b, k...)
 			b = append(b, ": "...)
 			b = append(b, v...)
 			b = append(b, "\r\n"...)
 		}
 	}
-	c.out = c.appendBody(b, ct, w.Body)
+	_, typed := w.H["Content-Type"]
+	c.out = c.appendBody(b, !typed, w.Body)
 }
 
-// appendBody appends the framing and entity headers net/http adds to a
-// body written at once by a handler that set no length (its length, or
-// chunked past 2 KiB; a sniffed Content-Type when none is set; Date;
-// Connection: close while draining), the end of the header and the body.
-func (c *fastConn) appendBody(b []byte, contentType string, body []byte) []byte {
-	if contentType == "" && len(body) > 0 {
-		contentType = http.DetectContentType(body)
-	}
-	if contentType != "" {
-		b = append(b, "Content-Type: "...)
-		b = append(b, contentType...)
-		b = append(b, "\r\n"...)
-	}
+// appendBody appends the headers net/http adds, in its order, to a body
+// written at once by a handler that set no length (Date; its length, or
+// chunked past 2 KiB; when sniff is set and the body is not empty, a
+// sniffed Content-Type; Connection: close while draining), the end of the
+// header and the body.
+func (c *fastConn) appendBody(b []byte, sniff bool, body []byte) []byte {
+	b = append(b, "Date: "...)
+	b = append(b, httpDate()...)
+	b = append(b, "\r\n"...)
 	chunked := len(body) > bufferBeforeChunking
-	if chunked {
-		b = append(b, "Transfer-Encoding: chunked\r\n"...)
-	} else {
+	if !chunked {
 		b = append(b, "Content-Length: "...)
 		b = strconv.AppendInt(b, int64(len(body)), 10)
+		b = append(b, "\r\n"...)
+	}
+	if sniff && len(body) > 0 {
+		b = append(b, "Content-Type: "...)
+		b = append(b, http.DetectContentType(body)...)
 		b = append(b, "\r\n"...)
 	}
 	if c.l.draining.Load() {
 		b = append(b, "Connection: close\r\n"...)
 	}
-	b = append(b, "Date: "...)
-	b = append(b, httpDate()...)
-	b = append(b, "\r\n\r\n"...)
+	if chunked {
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	}
+	b = append(b, "\r\n"...)
 	if !chunked {
 		return append(b, body...)
 	}
@@ -638,10 +683,11 @@ func (c *fastConn) appendBody(b []byte, contentType string, body []byte) []byte 
 	return append(b, "\r\n0\r\n\r\n"...)
 }
 
-// appendOutcomeHeaders appends the header lines setOutcomeHeaders sets.
+// appendOutcomeHeaders appends the header lines setOutcomeHeaders sets,
+// sorted by key as net/http writes them.
 func appendOutcomeHeaders(b []byte, out *system.Outcome) []byte {
-	b = append(b, HeaderInvocationID+": "...)
-	b = append(b, out.ID...)
+	b = append(b, HeaderBilled+": "...)
+	b = strconv.AppendInt(b, out.BilledMs, 10)
 	if out.Cold {
 		b = append(b, "\r\n"+HeaderCold+": true\r\n"...)
 	} else {
@@ -649,8 +695,8 @@ func appendOutcomeHeaders(b []byte, out *system.Outcome) []byte {
 	}
 	b = append(b, HeaderCPU+": "...)
 	b = strconv.AppendInt(b, out.Usage.CPU.Microseconds(), 10)
-	b = append(b, "\r\n"+HeaderBilled+": "...)
-	b = strconv.AppendInt(b, out.BilledMs, 10)
+	b = append(b, "\r\n"+HeaderInvocationID+": "...)
+	b = append(b, out.ID...)
 	b = append(b, "\r\n"+HeaderVersion+": "...)
 	b = strconv.AppendInt(b, int64(out.Version), 10)
 	return append(b, "\r\n"...)

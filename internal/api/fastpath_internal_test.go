@@ -5,14 +5,16 @@ import (
 	"bytes"
 	"crypto/subtle"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
 
 // The fast path takes a request only where net/http reads the same
-// request: POST over HTTP/1.1 to an invocation route, with the same body
-// length, no transfer coding, no Expect, no async header and a valid
-// token.
+// request: POST over HTTP/1.1 to an invocation route (/fn/, or the Lambda
+// Invoke API's route as the gateway's mux routes it, synchronous), with the
+// same function name and body length, no transfer coding, no Expect, no
+// async header and a valid token.
 func FuzzParseFastHeader(f *testing.F) {
 	for _, s := range []string{
 		"POST /fn/hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: 1\r\n\r\n",
@@ -22,6 +24,13 @@ func FuzzParseFastHeader(f *testing.F) {
 		"POST /fn/hello HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nX-Mote-Async: true\r\n\r\n",
 		"GET /fn/hello HTTP/1.1\r\nHost: h\r\n\r\n",
 		"POST /fn/../x HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\n",
+		"POST /2015-03-31/functions/hello/invocations HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n",
+		"POST /2015-03-31/functions/hello/invocations HTTP/1.1\r\nHost: h\r\nX-Amz-Invocation-Type: RequestResponse\r\nContent-Length: 2\r\n\r\n",
+		"POST /2015-03-31/functions/hello/invocations HTTP/1.1\r\nHost: h\r\nx-amz-invocation-type: Event\r\nContent-Length: 2\r\n\r\n",
+		"POST /2015-03-31/functions/hello/invocations HTTP/1.1\r\nHost: h\r\nX-Amz-Invocation-Type: DryRun\r\nContent-Length: 0\r\n\r\n",
+		"POST /2015-03-31/functions/hello/invocations?Qualifier=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n",
+		"POST /2015-03-31/functions/a/b/invocations HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n",
+		"POST /2015-03-31/functions/../invocations HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n",
 	} {
 		f.Add([]byte(s), false)
 		f.Add([]byte(s), true)
@@ -37,7 +46,7 @@ func FuzzParseFastHeader(f *testing.F) {
 		if withToken {
 			tok = []byte(token)
 		}
-		name, n, ok := parseFastHeader(b, 1<<20, tok)
+		name, lambda, n, ok := parseFastHeader(b, 1<<20, tok)
 		if !ok {
 			return
 		}
@@ -46,11 +55,19 @@ func FuzzParseFastHeader(f *testing.F) {
 			t.Fatalf("fast path took %q, net/http refuses it: %v", b, err)
 		}
 		got, gotOK := fnName(r)
+		if lambda {
+			// ServeHTTP leaves it to the mux, which must route it to
+			// lambdaInvoke as a synchronous invocation of the same name.
+			got, gotOK = lambdaRoute(r)
+			if _, fn := fnName(r); fn {
+				gotOK = false
+			}
+		}
 		if r.Method != "POST" || r.ProtoMajor != 1 || r.ProtoMinor != 1 || !gotOK || got != string(name) ||
 			r.ContentLength != int64(n) || len(r.TransferEncoding) != 0 || r.Close ||
 			r.Header.Get("Expect") != "" || r.Header.Get(HeaderAsync) != "" || r.URL.RawQuery != "" {
-			t.Fatalf("fast path took %q as %q (%d bytes); net/http reads %s %s %s name %q %v, length %d, TE %v, close %v",
-				b, name, n, r.Method, r.URL, r.Proto, got, gotOK, r.ContentLength, r.TransferEncoding, r.Close)
+			t.Fatalf("fast path took %q as %q (lambda %v, %d bytes); net/http reads %s %s %s name %q %v, length %d, TE %v, close %v",
+				b, name, lambda, n, r.Method, r.URL, r.Proto, got, gotOK, r.ContentLength, r.TransferEncoding, r.Close)
 		}
 		if withToken {
 			auth, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -59,4 +76,20 @@ func FuzzParseFastHeader(f *testing.F) {
 			}
 		}
 	})
+}
+
+// lambdaRoute returns the function name of a request the gateway's mux
+// routes to lambdaInvoke as a synchronous invocation.
+func lambdaRoute(r *http.Request) (name string, ok bool) {
+	switch r.Header.Get(headerLambdaInvocationType) {
+	case "", "RequestResponse":
+	default:
+		return "", false
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /2015-03-31/functions/{name}/invocations", func(w http.ResponseWriter, r *http.Request) {
+		name, ok = r.PathValue("name"), true
+	})
+	mux.ServeHTTP(httptest.NewRecorder(), r)
+	return name, ok
 }

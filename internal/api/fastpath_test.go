@@ -12,8 +12,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,6 +35,7 @@ type gatewayPair struct {
 	plain, fast string // addresses
 	fl          *api.FastListener
 	fsrv        *http.Server
+	handed      atomic.Int64 // connections the fast path handed to net/http
 }
 
 func startPair(t *testing.T, token string, cfg api.FastConfig) *gatewayPair {
@@ -61,7 +64,14 @@ func startPair(t *testing.T, token string, cfg api.FastConfig) *gatewayPair {
 	plainLn, fastLn := listen(), listen()
 	psrv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
 	fsrv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
+	p := &gatewayPair{sys: sys, plain: plainLn.Addr().String(), fast: fastLn.Addr().String(), fsrv: fsrv}
+	fsrv.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			p.handed.Add(1)
+		}
+	}
 	fl := gw.Listen(fastLn, cfg)
+	p.fl = fl
 	go psrv.Serve(plainLn)
 	go fsrv.Serve(fl)
 	t.Cleanup(func() {
@@ -70,7 +80,7 @@ func startPair(t *testing.T, token string, cfg api.FastConfig) *gatewayPair {
 		fl.Shutdown(ctx)
 		sys.Shutdown(ctx)
 	})
-	return &gatewayPair{sys: sys, plain: plainLn.Addr().String(), fast: fastLn.Addr().String(), fl: fl, fsrv: fsrv}
+	return p
 }
 
 // rawResponse is a response as read off the wire.
@@ -130,7 +140,7 @@ func readResponse(t *testing.T, br *bufio.Reader) (rawResponse, error) {
 			// A panic leaves the next invocation a cold start.
 			resp.Header.Set(api.HeaderCold, "(set)")
 		}
-		for _, k := range []string{"Date", api.HeaderInvocationID, api.HeaderCPU, api.HeaderBilled} {
+		for _, k := range []string{"Date", api.HeaderInvocationID, api.HeaderCPU, api.HeaderBilled, "X-Amzn-Requestid"} {
 			if len(resp.Header[k]) == 1 && resp.Header[k][0] != "" {
 				resp.Header[k] = []string{"(set)"}
 			}
@@ -145,6 +155,14 @@ func readResponse(t *testing.T, br *bufio.Reader) (rawResponse, error) {
 // exchange writes raw requests on one connection and reads n responses.
 func exchange(t *testing.T, addr string, raw string, n int) []rawResponse {
 	t.Helper()
+	got, _ := exchangeBytes(t, addr, raw, n)
+	return got
+}
+
+// exchangeBytes is exchange that also returns every byte the server
+// wrote, with the values that vary per invocation or per second masked.
+func exchangeBytes(t *testing.T, addr string, raw string, n int) ([]rawResponse, string) {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +172,8 @@ func exchange(t *testing.T, addr string, raw string, n int) []rawResponse {
 	if _, err := io.WriteString(conn, raw); err != nil {
 		t.Fatal(err)
 	}
-	br := bufio.NewReader(conn)
+	var wire bytes.Buffer
+	br := bufio.NewReader(io.TeeReader(conn, &wire))
 	var got []rawResponse
 	for range n {
 		r, err := readResponse(t, br)
@@ -163,7 +182,22 @@ func exchange(t *testing.T, addr string, raw string, n int) []rawResponse {
 		}
 		got = append(got, r)
 	}
-	return got
+	// The server sends nothing but the n responses, all read by now.
+	return got, maskWire(wire.String())
+}
+
+var (
+	wireID      = regexp.MustCompile(api.HeaderInvocationID + `: ([0-9a-f]+)\r\n`)
+	wireVarying = regexp.MustCompile(`(?m)^(Date|` + api.HeaderInvocationID + `|` + api.HeaderCold + `|` + api.HeaderCPU + `|` + api.HeaderBilled + `): [^\r\n]*`)
+)
+
+// maskWire masks invocation ids (wherever they appear) and the header
+// values readResponse masks, keeping their places.
+func maskWire(s string) string {
+	for _, m := range wireID.FindAllStringSubmatch(s, -1) {
+		s = strings.ReplaceAll(s, m[1], "(id)")
+	}
+	return wireVarying.ReplaceAllString(s, "$1: (set)")
 }
 
 func post(path, body string, headers ...string) string {
@@ -174,55 +208,111 @@ func post(path, body string, headers ...string) string {
 	return fmt.Sprintf("POST %s HTTP/1.1\r\nHost: mote.test\r\n%sContent-Length: %d\r\n\r\n%s", path, h, len(body), body)
 }
 
-// Every request, fast or handed off, gets the response net/http gives it,
-// headers (but Date and order) and body alike.
+// lambdaPath is the Lambda Invoke API's route for function fn.
+func lambdaPath(fn string) string { return "/2015-03-31/functions/" + fn + "/invocations" }
+
+// awsSDKRequest is a request as the official AWS SDK for Go v2 sends it
+// (examples/aws-sdk-invoke, captured off the wire).
+func awsSDKRequest(fn, payload string) string {
+	return fmt.Sprintf("POST %s HTTP/1.1\r\nHost: 127.0.0.1:18931\r\n"+
+		"User-Agent: aws-sdk-go-v2/1.48.0 ua/2.1 os/linux lang/go#1.26.8 md/GOOS#linux md/GOARCH#amd64 api/lambda#1.114.4 m/E,e\r\n"+
+		"Content-Length: %d\r\nAmz-Sdk-Invocation-Id: 829ba8d2-0678-4d66-a676-60b27c30827e\r\nAmz-Sdk-Request: attempt=1; max=3\r\n"+
+		"Authorization: AWS4-HMAC-SHA256 Credential=mote/20261126/us-east-1/lambda/aws4_request, SignedHeaders=amz-sdk-invocation-id;amz-sdk-request;content-length;content-type;host;x-amz-date, Signature=2c038e5c70edd23e6b6d85f91d11050f0877ec41da284fef4788fa43f3efda41\r\n"+
+		"Content-Type: application/octet-stream\r\nX-Amz-Date: 20261126T023428Z\r\nAccept-Encoding: gzip\r\n\r\n%s", lambdaPath(fn), len(payload), payload)
+}
+
+// Every request, fast or handed off, gets the bytes net/http writes for
+// it (but for the values that vary per invocation or per second), and the
+// fast path serves exactly the requests it should.
 func TestFastPathAnswersAsNetHTTP(t *testing.T) {
 	p := startPair(t, "", api.FastConfig{})
 	over := strings.Repeat("x", fastMaxPayload+1)
+	sync := "X-Amz-Invocation-Type: RequestResponse"
 	for _, tc := range []struct {
 		name string
 		raw  string
-		n    int // responses
+		n    int  // responses
+		fast bool // the fast path serves every request itself
 	}{
-		{"success", post("/fn/g", "hello:you"), 1},
-		{"sub path", post("/fn/g/a/b", "echo:x"), 1},
-		{"empty output", post("/fn/g", "echo:"), 1},
-		{"empty event", post("/fn/g", ""), 1},
-		{"html sniffed", post("/fn/g", "echo:<html><body>hi"), 1},
-		{"binary sniffed, chunked past 2KiB", post("/fn/g", "big:3000"), 1},
-		{"2KiB exactly", post("/fn/g", "big:2048"), 1},
-		{"function error", post("/fn/g", "error:boom"), 1},
-		{"function panic", post("/fn/g", "panic:oops"), 1},
-		{"unknown function", post("/fn/nope", "x"), 1},
-		{"payload over the limit", post("/fn/g", over), 1},
-		{"payload at the limit", post("/fn/g", "echo:"+over[:fastMaxPayload-5]), 1},
-		{"lower-case headers", "POST /fn/g HTTP/1.1\r\nhost: h\r\ncontent-length: 6\r\nconnection: Keep-Alive\r\n\r\necho:a", 1},
-		{"async", post("/fn/g", "echo:a", "X-Mote-Async: true"), 1},
-		{"query", post("/fn/g?x=1", "echo:q"), 1},
-		{"escaped path", post("/fn/g%2Fx", "echo:q"), 1},
-		{"dot path", post("/fn/g/../g", "echo:q"), 1},
-		{"GET", "GET /fn/g HTTP/1.1\r\nHost: h\r\n\r\n", 1},
-		{"HTTP/1.0", "POST /fn/g HTTP/1.0\r\nContent-Length: 6\r\n\r\necho:a", 1},
-		{"no host", "POST /fn/g HTTP/1.1\r\nContent-Length: 6\r\n\r\necho:a", 1},
-		{"two lengths", "POST /fn/g HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\nContent-Length: 6\r\n\r\necho:a", 1},
-		{"bad length", "POST /fn/g HTTP/1.1\r\nHost: h\r\nContent-Length: +6\r\n\r\necho:a", 1},
-		{"chunked body", "POST /fn/g HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n6\r\necho:c\r\n0\r\n\r\n", 1},
-		{"expect continue", post("/fn/g", "echo:e", "Expect: 100-continue"), 1},
-		{"connection close", post("/fn/g", "echo:e", "Connection: close"), 1},
-		{"bad header name", post("/fn/g", "echo:e", "Bad Name: x"), 1},
-		{"garbage", "GARBAGE\r\n\r\n", 1},
-		{"management route", "GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n", 1},
+		{"success", post("/fn/g", "hello:you"), 1, true},
+		{"sub path", post("/fn/g/a/b", "echo:x"), 1, true},
+		{"empty output", post("/fn/g", "echo:"), 1, true},
+		{"empty event", post("/fn/g", ""), 1, true},
+		{"html sniffed", post("/fn/g", "echo:<html><body>hi"), 1, true},
+		{"binary sniffed, chunked past 2KiB", post("/fn/g", "big:3000"), 1, true},
+		{"2KiB exactly", post("/fn/g", "big:2048"), 1, true},
+		{"function error", post("/fn/g", "error:boom"), 1, true},
+		{"function panic", post("/fn/g", "panic:oops"), 1, true},
+		{"unknown function", post("/fn/nope", "x"), 1, true},
+		{"invocation type ignored on /fn", post("/fn/g", "echo:a", "X-Amz-Invocation-Type: Event"), 1, true},
+		{"payload over the limit", post("/fn/g", over), 1, false},
+		{"payload at the limit", post("/fn/g", "echo:"+over[:fastMaxPayload-5]), 1, false},
+		{"lower-case headers", "POST /fn/g HTTP/1.1\r\nhost: h\r\ncontent-length: 6\r\nconnection: Keep-Alive\r\n\r\necho:a", 1, true},
+		{"async", post("/fn/g", "echo:a", "X-Mote-Async: true"), 1, false},
+		{"query", post("/fn/g?x=1", "echo:q"), 1, false},
+		{"escaped path", post("/fn/g%2Fx", "echo:q"), 1, false},
+		{"dot path", post("/fn/g/../g", "echo:q"), 1, false},
+		{"GET", "GET /fn/g HTTP/1.1\r\nHost: h\r\n\r\n", 1, false},
+		{"HTTP/1.0", "POST /fn/g HTTP/1.0\r\nContent-Length: 6\r\n\r\necho:a", 1, false},
+		{"no host", "POST /fn/g HTTP/1.1\r\nContent-Length: 6\r\n\r\necho:a", 1, false},
+		{"two lengths", "POST /fn/g HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\nContent-Length: 6\r\n\r\necho:a", 1, false},
+		{"bad length", "POST /fn/g HTTP/1.1\r\nHost: h\r\nContent-Length: +6\r\n\r\necho:a", 1, false},
+		{"chunked body", "POST /fn/g HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n6\r\necho:c\r\n0\r\n\r\n", 1, false},
+		{"expect continue", post("/fn/g", "echo:e", "Expect: 100-continue"), 1, false},
+		{"connection close", post("/fn/g", "echo:e", "Connection: close"), 1, false},
+		{"bad header name", post("/fn/g", "echo:e", "Bad Name: x"), 1, false},
+		{"garbage", "GARBAGE\r\n\r\n", 1, false},
+		{"management route", "GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n", 1, false},
 		{"fast, fast, handed off, then net/http", post("/fn/g", "echo:1") + post("/fn/g", "echo:2") +
-			"POST /fn/g HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n6\r\necho:3\r\n0\r\n\r\n" + post("/fn/g", "echo:4"), 4},
-		{"pipelined errors and successes", post("/fn/nope", "") + post("/fn/g", "error:x") + post("/fn/g", "echo:y") + post("/fn/g", "big:2100"), 4},
+			"POST /fn/g HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n6\r\necho:3\r\n0\r\n\r\n" + post("/fn/g", "echo:4"), 4, false},
+		{"pipelined errors and successes", post("/fn/nope", "") + post("/fn/g", "error:x") + post("/fn/g", "echo:y") + post("/fn/g", "big:2100"), 4, true},
+
+		// The AWS Lambda Invoke API: synchronous invocations are the fast
+		// path's, the rest net/http's.
+		{"lambda success", post(lambdaPath("g"), `echo:{"a":1}`), 1, true},
+		{"lambda success, RequestResponse", post(lambdaPath("g"), "hello:you", sync), 1, true},
+		{"lambda success, lower-case type header", post(lambdaPath("g"), "echo:x", "x-amz-invocation-type: RequestResponse"), 1, true},
+		{"lambda empty output", post(lambdaPath("g"), "echo:"), 1, true},
+		{"lambda empty event", post(lambdaPath("g"), ""), 1, true},
+		{"lambda output not JSON, chunked past 2KiB", post(lambdaPath("g"), "big:3000"), 1, true},
+		{"lambda function error", post(lambdaPath("g"), "error:boom", sync), 1, true},
+		{"lambda function error, HTML in its message", post(lambdaPath("g"), "error:<b>&</b>"), 1, true},
+		{"lambda function panic", post(lambdaPath("g"), "panic:oops"), 1, true},
+		{"lambda unknown function", post(lambdaPath("nope"), "x"), 1, true},
+		{"lambda as the AWS SDK sends it", awsSDKRequest("g", `echo:{"ok":true}`), 1, true},
+		{"lambda payload over the limit", post(lambdaPath("g"), over), 1, false},
+		{"lambda Event", post(lambdaPath("g"), "echo:e", "X-Amz-Invocation-Type: Event"), 1, false},
+		{"lambda DryRun", post(lambdaPath("g"), "", "X-Amz-Invocation-Type: DryRun"), 1, false},
+		{"lambda DryRun, unknown function", post(lambdaPath("nope"), "", "X-Amz-Invocation-Type: DryRun"), 1, false},
+		{"lambda unknown type", post(lambdaPath("g"), "echo:x", "X-Amz-Invocation-Type: Bogus"), 1, false},
+		{"lambda type in lower case", post(lambdaPath("g"), "echo:x", "X-Amz-Invocation-Type: requestresponse"), 1, false},
+		{"lambda empty type", post(lambdaPath("g"), "echo:x", "X-Amz-Invocation-Type:"), 1, false},
+		{"lambda two types", post(lambdaPath("g"), "echo:x", sync, sync), 1, false},
+		{"lambda qualifier", post(lambdaPath("g")+"?Qualifier=1", "echo:q"), 1, false},
+		{"lambda trailing slash", post(lambdaPath("g")+"/", "echo:q"), 1, false},
+		{"lambda escaped name", post("/2015-03-31/functions/%67/invocations", "echo:q"), 1, false},
+		{"lambda GET", "GET " + lambdaPath("g") + " HTTP/1.1\r\nHost: h\r\n\r\n", 1, false},
+		{"lambda expect continue", post(lambdaPath("g"), "echo:e", "Expect: 100-continue"), 1, false},
+		{"lambda chunked body", "POST " + lambdaPath("g") + " HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n6\r\necho:c\r\n0\r\n\r\n", 1, false},
+		{"lambda and /fn pipelined", post(lambdaPath("g"), "echo:1") + post("/fn/g", "echo:2") + post(lambdaPath("nope"), "") +
+			post(lambdaPath("g"), "error:3") + post(lambdaPath("g"), "big:2100"), 5, true},
+		{"lambda fast, then Event handed off, then net/http", post(lambdaPath("g"), "echo:1") +
+			post(lambdaPath("g"), "echo:2", "X-Amz-Invocation-Type: Event") + post(lambdaPath("g"), "echo:3"), 3, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			want := exchange(t, p.plain, tc.raw, tc.n)
-			got := exchange(t, p.fast, tc.raw, tc.n)
+			want, wantWire := exchangeBytes(t, p.plain, tc.raw, tc.n)
+			handed := p.handed.Load()
+			got, gotWire := exchangeBytes(t, p.fast, tc.raw, tc.n)
+			if gotFast := p.handed.Load() == handed; gotFast != tc.fast {
+				t.Errorf("served by the fast path alone: got %v, want %v", gotFast, tc.fast)
+			}
 			for i := range want {
 				if g, w := got[i].String(), want[i].String(); g != w {
 					t.Errorf("response %d:\ngot  %s\nwant %s", i+1, g, w)
 				}
+			}
+			if gotWire != wantWire {
+				t.Errorf("bytes on the wire:\ngot  %q\nwant %q", gotWire, wantWire)
 			}
 		})
 	}
