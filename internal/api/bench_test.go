@@ -1,8 +1,12 @@
 package api_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"io"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -29,6 +33,66 @@ func BenchmarkGatewayInvoke(b *testing.B) {
 		gw.ServeHTTP(rec, req)
 		if rec.Code != 200 {
 			b.Fatal(rec.Code, rec.Body.String())
+		}
+	}
+}
+
+// BenchmarkGatewayLambda is one warm synchronous invocation over a
+// loopback connection through the AWS Lambda Invoke API's route, on the
+// fast listener and on plain net/http, beside /fn on the fast listener
+// (same gateway, same function and event).
+func BenchmarkGatewayLambda(b *testing.B) {
+	gw := helloGateway(b)
+	fn := []byte(post("/fn/hello", "x"))
+	lambda := []byte(post(lambdaPath("hello"), "x"))
+	b.Run("fn-fast", func(b *testing.B) { benchLoopback(b, gw, true, fn) })
+	b.Run("lambda-fast", func(b *testing.B) { benchLoopback(b, gw, true, lambda) })
+	b.Run("lambda-net-http", func(b *testing.B) { benchLoopback(b, gw, false, lambda) })
+}
+
+// benchLoopback serves gw on a loopback listener, through the fast path
+// or plain net/http, and sends req on one connection b.N times, reading
+// each response (which must be a 200) before the next request.
+func benchLoopback(b *testing.B, gw *api.Server, fast bool, req []byte) {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: gw}
+	var fl *api.FastListener
+	if fast {
+		fl = gw.Listen(ln, api.FastConfig{})
+		go srv.Serve(fl)
+	} else {
+		go srv.Serve(ln)
+	}
+	defer func() {
+		srv.Close()
+		if fl != nil {
+			fl.Shutdown(context.Background())
+		}
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := conn.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatal(resp.Status)
 		}
 	}
 }

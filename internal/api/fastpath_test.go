@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"github.com/mote-run/mote/internal/api"
+	"github.com/mote-run/mote/internal/gobuild"
 	"github.com/mote-run/mote/internal/registry"
 	"github.com/mote-run/mote/internal/runtime"
 	"github.com/mote-run/mote/internal/runtime/wasm"
@@ -318,34 +321,164 @@ func TestFastPathAnswersAsNetHTTP(t *testing.T) {
 	}
 }
 
-// With a token set, a missing or wrong one is answered 401 and a right one
-// is served.
+// With a token set, a missing or wrong one is answered 401 (by net/http)
+// and a right one is served (by the fast path), on both invocation routes.
 func TestFastPathToken(t *testing.T) {
 	const token = "0123456789abcdef0123"
 	p := startPair(t, token, api.FastConfig{})
-	for _, tc := range []struct {
-		name, auth, status string
-	}{
-		{"none", "", "401 Unauthorized"},
-		{"wrong", "Authorization: Bearer nope", "401 Unauthorized"},
-		{"basic", "Authorization: Basic " + token, "401 Unauthorized"},
-		{"right", "Authorization: Bearer " + token, "200 OK"},
-		{"right, padded", "Authorization: Bearer  " + token + " ", "200 OK"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var raw string
-			if tc.auth == "" {
-				raw = post("/fn/g", "echo:t")
-			} else {
-				raw = post("/fn/g", "echo:t", tc.auth)
-			}
-			want := exchange(t, p.plain, raw, 1)[0]
-			got := exchange(t, p.fast, raw, 1)[0]
-			if got.String() != want.String() || got.status != tc.status {
-				t.Errorf("got %s\nwant %s (status %s)", got, want, tc.status)
-			}
-		})
+	for _, path := range []string{"/fn/g", lambdaPath("g")} {
+		for _, tc := range []struct {
+			name, auth, status string
+		}{
+			{"none", "", "401 Unauthorized"},
+			{"wrong", "Authorization: Bearer nope", "401 Unauthorized"},
+			{"basic", "Authorization: Basic " + token, "401 Unauthorized"},
+			{"AWS signature", "Authorization: AWS4-HMAC-SHA256 Credential=mote/20261126/us-east-1/lambda/aws4_request", "401 Unauthorized"},
+			{"right", "Authorization: Bearer " + token, "200 OK"},
+			{"right, padded", "Authorization: Bearer  " + token + " ", "200 OK"},
+		} {
+			t.Run(path+" "+tc.name, func(t *testing.T) {
+				var raw string
+				if tc.auth == "" {
+					raw = post(path, "echo:t")
+				} else {
+					raw = post(path, "echo:t", tc.auth)
+				}
+				want, wantWire := exchangeBytes(t, p.plain, raw, 1)
+				handed := p.handed.Load()
+				got, gotWire := exchangeBytes(t, p.fast, raw, 1)
+				if got[0].String() != want[0].String() || gotWire != wantWire || got[0].status != tc.status {
+					t.Errorf("got %s\nwant %s (status %s)", got[0], want[0], tc.status)
+				}
+				if gotFast, wantFast := p.handed.Load() == handed, tc.status == "200 OK"; gotFast != wantFast {
+					t.Errorf("served by the fast path: got %v, want %v", gotFast, wantFast)
+				}
+			})
+		}
 	}
+}
+
+// A Lambda invocation refused by a full pool gets the answer net/http
+// writes, and invocations served by the fast path, the refused one
+// included, count in /metrics as net/http's do. (The system reports that
+// refusal as an outcome whose attempt failed, so lambdaInvoke answers it
+// as a function's failure, 200 with X-Amz-Function-Error, not as a 429
+// TooManyRequestsException; either way the fast path writes the same.)
+func TestFastPathLambdaOverloadAndMetrics(t *testing.T) {
+	p := startPair(t, "", api.FastConfig{})
+	if _, err := p.sys.Deploy(context.Background(), "c", registry.Config{MaxInstances: 1, MaxQueue: 1}, bytes.NewReader(guest)); err != nil {
+		t.Fatal(err)
+	}
+	full := func() bool {
+		for _, pool := range p.sys.Scheduler().Pools() {
+			if st := pool.Stats(); st.Busy == 1 && st.Waiting == 1 {
+				return true
+			}
+		}
+		return false
+	}
+	run := func(addr string) (refused rawResponse, wire string, counts map[string]float64) {
+		t.Helper()
+		before := invocationCounts(t, p.plain)
+		// One invocation runs, one waits: the pool is full.
+		var sleepers []net.Conn
+		for range 2 {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			io.WriteString(conn, post(lambdaPath("c"), "sleep:300"))
+			sleepers = append(sleepers, conn)
+		}
+		for deadline := time.Now().Add(5 * time.Second); !full(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the sleeping invocations never filled the pool")
+			}
+		}
+		got, wire := exchangeBytes(t, addr, post(lambdaPath("c"), "echo:x"), 1)
+		for _, conn := range sleepers {
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if r, err := readResponse(t, bufio.NewReader(conn)); err != nil || r.body != "slept" {
+				t.Fatalf("a sleeping invocation: got %v %v", r, err)
+			}
+		}
+		exchange(t, addr, post(lambdaPath("g"), "echo:ok")+post(lambdaPath("g"), "error:x")+post(lambdaPath("nope"), ""), 3)
+		after := invocationCounts(t, p.plain)
+		for k, v := range before {
+			if after[k] -= v; after[k] == 0 {
+				delete(after, k)
+			}
+		}
+		return got[0], wire, after
+	}
+	want, wantWire, wantCounts := run(p.plain)
+	handed := p.handed.Load()
+	got, gotWire, gotCounts := run(p.fast)
+	if n := p.handed.Load() - handed; n != 0 {
+		t.Errorf("%d connections handed to net/http, want none", n)
+	}
+	if got.String() != want.String() || gotWire != wantWire || !strings.Contains(got.body, `"overloaded"`) {
+		t.Errorf("refused:\ngot  %s\nwant %s (code overloaded)", got, want)
+	}
+	if len(wantCounts) != 4 || !maps.Equal(gotCounts, wantCounts) {
+		t.Errorf("mote_invocations_total counted: got %v, want %v (4 series: c ok and overloaded, g ok and function_error)", gotCounts, wantCounts)
+	}
+}
+
+// The official AWS SDK for Go v2 (examples/aws-sdk-invoke: only its
+// endpoint changed) invokes through the fast path: its synchronous calls,
+// successes and failures alike, never reach net/http; an Event call does.
+func TestFastPathAWSSDK(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "awsinvoke")
+	if out, err := exec.Command(gobuild.Go(), "build", "-C", "../../examples/aws-sdk-invoke", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("building the AWS SDK example: %v\n%s", err, out)
+	}
+	p := startPair(t, "", api.FastConfig{})
+	for _, tc := range []struct {
+		args   []string
+		want   string
+		failed bool // the command exits with an error
+		fast   bool
+	}{
+		{[]string{"-function", "g", "-payload", `echo:{"ok":true}`}, "status 200 version 1 function-error \"\"\n{\"ok\":true}\n", false, true},
+		{[]string{"-function", "g", "-payload", "error:nope"}, `status 200 version 1 function-error "Unhandled"`, false, true},
+		{[]string{"-function", "nope"}, "ResourceNotFoundException", true, true},
+		{[]string{"-function", "g", "-payload", "echo:x", "-async"}, "status 202", false, false},
+	} {
+		handed := p.handed.Load()
+		out, err := exec.Command(bin, append([]string{"-endpoint", "http://" + p.fast}, tc.args...)...).CombinedOutput()
+		if (err != nil) != tc.failed || !strings.Contains(string(out), tc.want) {
+			t.Errorf("%v: got %v %q, want %q (failed %v)", tc.args, err, out, tc.want, tc.failed)
+		}
+		if gotFast := p.handed.Load() == handed; gotFast != tc.fast {
+			t.Errorf("%v: served by the fast path: got %v, want %v", tc.args, gotFast, tc.fast)
+		}
+	}
+}
+
+// invocationCounts scrapes the gateway's mote_invocations_total series.
+func invocationCounts(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	counts := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		series, val, ok := strings.Cut(sc.Text(), " ")
+		if !ok || !strings.HasPrefix(series, "mote_invocations_total{") {
+			continue
+		}
+		var n float64
+		if _, err := fmt.Sscan(val, &n); err != nil {
+			t.Fatalf("metrics line %q: %v", sc.Text(), err)
+		}
+		counts[series] = n
+	}
+	return counts
 }
 
 // The fast path serves requests itself: its connections close after its
@@ -549,55 +682,8 @@ func TestFastPathHardShutdown(t *testing.T) {
 // connection, through the fast path or plain net/http (same gateway, same
 // request bytes); the client's own cost is in both.
 func BenchmarkFastPathInvoke(b *testing.B) {
-	ctx := context.Background()
 	gw := helloGateway(b)
-	for _, fast := range []bool{false, true} {
-		name := "net-http"
-		if fast {
-			name = "fast"
-		}
-		b.Run(name, func(b *testing.B) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			srv := &http.Server{Handler: gw}
-			var fl *api.FastListener
-			if fast {
-				fl = gw.Listen(ln, api.FastConfig{})
-				go srv.Serve(fl)
-			} else {
-				go srv.Serve(ln)
-			}
-			defer func() {
-				srv.Close()
-				if fl != nil {
-					fl.Shutdown(ctx)
-				}
-			}()
-			conn, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer conn.Close()
-			req := []byte(post("/fn/hello", "x"))
-			br := bufio.NewReader(conn)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				if _, err := conn.Write(req); err != nil {
-					b.Fatal(err)
-				}
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					b.Fatal(resp.Status)
-				}
-			}
-		})
-	}
+	req := []byte(post("/fn/hello", "x"))
+	b.Run("net-http", func(b *testing.B) { benchLoopback(b, gw, false, req) })
+	b.Run("fast", func(b *testing.B) { benchLoopback(b, gw, true, req) })
 }
