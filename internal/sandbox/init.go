@@ -33,6 +33,9 @@ type initConfig struct {
 	NewPID   bool     `json:"new_pid"`
 	NewUTS   bool     `json:"new_uts"`
 	DropUser bool     `json:"drop_user"`
+	// Files is how many descriptors after the config pipe (4, 5, …) the
+	// command gets, as 3, 4, ….
+	Files int `json:"files,omitempty"`
 }
 
 // Exit codes of the init when the command never ran.
@@ -113,6 +116,12 @@ func runInit() int {
 		return initFail(exitNotFound, "%v", err)
 	}
 	cmd := &exec.Cmd{Path: path, Args: cfg.Argv, Env: cfg.Env, Dir: cfg.Dir, Stdout: os.Stdout, Stderr: os.Stderr}
+	for i := range cfg.Files {
+		// Inherited without close-on-exec: set it, or the command would
+		// get each twice (as 3… and as the init's own 4…).
+		syscall.CloseOnExec(4 + i)
+		cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(uintptr(4+i), "mote-file"))
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if cfg.DropUser {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(cfg.UID), Gid: uint32(cfg.GID), Groups: []uint32{}}

@@ -219,6 +219,10 @@ type Options struct {
 	// Stdout and Stderr receive the command's output (write ends of pipes,
 	// usually). Nil discards it.
 	Stdout, Stderr *os.File
+	// Files are open to the command as file descriptors 3, 4, … in order
+	// (a shared memory region, say). The caller keeps and closes its
+	// copies.
+	Files []*os.File
 }
 
 // Proc is a sandboxed process: first its init, blocked until Exec.
@@ -228,6 +232,7 @@ type Proc struct {
 	sync  *os.File // write end of the init's config pipe; nil after Exec
 	cg    *Cgroup  // nil without cgroups
 	flags uintptr
+	files int // Options.Files, passed on by the init
 	done  chan struct{}
 	state *os.ProcessState
 }
@@ -259,7 +264,10 @@ func (s *Sandbox) Start(o Options) (*Proc, error) {
 	p.cmd.Args = []string{"mote-init"}
 	p.cmd.Env = []string{envInit + "=" + modeRun}
 	p.cmd.Stdout, p.cmd.Stderr = o.Stdout, o.Stderr
-	p.cmd.ExtraFiles = []*os.File{r}
+	// The init reads its config from fd 3 and passes fds 4… on to the
+	// command as 3….
+	p.cmd.ExtraFiles = append([]*os.File{r}, o.Files...)
+	p.files = len(o.Files)
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: p.flags,
 		Setpgid:    true,
@@ -324,6 +332,7 @@ func (p *Proc) Exec(argv, env []string, dir string) error {
 		NewPID:   p.flags&unix.CLONE_NEWPID != 0,
 		NewUTS:   p.flags&unix.CLONE_NEWUTS != 0,
 		DropUser: os.Geteuid() == 0,
+		Files:    p.files,
 	}
 	b, err := json.Marshal(cfg)
 	if err != nil {

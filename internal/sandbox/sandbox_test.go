@@ -207,3 +207,32 @@ func atoi(s string) int {
 	}
 	return n
 }
+
+// TestFiles checks that Options.Files reach the command as fds 3, 4, …
+// and only there.
+func TestFiles(t *testing.T) {
+	s := newSandbox(t)
+	dir := t.TempDir()
+	var files []*os.File
+	for _, text := range []string{"first", "second"} {
+		f, err := os.CreateTemp(dir, "file")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(text); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Seek(0, 0); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	// The sandboxed user reads them through the fds although the paths
+	// are not its own; then it counts the fds open on them.
+	script := "cat <&3; echo; cat <&4; echo; ls -l /proc/$$/fd | grep -c " + dir
+	out, _ := run(t, s, Options{Name: "files", Files: files}, script)
+	if want := "first\nsecond\n2"; out != want {
+		t.Errorf("got %q, want %q", out, want)
+	}
+}
