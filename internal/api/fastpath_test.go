@@ -53,9 +53,18 @@ func startPair(t *testing.T, token string, cfg api.FastConfig) *gatewayPair {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { sys.Shutdown(ctx) })
 	if _, err := sys.Deploy(ctx, "g", registry.Config{}, bytes.NewReader(guest)); err != nil {
 		t.Fatal(err)
 	}
+	return servePair(t, sys, token, cfg)
+}
+
+// servePair serves a gateway over sys through plain net/http and through
+// the fast path, until the test ends (before sys shuts down, when sys was
+// opened first).
+func servePair(t *testing.T, sys *system.System, token string, cfg api.FastConfig) *gatewayPair {
+	t.Helper()
 	gw := api.New(api.Config{System: sys, Token: token})
 	listen := func() net.Listener {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -80,8 +89,7 @@ func startPair(t *testing.T, token string, cfg api.FastConfig) *gatewayPair {
 	t.Cleanup(func() {
 		psrv.Close()
 		fsrv.Close()
-		fl.Shutdown(ctx)
-		sys.Shutdown(ctx)
+		fl.Shutdown(context.Background())
 	})
 	return p
 }
@@ -454,6 +462,41 @@ func TestFastPathAWSSDK(t *testing.T) {
 		if gotFast := p.handed.Load() == handed; gotFast != tc.fast {
 			t.Errorf("%v: served by the fast path: got %v, want %v", tc.args, gotFast, tc.fast)
 		}
+	}
+}
+
+// An aws-lambda-go function (a process function) called through the
+// Lambda Invoke API gets the bytes net/http writes from the fast path, for
+// its answer and for its failure.
+func TestFastPathLambdaProcessFunction(t *testing.T) {
+	pl := startWithProcess(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	if err := gobuild.Native("../../examples/hello-go-lambda", filepath.Join(dir, "bootstrap")); err != nil {
+		t.Fatal(err)
+	}
+	if r := pl.deployDir("golambda", dir, `{"runtime":"process","handler":"./bootstrap","memory":"64MiB","min_warm":1}`); r.status != 201 {
+		t.Fatalf("deploy: %d %s", r.status, r.body)
+	}
+	p := servePair(t, pl.sys, "", api.FastConfig{})
+	for _, tc := range []struct {
+		name, raw, want string
+	}{
+		{"success", post(lambdaPath("golambda"), `{"name":"ada"}`), `"greeting":"hello ada"`},
+		{"as the AWS SDK sends it", awsSDKRequest("golambda", `{"name":"sdk"}`), `"greeting":"hello sdk"`},
+		{"its failure", post(lambdaPath("golambda"), `{}`, "X-Amz-Invocation-Type: RequestResponse"), `name is required`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want, wantWire := exchangeBytes(t, p.plain, tc.raw, 1)
+			handed := p.handed.Load()
+			got, gotWire := exchangeBytes(t, p.fast, tc.raw, 1)
+			if p.handed.Load() != handed {
+				t.Errorf("handed to net/http, want served by the fast path")
+			}
+			if got[0].String() != want[0].String() || gotWire != wantWire || !strings.Contains(got[0].body, tc.want) {
+				t.Errorf("got  %s\nwant %s (body with %s)\ngot  %q\nwant %q", got[0], want[0], tc.want, gotWire, wantWire)
+			}
+		})
 	}
 }
 
