@@ -24,10 +24,10 @@ import (
 // /2015-03-31/functions/NAME/invocations, over HTTP/1.1 with a small
 // Content-Length body), without net/http's per-request machinery: it reads
 // requests from the connection itself and writes the bytes net/http would
-// write for the same outcome. The first request on a connection that has any other
-// shape (or that it has any doubt about) is handed, with every byte
-// already read, to net/http through the listener's Accept, and net/http
-// serves the rest of that connection.
+// write for the same outcome. The first request on a connection that has
+// any other shape (or that it has any doubt about) is handed, with every
+// byte already read, to net/http through the listener's Accept, and
+// net/http serves the rest of that connection.
 
 // FastConfig configures the fast path's timeouts.
 type FastConfig struct {
@@ -361,7 +361,8 @@ func (c *fastConn) readRequest() (fastRequest, readVerdict) {
 		}
 	}
 	buf, _ := c.br.Peek(end)
-	name, lambda, n, ok := parseFastHeader(buf, c.l.maxPayload, c.l.s.token)
+	h, ok := parseFastHeader(buf, c.l.maxPayload, c.l.s.token)
+	n := h.length
 	if !ok || end+n > fastBufSize {
 		return fastRequest{}, readHandoff
 	}
@@ -369,7 +370,7 @@ func (c *fastConn) readRequest() (fastRequest, readVerdict) {
 		return fastRequest{}, v
 	}
 	buf, _ = c.br.Peek(end + n)
-	req := fastRequest{name: c.intern(name), payload: bytes.Clone(buf[end:]), lambda: lambda}
+	req := fastRequest{name: c.intern(h.name), payload: bytes.Clone(buf[end:]), lambda: h.lambda}
 	if req.payload == nil {
 		req.payload = []byte{}
 	}
@@ -419,28 +420,33 @@ func (c *fastConn) intern(name []byte) string {
 	return c.name
 }
 
+// fastHeader is what the fast path takes from a request's header.
+type fastHeader struct {
+	name   []byte // the function's
+	lambda bool   // the Lambda Invoke API's route, not /fn/
+	length int    // the body's
+}
+
 // parseFastHeader checks that a request's header block (ending in CRLF
 // CRLF) has the fast path's shape, with a body of at most maxPayload bytes
-// and, when token is set, that token as its bearer token; it returns the
-// function name, whether the route is the Lambda Invoke API's, and the
-// body's length. Any doubt answers ok=false: net/http then serves the
-// request.
-func parseFastHeader(b []byte, maxPayload int64, token []byte) (name []byte, lambda bool, length int, ok bool) {
+// and, when token is set, that token as its bearer token. Any doubt
+// answers ok=false: net/http then serves the request.
+func parseFastHeader(b []byte, maxPayload int64, token []byte) (h fastHeader, ok bool) {
 	line, rest, _ := bytes.Cut(b, []byte("\r\n"))
 	target, found := bytes.CutPrefix(line, []byte("POST "))
 	if !found {
-		return nil, false, 0, false
+		return fastHeader{}, false
 	}
 	target, found = bytes.CutSuffix(target, []byte(" HTTP/1.1"))
 	if !found {
-		return nil, false, 0, false
+		return fastHeader{}, false
 	}
-	name, lambda, ok = fastTarget(target)
+	h.name, h.lambda, ok = fastTarget(target)
 	if !ok {
-		return nil, false, 0, false
+		return fastHeader{}, false
 	}
 	hosts, lengths, invTypes := 0, 0, 0
-	length = -1
+	h.length = -1
 	var auth []byte
 	for {
 		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
@@ -449,56 +455,56 @@ func parseFastHeader(b []byte, maxPayload int64, token []byte) (name []byte, lam
 		}
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 {
-			return nil, false, 0, false
+			return fastHeader{}, false
 		}
 		key, val := line[:colon], bytes.Trim(line[colon+1:], " \t")
 		if !validToken(key) || !validValue(val) {
-			return nil, false, 0, false
+			return fastHeader{}, false
 		}
 		switch {
 		case httpwire.EqualFold(key, "host"):
 			hosts++
 			if !validHost(val) {
-				return nil, false, 0, false
+				return fastHeader{}, false
 			}
 		case httpwire.EqualFold(key, "content-length"):
 			lengths++
-			if length, ok = parseLength(val); !ok {
-				return nil, false, 0, false
+			if h.length, ok = parseLength(val); !ok {
+				return fastHeader{}, false
 			}
 		case httpwire.EqualFold(key, "connection"):
 			if !httpwire.EqualFold(val, "keep-alive") {
-				return nil, false, 0, false
+				return fastHeader{}, false
 			}
 		case httpwire.EqualFold(key, "authorization"):
 			if auth != nil {
-				return nil, false, 0, false
+				return fastHeader{}, false
 			}
 			auth = val
-		case lambda && httpwire.EqualFold(key, headerLambdaInvocationType):
+		case h.lambda && httpwire.EqualFold(key, headerLambdaInvocationType):
 			// Only a synchronous invocation, said once: Event and
 			// DryRun (and anything else) are net/http's.
 			invTypes++
 			if invTypes > 1 || string(val) != "RequestResponse" {
-				return nil, false, 0, false
+				return fastHeader{}, false
 			}
 		case httpwire.EqualFold(key, "transfer-encoding"), httpwire.EqualFold(key, "expect"),
 			httpwire.EqualFold(key, "upgrade"), httpwire.EqualFold(key, HeaderAsync),
 			httpwire.EqualFold(key, "trailer"), httpwire.EqualFold(key, "te"):
-			return nil, false, 0, false
+			return fastHeader{}, false
 		}
 	}
-	if hosts != 1 || lengths != 1 || int64(length) > maxPayload {
-		return nil, false, 0, false
+	if hosts != 1 || lengths != 1 || int64(h.length) > maxPayload {
+		return fastHeader{}, false
 	}
 	if tok := token; tok != nil {
 		// As authorized: a failure goes to net/http, which answers 401.
 		got, found := bytes.CutPrefix(auth, []byte("Bearer "))
 		if !found || subtle.ConstantTimeCompare(bytes.TrimSpace(got), tok) != 1 {
-			return nil, false, 0, false
+			return fastHeader{}, false
 		}
 	}
-	return name, lambda, length, true
+	return h, true
 }
 
 // headerLambdaInvocationType is the Lambda Invoke API's invocation type:

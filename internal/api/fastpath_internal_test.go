@@ -46,10 +46,11 @@ func FuzzParseFastHeader(f *testing.F) {
 		if withToken {
 			tok = []byte(token)
 		}
-		name, lambda, n, ok := parseFastHeader(b, 1<<20, tok)
+		h, ok := parseFastHeader(b, 1<<20, tok)
 		if !ok {
 			return
 		}
+		name, lambda, n := h.name, h.lambda, h.length
 		r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(b)))
 		if err != nil {
 			t.Fatalf("fast path took %q, net/http refuses it: %v", b, err)
