@@ -37,24 +37,32 @@ func serveChannel() bool {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	pc := newPollConn(conn, eventPoll, true)
-	r, w := bufio.NewReader(pc), bufio.NewWriter(pc)
-	if _, err := w.Write([]byte{0x00, 0x02}); err != nil || w.Flush() != nil {
+	// With the shared memory region, the region is polled and the socket
+	// only waited on; without it, the socket is polled.
+	shm := openShm()
+	kind := byte(0x02)
+	var rw io.ReadWriter = newPollConn(conn, eventPoll, true)
+	if shm != nil {
+		kind, rw = 0x03, conn
+	}
+	r, w := bufio.NewReader(rw), bufio.NewWriter(rw)
+	if _, err := w.Write([]byte{0x00, kind}); err != nil || w.Flush() != nil {
 		conn.Close()
 		return false
 	}
-	var lenBuf [binary.MaxVarintLen64]byte
 	var frame []byte
 	for {
-		n, err := binary.ReadUvarint(r)
+		var buf []byte
+		var err error
+		if shm != nil {
+			buf, err = shm.next(r)
+		} else {
+			buf, err = readFrame(r)
+		}
 		if err != nil {
 			if err == io.EOF {
 				os.Exit(0) // the platform closed the channel: this instance is done
 			}
-			fatal("mote: invocation channel: " + err.Error())
-		}
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(r, buf); err != nil {
 			fatal("mote: invocation channel: " + err.Error())
 		}
 		parts, ok := parseArgs(buf)
@@ -85,13 +93,48 @@ func serveChannel() bool {
 		}
 		frame = appendArgs(frame[:0], []byte(kind), parts[0], out)
 		accountCPU() // the handler's time, into the counter Mote reads after the result
-		w.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(frame)))])
-		w.Write(frame)
-		if err := w.Flush(); err != nil {
+		if shm != nil {
+			err = shm.answer(w, frame)
+		} else {
+			writeFrame(w, frame)
+			err = w.Flush()
+		}
+		if err != nil {
 			fatal("mote: invocation channel: " + err.Error())
 		}
 		if panicked {
 			os.Exit(2)
 		}
 	}
+}
+
+// readFrame reads a uvarint-length-prefixed frame, skipping the 0x00
+// doorbell bytes that may precede it on a channel with a shared region.
+func readFrame(r *bufio.Reader) ([]byte, error) {
+	for {
+		b, err := r.ReadByte()
+		if err != nil {
+			return nil, err
+		}
+		if b != 0 {
+			r.UnreadByte()
+			break
+		}
+	}
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// writeFrame writes frame with its uvarint length prefix to w.
+func writeFrame(w *bufio.Writer, frame []byte) {
+	var lenBuf [binary.MaxVarintLen64]byte
+	w.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(frame)))])
+	w.Write(frame)
 }

@@ -56,21 +56,30 @@ func (p *pollConn) Write(b []byte) (int, error) {
 }
 
 func (p *pollConn) Read(b []byte) (int, error) {
-	if p.raw == nil || len(b) == 0 || !p.armed.Swap(false) {
+	if p.raw == nil || len(b) == 0 || !p.armed.Swap(false) || !p.w.due() {
 		return p.Conn.Read(b)
 	}
-	w := &p.w
+	n, hit, err := pollRead(p.raw, b, p.w.max)
+	p.w.record(hit)
+	return n, err
+}
+
+// due reports whether this read should poll, counting it.
+func (w *pollWindow) due() bool {
 	if w.reads++; w.adaptive && w.hits < 128 && w.reads < pollProbe {
-		return p.Conn.Read(b)
+		return false
 	}
 	w.reads = 0
-	n, hit, err := pollRead(p.raw, b, w.max)
+	return true
+}
+
+// record adds a poll's outcome to the average.
+func (w *pollWindow) record(hit bool) {
 	h := 0
 	if hit {
 		h = 256
 	}
 	w.hits += (h - w.hits) / 8
-	return n, err
 }
 
 // The kernel adds a running task's CPU time to its cgroup's counter only

@@ -3,6 +3,7 @@
 package mote
 
 import (
+	"bufio"
 	"net"
 	"time"
 )
@@ -17,3 +18,13 @@ func newPollConn(c net.Conn, window time.Duration, adaptive bool) *pollConn {
 
 // accountCPU is needed only where pollConn polls.
 func accountCPU() {}
+
+// shmChannel exists only on Linux; elsewhere the invocation channel runs
+// over its socket alone.
+type shmChannel struct{}
+
+func openShm() *shmChannel { return nil }
+
+func (s *shmChannel) next(r *bufio.Reader) ([]byte, error) { panic("unreachable") }
+
+func (s *shmChannel) answer(w *bufio.Writer, frame []byte) error { panic("unreachable") }

@@ -35,11 +35,14 @@ import (
 //	event (from Mote):     uvarint(n) || list(request_id, deadline_ms, trace, depth, payload)
 //	result (from function): uvarint(n) || list("ok" | "error", request_id, body)
 //
-// where an "error" body is the Runtime API's error JSON.
+// where an "error" body is the Runtime API's error JSON. A connection that
+// starts with 0x00 0x03 is an invocation channel whose frames travel
+// through the instance's shared memory region instead (shm.go).
 const (
-	hostConnMagic       = 0x00
-	hostConnVersion     = 0x01
-	invocationChannelV1 = 0x02
+	hostConnMagic        = 0x00
+	hostConnVersion      = 0x01
+	invocationChannelV1  = 0x02
+	invocationChannelShm = 0x03
 )
 
 // demuxListener hands channels to serve and HTTP connections to
@@ -173,7 +176,14 @@ func (in *instance) serveHostConn(c *spinConn, br *bufio.Reader) {
 		c.setWindow(spinHostCall)
 	case invocationChannelV1:
 		c.setWindow(spinResult)
-		in.serveInvocations(c, br)
+		in.serveInvocations(c, br, nil)
+		return
+	case invocationChannelShm:
+		if in.shm == nil {
+			return
+		}
+		c.setWindow(0) // the region is polled instead
+		in.serveInvocations(c, br, in.shm)
 		return
 	default:
 		return
@@ -235,6 +245,7 @@ type invChannel struct {
 	c     *spinConn
 	br    *bufio.Reader
 	bw    *bufio.Writer
+	shm   *shmRegion // events and results go through it; nil: on the socket
 	frame []byte
 	body  []byte
 	dead  chan struct{} // closed when an invocation found the channel broken
@@ -245,8 +256,8 @@ func (ch *invChannel) kill() { ch.once.Do(func() { close(ch.dead) }) }
 
 // serveInvocations registers an invocation channel for Invoke and holds it
 // open until it breaks, the process exits or the instance closes.
-func (in *instance) serveInvocations(c *spinConn, br *bufio.Reader) {
-	ch := &invChannel{c: c, br: br, bw: bufio.NewWriter(c), dead: make(chan struct{})}
+func (in *instance) serveInvocations(c *spinConn, br *bufio.Reader, shm *shmRegion) {
+	ch := &invChannel{c: c, br: br, bw: bufio.NewWriter(c), shm: shm, dead: make(chan struct{})}
 	if !in.inv.CompareAndSwap(nil, ch) {
 		return // one channel per instance
 	}
@@ -281,28 +292,32 @@ func (in *instance) invokeChannel(ch *invChannel, cl *call) error {
 		[]byte(traceID(cl)),
 		strconv.AppendInt(nil, int64(cl.ev.Depth), 10),
 		cl.ev.Payload)
-	ch.bw.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(ch.frame)))])
-	ch.bw.Write(ch.frame)
-	if err := ch.bw.Flush(); err != nil {
-		return err
-	}
-	n, err := binary.ReadUvarint(ch.br)
-	if err != nil {
-		return err
-	}
 	max := uint64(in.m.rt.cfg.MaxResponse)
-	if n > max+256 {
+	var body []byte
+	var err error
+	if ch.shm != nil {
+		ch.shm.mu.RLock()
+		body, err = ch.shm.invokeShm(ch, ch.frame, max)
+		ch.shm.mu.RUnlock()
+	} else {
+		ch.bw.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(ch.frame)))])
+		ch.bw.Write(ch.frame)
+		if err := ch.bw.Flush(); err != nil {
+			return err
+		}
+		body, err = readSocketFrame(ch.br, &ch.body, max)
+	}
+	switch {
+	case err == errTooLarge:
 		cl.finish(nil, errs.E(errs.FunctionError, "process: response larger than %d bytes", max))
-		return errTooLarge
-	}
-	if uint64(cap(ch.body)) < n {
-		ch.body = make([]byte, n)
-	}
-	ch.body = ch.body[:n]
-	if _, err := io.ReadFull(ch.br, ch.body); err != nil {
+		return err
+	case err == errBadRequest:
+		cl.finish(nil, errs.E(errs.FunctionError, "process: malformed result on the invocation channel"))
+		return err
+	case err != nil:
 		return err
 	}
-	parts, err := host.ParseArgs(ch.body)
+	parts, err := host.ParseArgs(body)
 	if err != nil || len(parts) != 3 || string(parts[1]) != cl.id {
 		cl.finish(nil, errs.E(errs.FunctionError, "process: malformed result on the invocation channel"))
 		return errBadRequest

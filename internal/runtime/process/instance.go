@@ -30,6 +30,7 @@ type instance struct {
 	proc *sandbox.Proc
 	ln   net.Listener
 	out  *output
+	shm  *shmRegion // events and results for SDKs that map it; nil if it could not be made
 
 	next     chan *call    // hands an event to a waiting GET …/next
 	quit     chan struct{} // closed by Close
@@ -113,15 +114,26 @@ func (in *instance) start(ctx context.Context) error {
 	if err != nil {
 		return errs.Wrap(errs.Internal, err, "process: output pipes")
 	}
-	in.proc, err = in.m.rt.sb.Start(sandbox.Options{
+	opts := sandbox.Options{
 		Name:        in.name,
 		MemoryLimit: in.m.spec.MemoryLimit,
 		PidsLimit:   cfg.PidsLimit,
 		Network:     in.m.spec.Network,
 		Stdout:      in.out.stdoutW,
 		Stderr:      in.out.stderrW,
-	})
+	}
+	// Without a region the Go SDK uses the channel over the socket alone.
+	if in.shm, err = newShmRegion(); err != nil {
+		in.log.Warn("process: no shared memory for invocations", "err", err)
+		in.shm = nil
+	} else {
+		opts.Files = []*os.File{in.shm.file}
+	}
+	in.proc, err = in.m.rt.sb.Start(opts)
 	in.out.closeWriters()
+	if in.shm != nil {
+		in.shm.closeFile()
+	}
 	if err != nil {
 		return errs.Wrap(errs.Internal, err, "process: start sandbox")
 	}
@@ -135,7 +147,11 @@ func (in *instance) start(ctx context.Context) error {
 	if !in.proc.NewNetwork() {
 		api = in.ln.Addr().String()
 	}
-	if err := in.proc.Exec(in.m.argv, in.m.env(api, in.name, tmp), in.m.spec.Dir); err != nil {
+	env := in.m.env(api, in.name, tmp)
+	if in.shm != nil {
+		env = append(env, EnvShmFD+"=3")
+	}
+	if err := in.proc.Exec(in.m.argv, env, in.m.spec.Dir); err != nil {
 		return in.initError("could not start: " + err.Error())
 	}
 	timer := time.NewTimer(cfg.InitTimeout)
@@ -341,6 +357,9 @@ func (in *instance) Close(ctx context.Context) error {
 		}
 		if in.out != nil {
 			in.out.close()
+		}
+		if in.shm != nil {
+			in.shm.release()
 		}
 		_ = os.RemoveAll(in.dir)
 		in.m.rt.untrack(in)

@@ -295,6 +295,7 @@ func (m *module) env(api, name, tmp string) []string {
 	for k, v := range s.Env {
 		vars[k] = v
 	}
+	delete(vars, EnvShmFD) // set by the instance, only when it has a region
 	for k, v := range map[string]string{
 		"AWS_LAMBDA_RUNTIME_API":          api,
 		"_HANDLER":                        s.Handler,

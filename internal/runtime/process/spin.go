@@ -45,23 +45,12 @@ var (
 )
 
 // spinConn is a connection whose first read after each write polls for up
-// to its window before parking in the netpoller.
-//
-// It polls only while polling pays: it keeps a moving average of how often
-// a poll caught the answer and polls while at least half did. When it
-// stops (a peer that does real work per message, or goes idle), it still
-// polls one read in spinProbe, so it notices when answers are quick again.
-// (The time an answer took is no guide once parked: it then includes the
-// wakeup that polling would have saved.)
+// to its window (spinPolicy) before parking in the netpoller.
 type spinConn struct {
 	net.Conn
 	raw   syscall.RawConn
 	armed atomic.Bool // a write happened since the last read
-
-	// Used by the reading goroutine only.
-	max   time.Duration // the window; 0 never polls
-	hits  int           // moving average of polls that caught the answer, of 256
-	reads int           // reads since the last poll
+	spin  spinPolicy  // used by the reading goroutine only
 }
 
 // spinProbe: while polling does not pay, one read in spinProbe polls.
@@ -81,7 +70,7 @@ func newSpinConn(c net.Conn, spin time.Duration) *spinConn {
 }
 
 // setWindow sets the longest poll; it is called before reads start.
-func (s *spinConn) setWindow(d time.Duration) { s.max, s.hits, s.reads = d, 256, 0 }
+func (s *spinConn) setWindow(d time.Duration) { s.spin.setWindow(d) }
 
 func (s *spinConn) Write(p []byte) (int, error) {
 	s.armed.Store(true)
@@ -89,20 +78,12 @@ func (s *spinConn) Write(p []byte) (int, error) {
 }
 
 func (s *spinConn) Read(p []byte) (int, error) {
-	if s.raw == nil || len(p) == 0 || s.max == 0 || !s.armed.Swap(false) {
+	if s.raw == nil || len(p) == 0 || !s.armed.Swap(false) || !s.spin.due() {
 		return s.Conn.Read(p)
 	}
-	if s.reads++; s.hits < 128 && s.reads < spinProbe {
-		return s.Conn.Read(p)
-	}
-	s.reads = 0
-	n, hit, polled, err := spinRead(s.raw, p, s.max)
+	n, hit, polled, err := spinRead(s.raw, p, s.spin.max)
 	if polled {
-		h := 0
-		if hit {
-			h = 256
-		}
-		s.hits += (h - s.hits) / 8
+		s.spin.record(hit)
 	}
 	return n, err
 }

@@ -47,8 +47,8 @@ func TestSpinConn(t *testing.T) {
 	if err != nil || string(buf[:n]) != "pong" {
 		t.Fatalf("read: got %q, %v, want pong", buf[:n], err)
 	}
-	if s.hits != 256 {
-		t.Errorf("hit average after a quick answer: got %d, want 256", s.hits)
+	if s.spin.hits != 256 {
+		t.Errorf("hit average after a quick answer: got %d, want 256", s.spin.hits)
 	}
 
 	// Miss: the answer comes after the window; the read parks and still
@@ -62,8 +62,8 @@ func TestSpinConn(t *testing.T) {
 	if err != nil || string(buf[:n]) != "late" {
 		t.Fatalf("read: got %q, %v, want late", buf[:n], err)
 	}
-	if s.hits >= 256 {
-		t.Errorf("hit average after a late answer: got %d, want < 256", s.hits)
+	if s.spin.hits >= 256 {
+		t.Errorf("hit average after a late answer: got %d, want < 256", s.spin.hits)
 	}
 
 	// Deadline while parked.
@@ -110,13 +110,13 @@ func TestSpinConnStopsAndProbes(t *testing.T) {
 	for i := 0; i < 8; i++ {
 		roundTrip(true)
 	}
-	if s.hits >= 128 {
-		t.Fatalf("hit average after 8 late answers: got %d, want < 128 (not polling)", s.hits)
+	if s.spin.hits >= 128 {
+		t.Fatalf("hit average after 8 late answers: got %d, want < 128 (not polling)", s.spin.hits)
 	}
-	for i := 0; i < 4*spinProbe && s.hits < 128; i++ {
+	for i := 0; i < 4*spinProbe && s.spin.hits < 128; i++ {
 		roundTrip(false)
 	}
-	if s.hits < 128 {
-		t.Errorf("hit average after quick answers: got %d, want ≥ 128 (polling again)", s.hits)
+	if s.spin.hits < 128 {
+		t.Errorf("hit average after quick answers: got %d, want ≥ 128 (polling again)", s.spin.hits)
 	}
 }
