@@ -367,11 +367,9 @@ func TestFastPathToken(t *testing.T) {
 }
 
 // A Lambda invocation refused by a full pool gets the answer net/http
-// writes, and invocations served by the fast path, the refused one
-// included, count in /metrics as net/http's do. (The system reports that
-// refusal as an outcome whose attempt failed, so lambdaInvoke answers it
-// as a function's failure, 200 with X-Amz-Function-Error, not as a 429
-// TooManyRequestsException; either way the fast path writes the same.)
+// writes, Lambda's throttling error (429 TooManyRequestsException, not a
+// function error), and invocations served by the fast path, the refused
+// one included, count in /metrics as net/http's do.
 func TestFastPathLambdaOverloadAndMetrics(t *testing.T) {
 	p := startPair(t, "", api.FastConfig{})
 	if _, err := p.sys.Deploy(context.Background(), "c", registry.Config{MaxInstances: 1, MaxQueue: 1}, bytes.NewReader(guest)); err != nil {
@@ -428,6 +426,9 @@ func TestFastPathLambdaOverloadAndMetrics(t *testing.T) {
 	}
 	if got.String() != want.String() || gotWire != wantWire || !strings.Contains(got.body, `"overloaded"`) {
 		t.Errorf("refused:\ngot  %s\nwant %s (code overloaded)", got, want)
+	}
+	if !strings.HasPrefix(wantWire, "HTTP/1.1 429 ") || !strings.Contains(wantWire, "X-Amzn-Errortype: TooManyRequestsException") || strings.Contains(wantWire, "X-Amz-Function-Error") {
+		t.Errorf("refused: got\n%s\nwant 429 with X-Amzn-Errortype TooManyRequestsException and no X-Amz-Function-Error", wantWire)
 	}
 	if len(wantCounts) != 4 || !maps.Equal(gotCounts, wantCounts) {
 		t.Errorf("mote_invocations_total counted: got %v, want %v (4 series: c ok and overloaded, g ok and function_error)", gotCounts, wantCounts)

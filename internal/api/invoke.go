@@ -155,12 +155,29 @@ func writeLambdaError(w http.ResponseWriter, err error) error {
 	return json.NewEncoder(w).Encode(map[string]string{"Type": "User", "message": errs.MessageOf(err), "code": string(errs.CodeOf(err))})
 }
 
+// functionFault reports whether an invocation that failed with code failed
+// because of the function (its error, crash, timeout, memory or start),
+// which the Lambda Invoke API reports as X-Amz-Function-Error.
+func functionFault(code errs.Code) bool {
+	switch code {
+	case errs.FunctionError, errs.InitError, errs.Timeout, errs.OutOfMemory:
+		return true
+	}
+	return false
+}
+
 // writeLambdaOutcome answers a synchronous invocation that ran as the
 // Lambda Invoke API does. The gateway's fast path writes a function's
 // failure through it too.
 func writeLambdaOutcome(w http.ResponseWriter, out *system.Outcome) error {
 	setOutcomeHeaders(w.Header(), out)
 	w.Header().Set("X-Amz-Executed-Version", strconv.Itoa(out.Version))
+	if out.Err != nil && !functionFault(errs.CodeOf(out.Err)) {
+		// Refused or cut short by the platform (a full pool, a flow's
+		// limit, shutdown): Lambda answers these as errors of the API
+		// (429 TooManyRequestsException, …), not as the function's.
+		return writeLambdaError(w, out.Err)
+	}
 	if out.Err != nil {
 		// Lambda answers a function's failure with 200 and this header.
 		w.Header().Set("X-Amz-Function-Error", "Unhandled")
