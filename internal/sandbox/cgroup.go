@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -199,10 +200,17 @@ func readOwnCgroups(path string) (map[string]string, error) {
 
 // Cgroup is one instance's group: its directory in each hierarchy that has
 // a controller Mote uses.
+//
+// Its methods may be called concurrently: an instance is closed (Remove)
+// while an invocation may still be reading its CPU or killing it. mu
+// guards dirs and cpuFile, which Remove clears; the places are fixed at
+// creation.
 type Cgroup struct {
 	mem, pids, cpu place // dir is "" where the controller is missing
-	dirs           []string
-	cpuFile        *os.File
+
+	mu      sync.RWMutex
+	dirs    []string
+	cpuFile *os.File
 }
 
 // newCgroup creates the group name under each controller's place and sets
@@ -296,6 +304,8 @@ func (cg *Cgroup) Enabled() (memory, pids, cpu bool) {
 
 // Add moves pid into the group in every hierarchy.
 func (cg *Cgroup) Add(pid int) error {
+	cg.mu.RLock()
+	defer cg.mu.RUnlock()
 	p := []byte(strconv.Itoa(pid))
 	for _, d := range cg.dirs {
 		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), p, 0); err != nil {
@@ -311,11 +321,14 @@ var ErrNoAccounting = errors.New("sandbox: no cgroup cpu accounting")
 // CPU returns the group's cumulative CPU time (all its processes, user and
 // system; blocked time is not counted by the kernel).
 func (cg *Cgroup) CPU() (time.Duration, error) {
+	cg.mu.RLock()
 	if cg.cpuFile == nil {
+		cg.mu.RUnlock()
 		return 0, ErrNoAccounting
 	}
 	var buf [512]byte
 	n, err := cg.cpuFile.ReadAt(buf[:], 0)
+	cg.mu.RUnlock()
 	if n == 0 && err != nil {
 		return 0, fmt.Errorf("sandbox: read cpu usage: %w", err)
 	}
@@ -384,6 +397,13 @@ func statField(b []byte, key string) (int64, bool) {
 
 // Procs lists the processes in the group (from the first hierarchy).
 func (cg *Cgroup) Procs() []int {
+	cg.mu.RLock()
+	defer cg.mu.RUnlock()
+	return cg.procs()
+}
+
+// procs is Procs for a caller holding mu.
+func (cg *Cgroup) procs() []int {
 	if len(cg.dirs) == 0 {
 		return nil
 	}
@@ -404,13 +424,15 @@ func (cg *Cgroup) Procs() []int {
 // fork bomb is bounded by pids.max, so this ends). It uses cgroup.kill
 // where the kernel has it.
 func (cg *Cgroup) Kill() {
+	cg.mu.RLock()
+	defer cg.mu.RUnlock()
 	for _, d := range cg.dirs {
 		if os.WriteFile(filepath.Join(d, "cgroup.kill"), []byte("1"), 0) == nil {
 			return
 		}
 	}
 	for i := 0; i < 100; i++ {
-		pids := cg.Procs()
+		pids := cg.procs()
 		if len(pids) == 0 {
 			return
 		}
@@ -424,6 +446,8 @@ func (cg *Cgroup) Kill() {
 // Remove deletes the group's directories. Call it once its processes are
 // gone; it retries briefly while the kernel finishes tearing them down.
 func (cg *Cgroup) Remove() error {
+	cg.mu.Lock()
+	defer cg.mu.Unlock()
 	if cg.cpuFile != nil {
 		cg.cpuFile.Close()
 		cg.cpuFile = nil

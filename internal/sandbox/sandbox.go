@@ -363,8 +363,10 @@ func (p *Proc) ExitStatus() string {
 // CPU returns the cumulative CPU time of the whole process tree: from the
 // cgroup where there is one, else from /proc (tick-grained).
 func (p *Proc) CPU() (time.Duration, error) {
-	if p.cg != nil && p.cg.cpuFile != nil {
-		return p.cg.CPU()
+	if p.cg != nil {
+		if d, err := p.cg.CPU(); err != ErrNoAccounting {
+			return d, err
+		}
 	}
 	return procTreeCPU(p.Pid())
 }
