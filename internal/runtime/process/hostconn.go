@@ -188,31 +188,22 @@ func (in *instance) serveHostConn(c *spinConn, br *bufio.Reader) {
 	default:
 		return
 	}
-	max := in.m.rt.cfg.MaxResponse
+	max := uint64(in.m.rt.cfg.MaxResponse)
 	bw := bufio.NewWriter(c)
 	var buf, out []byte
-	var lenBuf [binary.MaxVarintLen64]byte
 	for {
-		n, err := binary.ReadUvarint(br)
-		if err != nil || n > uint64(max) {
+		frame, err := readFrame(br, &buf, max)
+		if err != nil {
 			return
 		}
-		if uint64(cap(buf)) < n {
-			buf = make([]byte, n)
-		}
-		buf = buf[:n]
-		if _, err := io.ReadFull(br, buf); err != nil {
-			return
-		}
-		res, err := in.hostCall(buf)
+		res, err := in.hostCall(frame)
 		out = out[:0]
 		if err != nil {
 			out = host.AppendArgs(out, []byte(errs.CodeOf(err)), []byte(errs.MessageOf(err)))
 		} else {
 			out = host.AppendArgs(out, nil, res)
 		}
-		bw.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(out)))])
-		bw.Write(out)
+		writeFrame(bw, out)
 		if err := bw.Flush(); err != nil {
 			return
 		}
@@ -297,21 +288,20 @@ func (in *instance) invokeChannel(ch *invChannel, cl *call) error {
 	var err error
 	if ch.shm != nil {
 		ch.shm.mu.RLock()
-		body, err = ch.shm.invokeShm(ch, ch.frame, max)
+		body, err = ch.shm.invokeShm(ch, ch.frame, max+resultFraming)
 		ch.shm.mu.RUnlock()
 	} else {
-		ch.bw.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(ch.frame)))])
-		ch.bw.Write(ch.frame)
+		writeFrame(ch.bw, ch.frame)
 		if err := ch.bw.Flush(); err != nil {
 			return err
 		}
-		body, err = readSocketFrame(ch.br, &ch.body, max)
+		body, err = readFrame(ch.br, &ch.body, max+resultFraming)
 	}
 	switch {
 	case err == errTooLarge:
 		cl.finish(nil, errs.E(errs.FunctionError, "process: response larger than %d bytes", max))
 		return err
-	case err == errBadRequest:
+	case err == errMalformed:
 		cl.finish(nil, errs.E(errs.FunctionError, "process: malformed result on the invocation channel"))
 		return err
 	case err != nil:
@@ -320,7 +310,7 @@ func (in *instance) invokeChannel(ch *invChannel, cl *call) error {
 	parts, err := host.ParseArgs(body)
 	if err != nil || len(parts) != 3 || string(parts[1]) != cl.id {
 		cl.finish(nil, errs.E(errs.FunctionError, "process: malformed result on the invocation channel"))
-		return errBadRequest
+		return errMalformed
 	}
 	out := bytes.Clone(parts[2])
 	var ferr error
@@ -333,7 +323,7 @@ func (in *instance) invokeChannel(ch *invChannel, cl *call) error {
 		}
 	default:
 		cl.finish(nil, errs.E(errs.FunctionError, "process: unknown result kind on the invocation channel"))
-		return errBadRequest
+		return errMalformed
 	}
 	cl.finish(out, ferr)
 	return nil

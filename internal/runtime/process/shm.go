@@ -141,9 +141,9 @@ func (r *shmRegion) word(off int) *uint32 { return (*uint32)(unsafe.Pointer(&r.m
 var errShmRegion = errors.New("process: shared memory region released")
 
 // invokeShm sends frame as event number r.seq+1 and returns the result's
-// frame, read from the region (into body's storage) or the socket.
-// Callers hold r.mu shared.
-func (r *shmRegion) invokeShm(ch *invChannel, frame []byte, maxResult uint64) ([]byte, error) {
+// frame (at most limit bytes), read from the region (into ch.body's
+// storage) or the socket. Callers hold r.mu shared.
+func (r *shmRegion) invokeShm(ch *invChannel, frame []byte, limit uint64) ([]byte, error) {
 	if r.mem == nil {
 		return nil, errShmRegion
 	}
@@ -156,9 +156,7 @@ func (r *shmRegion) invokeShm(ch *invChannel, frame []byte, maxResult uint64) ([
 	} else {
 		atomic.StoreUint32(r.word(offEvLen), shmOnSocket)
 		atomic.StoreUint32(r.word(offEvSeq), seq)
-		var lenBuf [binary.MaxVarintLen64]byte
-		ch.bw.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(frame)))])
-		ch.bw.Write(frame)
+		writeFrame(ch.bw, frame)
 	}
 	if atomic.LoadUint32(r.word(offFnSleep)) != 0 {
 		ch.bw.WriteByte(0)
@@ -173,10 +171,10 @@ func (r *shmRegion) invokeShm(ch *invChannel, frame []byte, maxResult uint64) ([
 	}
 	n := atomic.LoadUint32(r.word(offResLen))
 	if n == shmOnSocket {
-		return readSocketFrame(ch.br, &ch.body, maxResult)
+		return readFrame(ch.br, &ch.body, limit)
 	}
 	if n > shmArea {
-		return nil, errBadRequest
+		return nil, errMalformed
 	}
 	ch.body = append(ch.body[:0], r.mem[shmHeader+shmArea:shmHeader+shmArea+int(n)]...)
 	return ch.body, nil
@@ -206,7 +204,7 @@ func (r *shmRegion) awaitResult(br *bufio.Reader, seq uint32) error {
 			// must be there now; otherwise the function broke protocol.
 			br.UnreadByte()
 			if atomic.LoadUint32(resSeq) != seq {
-				return errBadRequest
+				return errMalformed
 			}
 			return nil
 		}
@@ -216,9 +214,9 @@ func (r *shmRegion) awaitResult(br *bufio.Reader, seq uint32) error {
 	}
 }
 
-// readSocketFrame reads a uvarint-prefixed frame of at most max+256 bytes
-// into *buf, skipping doorbell bytes before it.
-func readSocketFrame(br *bufio.Reader, buf *[]byte, max uint64) ([]byte, error) {
+// readFrame reads a uvarint-prefixed frame of at most limit bytes into
+// *buf (reused), skipping doorbell bytes before it.
+func readFrame(br *bufio.Reader, buf *[]byte, limit uint64) ([]byte, error) {
 	for {
 		b, err := br.ReadByte()
 		if err != nil {
@@ -233,7 +231,7 @@ func readSocketFrame(br *bufio.Reader, buf *[]byte, max uint64) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
-	if n > max+256 {
+	if n > limit {
 		return nil, errTooLarge
 	}
 	if uint64(cap(*buf)) < n {
@@ -245,6 +243,23 @@ func readSocketFrame(br *bufio.Reader, buf *[]byte, max uint64) ([]byte, error) 
 	}
 	return *buf, nil
 }
+
+// writeFrame writes frame with its uvarint length prefix.
+func writeFrame(bw *bufio.Writer, frame []byte) {
+	var lenBuf [binary.MaxVarintLen64]byte
+	bw.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(frame)))])
+	bw.Write(frame)
+}
+
+// Errors of the framed channels.
+var (
+	// errMalformed: the function broke the channel's protocol.
+	errMalformed = errors.New("process: malformed frame on a channel")
+)
+
+// resultFraming is what a result frame may add to the largest response:
+// its kind, its request id and their lengths.
+const resultFraming = 256
 
 // spinPolicy decides how long a wait polls before sleeping, and polls.
 //

@@ -91,7 +91,7 @@ func (f *fakeShmFunction) take(t *testing.T) []byte {
 	n := atomic.LoadUint32(f.r.word(offEvLen))
 	if n == shmOnSocket {
 		var body []byte
-		frame, err := readSocketFrame(f.br, &body, 1<<30)
+		frame, err := readFrame(f.br, &body, 1<<30)
 		if err != nil {
 			t.Fatal(err)
 		}
