@@ -272,13 +272,17 @@ func (in *instance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Resu
 }
 
 // invokeNext hands c to the function's waiting GET …/next and waits for
-// the outcome.
+// the outcome. Until the event is handed over, Close ends the wait; after
+// it, Close kills the process, which ends it.
 func (in *instance) invokeNext(ctx context.Context, c *call, crashed, timedOut, cancelled func()) {
 	timer := time.NewTimer(time.Until(c.deadline))
 	defer timer.Stop()
-	select {
-	case in.next <- c:
+	next, quit := in.next, in.quit
+	for {
 		select {
+		case next <- c:
+			next, quit = nil, nil
+			continue
 		case <-c.done:
 		case <-in.proc.Done():
 			crashed()
@@ -286,15 +290,10 @@ func (in *instance) invokeNext(ctx context.Context, c *call, crashed, timedOut, 
 			timedOut()
 		case <-ctx.Done():
 			cancelled()
+		case <-quit:
+			c.finish(nil, errs.E(errs.Unavailable, "process: instance closed"))
 		}
-	case <-in.proc.Done():
-		crashed()
-	case <-timer.C:
-		timedOut()
-	case <-ctx.Done():
-		cancelled()
-	case <-in.quit:
-		c.finish(nil, errs.E(errs.Unavailable, "process: instance closed"))
+		return
 	}
 }
 
