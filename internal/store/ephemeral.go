@@ -94,10 +94,10 @@ func (e *Ephemeral) Get(root, key string) ([]byte, error) {
 		return nil, err
 	}
 	k := ephKey(root, key)
-	mu := e.kv.lockFor(k)
-	mu.Lock()
-	defer mu.Unlock()
-	rec, found, err := e.kv.readLocked(k, e.kv.cfg.Now().UnixNano(), false)
+	s := e.kv.stripeOf(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, found, err := e.kv.readLocked(s, k, e.kv.cfg.Now().UnixNano(), false)
 	if err != nil {
 		return nil, err
 	}

@@ -280,7 +280,12 @@ func (kv *KV) CacheStats() CacheStats {
 func (kv *KV) MaxValueBytes() int { return kv.cfg.MaxValueBytes }
 
 func (kv *KV) lockFor(key []byte) *sync.Mutex {
-	return &kv.stripes[kv.stripe(key)].mu
+	return &kv.stripeOf(key).mu
+}
+
+// stripeOf returns key's stripe: its lock and its buffered records.
+func (kv *KV) stripeOf(key []byte) *stripe {
+	return &kv.stripes[kv.stripe(key)]
 }
 
 func (kv *KV) stripe(key []byte) int {
@@ -351,10 +356,10 @@ func (kv *KV) Get(bucket, key string) (Entry, error) {
 	now := kv.cfg.Now().UnixNano()
 	// A miss reads and fills the cache under the key's stripe lock, so it
 	// cannot put back a value that a concurrent write has just replaced.
-	mu := kv.lockFor(k)
-	mu.Lock()
-	defer mu.Unlock()
-	e, found, err := kv.readLocked(k, now, true)
+	s := kv.stripeOf(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, found, err := kv.readLocked(s, k, now, true)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -377,16 +382,16 @@ func (kv *KV) cachedGet(bucket, key string) (Entry, bool) {
 
 func (kv *KV) nowNanos() int64 { return kv.cfg.Now().UnixNano() }
 
-// readLocked returns the live record at k; the caller holds k's stripe
-// lock. With fill, a record read from Pebble is put in the cache. The
+// readLocked returns the live record at k; the caller holds k's stripe s
+// locked. With fill, a record read from Pebble is put in the cache. The
 // returned value must not be modified.
-func (kv *KV) readLocked(k []byte, now int64, fill bool) (LRUEntry, bool, error) {
+func (kv *KV) readLocked(s *stripe, k []byte, now int64, fill bool) (LRUEntry, bool, error) {
 	if kv.cache != nil && fill {
 		if e, ok := kv.cache.Get(k, func() int64 { return now }); ok {
 			return e, true, nil
 		}
 	}
-	if rec, ok := kv.bufferedLocked(&kv.stripes[kv.stripe(k)], k); ok {
+	if rec, ok := kv.bufferedLocked(s, k); ok {
 		// The newest record is buffered; Pebble's is older. Buffered
 		// records are never modified, so the value is shared, not copied.
 		ver, exp, val, _ := decodeRecord(rec)
@@ -479,7 +484,7 @@ func (kv *KV) lockForWrite(k []byte, d Durability) (*stripe, error) {
 	if err := kv.waitForRoom(); err != nil {
 		return nil, err
 	}
-	s := &kv.stripes[kv.stripe(k)]
+	s := kv.stripeOf(k)
 	s.mu.Lock()
 	return s, nil
 }
@@ -551,7 +556,7 @@ func (kv *KV) CAS(bucket, key string, version uint64, value []byte, o WriteOptio
 		return 0, err
 	}
 	defer s.mu.Unlock()
-	cur, found, err := kv.readLocked(k, kv.cfg.Now().UnixNano(), true)
+	cur, found, err := kv.readLocked(s, k, kv.cfg.Now().UnixNano(), true)
 	if err != nil {
 		return 0, err
 	}
@@ -582,7 +587,7 @@ func (kv *KV) Increment(bucket, key string, delta int64, o WriteOptions) (int64,
 		return 0, 0, err
 	}
 	defer s.mu.Unlock()
-	cur, found, err := kv.readLocked(k, kv.cfg.Now().UnixNano(), true)
+	cur, found, err := kv.readLocked(s, k, kv.cfg.Now().UnixNano(), true)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -738,7 +743,7 @@ func (kv *KV) Batch(ops []BatchOp, o WriteOptions) ([]uint64, error) {
 		return nil, internalErr(err, "kv: batch failed")
 	}
 	for _, k := range keys {
-		dropBufferedLocked(&kv.stripes[kv.stripe(k)], k)
+		dropBufferedLocked(kv.stripeOf(k), k)
 	}
 	if kv.cache != nil {
 		for i, op := range ops {
@@ -765,7 +770,7 @@ func (kv *KV) lockBatch(keys [][]byte, stripes []int) []int {
 		}
 		var wait uint64
 		for _, k := range keys {
-			if wait = kv.unsettledLocked(&kv.stripes[kv.stripe(k)], k); wait != 0 {
+			if wait = kv.unsettledLocked(kv.stripeOf(k), k); wait != 0 {
 				break
 			}
 		}

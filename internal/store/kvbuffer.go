@@ -213,7 +213,7 @@ func dropBufferedLocked(s *stripe, k []byte) {
 // lockSettled locks the stripe of k for a direct write: it returns with
 // the lock held and no buffered record of k in flight.
 func (kv *KV) lockSettled(k []byte) *stripe {
-	s := &kv.stripes[kv.stripe(k)]
+	s := kv.stripeOf(k)
 	for {
 		s.mu.Lock()
 		e := kv.unsettledLocked(s, k)
