@@ -569,15 +569,17 @@ func (e *Engine) attempt(ctx context.Context, in *inv) ([]byte, error) {
 
 // timedOut reports whether the attempt ended at its own deadline: its
 // context says so, or (a Runner that keeps the deadline itself, with no
-// context made) the Runner reported a timeout at or after the deadline.
-func (a *attempt) timedOut(err error) bool {
+// context made) the deadline has passed. Whatever the Runner reported
+// then (the scheduler's overloaded for a queue wait the deadline cut
+// short), it is a timeout, as it is where the context keeps the deadline.
+func (a *attempt) timedOut() bool {
 	a.ctxMu.Lock()
 	actx := a.ctx
 	a.ctxMu.Unlock()
 	if actx != nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
 		return true
 	}
-	return a.in.pol.RunnerDeadline && errs.CodeOf(err) == errs.Timeout && !time.Now().Before(a.deadline)
+	return a.in.pol.RunnerDeadline && !time.Now().Before(a.deadline)
 }
 
 // acquire takes a concurrency slot for in's function.
@@ -613,7 +615,7 @@ func classify(err error, a *attempt, ctx context.Context, fn string, timeout tim
 	if ctx.Err() != nil {
 		return ctxError(ctx, fn)
 	}
-	if a.timedOut(err) {
+	if a.timedOut() {
 		return errs.Wrap(errs.Timeout, err, fmt.Sprintf("flow: %s timed out after %v", fn, timeout))
 	}
 	var ee *errs.Error

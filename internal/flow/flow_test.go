@@ -399,6 +399,44 @@ func TestCancellationStopsSubtree(t *testing.T) {
 	}
 }
 
+// An attempt that ends at its deadline is a timeout whatever the Runner
+// reported (the scheduler answers a queue wait cut short by the deadline
+// with overloaded), whether the Engine's context or the Runner keeps the
+// deadline (Policy.RunnerDeadline); a child of an attempt whose Runner
+// keeps it still runs under the attempt's deadline.
+func TestAttemptDeadlineIsATimeout(t *testing.T) {
+	for _, rd := range []bool{false, true} {
+		h := newHarness(t, nil)
+		var childDeadline time.Time
+		h.fn("child", Policy{}, 0, func(ctx context.Context, ev *runtime.Event) ([]byte, error) {
+			childDeadline, _ = ctx.Deadline()
+			return nil, nil
+		})
+		h.fn("slow", Policy{Timeout: 30 * time.Millisecond, RunnerDeadline: rd}, 0, func(ctx context.Context, ev *runtime.Event) ([]byte, error) {
+			if _, ok := ctx.Deadline(); ok == rd {
+				t.Errorf("RunnerDeadline %v: the Runner's context has a deadline: %v, want %v", rd, ok, !rd)
+			}
+			if _, err := call(ctx, ev, OpInvoke, "child", ""); err != nil {
+				return nil, err
+			}
+			if !childDeadline.Equal(ev.Deadline) {
+				t.Errorf("RunnerDeadline %v: child's deadline %v, want the attempt's %v", rd, childDeadline, ev.Deadline)
+			}
+			// Wait as the scheduler's queue does, then refuse.
+			if rd {
+				time.Sleep(time.Until(ev.Deadline))
+			} else {
+				<-ctx.Done()
+			}
+			return nil, errs.E(errs.Overloaded, "no instance became free before the deadline")
+		})
+		_, err := h.invoke("slow", "")
+		if got, want := errs.CodeOf(err), errs.Timeout; got != want {
+			t.Errorf("RunnerDeadline %v: code %q (%v), want %q", rd, got, err, want)
+		}
+	}
+}
+
 func TestRetries(t *testing.T) {
 	tests := []struct {
 		name      string
