@@ -222,18 +222,26 @@ func BenchmarkKVGetAfterPutBuffered(b *testing.B) {
 	}
 }
 
-// BenchmarkPebbleBatchNoSync1000 measures the other design: what one
-// record costs inside a 1,000-record batch committed without sync (the
-// flusher's unit of work), against one commit per record.
-func BenchmarkPebbleBatchNoSync1000(b *testing.B) {
+// pebbleBenchRecords opens a DB (closed when b ends) and returns it with
+// 1,000 KV record keys and one 100 B record, for the benchmarks of Pebble's
+// own write paths below.
+func pebbleBenchRecords(b *testing.B) (*DB, [][]byte, []byte) {
+	b.Helper()
 	db := openTestDB(b, b.TempDir())
-	defer db.Close()
+	b.Cleanup(func() { db.Close() })
 	keys := benchKeys(1000)
 	bk := make([][]byte, len(keys))
 	for i, k := range keys {
 		bk[i] = []byte("kv/b/" + k)
 	}
-	rec := encodeRecord(1, 0, make([]byte, 100))
+	return db, bk, encodeRecord(1, 0, make([]byte, 100))
+}
+
+// BenchmarkPebbleBatchNoSync1000 measures the other design: what one
+// record costs inside a 1,000-record batch committed without sync (the
+// flusher's unit of work), against one commit per record.
+func BenchmarkPebbleBatchNoSync1000(b *testing.B) {
+	db, bk, rec := pebbleBenchRecords(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		batch := db.Pebble().NewBatch()
@@ -249,14 +257,7 @@ func BenchmarkPebbleBatchNoSync1000(b *testing.B) {
 }
 
 func BenchmarkPebbleSetNoSync(b *testing.B) {
-	db := openTestDB(b, b.TempDir())
-	defer db.Close()
-	keys := benchKeys(1000)
-	bk := make([][]byte, len(keys))
-	for i, k := range keys {
-		bk[i] = []byte("kv/b/" + k)
-	}
-	rec := encodeRecord(1, 0, make([]byte, 100))
+	db, bk, rec := pebbleBenchRecords(b)
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
