@@ -4,10 +4,8 @@ package mote
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -49,7 +47,7 @@ func dialHostConn() (*hostConn, error) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	pc := newPollConn(c, hostCallPoll, true)
+	pc := newPollConn(c, hostCallPoll)
 	h := &hostConn{conn: c, r: bufio.NewReader(pc), w: bufio.NewWriter(pc)}
 	h.w.Write([]byte{0x00, 0x01})
 	return h, nil
@@ -85,18 +83,12 @@ func (h *hostConn) call(id, op string, args [][]byte) ([]byte, error) {
 	h.buf = appendArgs(h.buf[:0], args...)
 	frame := make([]byte, 0, 16+len(id)+len(op)+len(h.buf))
 	frame = appendArgs(frame, []byte(id), []byte(op), h.buf)
-	var lenBuf [binary.MaxVarintLen64]byte
-	h.w.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(frame)))])
-	h.w.Write(frame)
+	writeFrame(h.w, frame)
 	if err := h.w.Flush(); err != nil {
 		return nil, err
 	}
-	n, err := binary.ReadUvarint(h.r)
+	resp, err := readFrame(h.r)
 	if err != nil {
-		return nil, err
-	}
-	resp := make([]byte, n)
-	if _, err := io.ReadFull(h.r, resp); err != nil {
 		return nil, err
 	}
 	parts, ok := parseArgs(resp)

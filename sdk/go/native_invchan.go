@@ -41,7 +41,7 @@ func serveChannel() bool {
 	// only waited on; without it, the socket is polled.
 	shm := openShm()
 	kind := byte(0x02)
-	var rw io.ReadWriter = newPollConn(conn, eventPoll, true)
+	var rw io.ReadWriter = newPollConn(conn, eventPoll)
 	if shm != nil {
 		kind, rw = 0x03, conn
 	}

@@ -24,24 +24,24 @@ type pollConn struct {
 	w     pollWindow
 }
 
-// pollWindow is how long a read polls. With adaptive set it polls only
-// while polling pays: it keeps a moving average of how often a poll caught
+// pollWindow is how long a read polls. It polls only while polling pays: it keeps a moving average of how often a poll caught
 // the answer and polls while at least half did; when it stops (a function
 // invoked rarely, host calls that take long), one read in pollProbe still
 // polls, so it notices when answers are quick again. (The time an answer
 // took is no guide once parked: it then includes the wakeup that polling
 // would have saved.)
 type pollWindow struct {
-	max      time.Duration
-	adaptive bool
-	hits     int // moving average of polls that caught the answer, of 256
-	reads    int // reads since the last poll
+	max   time.Duration
+	hits  int // moving average of polls that caught the answer, of 256
+	reads int // reads since the last poll
 }
+
+func newPollWindow(max time.Duration) pollWindow { return pollWindow{max: max, hits: 256} }
 
 const pollProbe = 16
 
-func newPollConn(c net.Conn, window time.Duration, adaptive bool) *pollConn {
-	p := &pollConn{Conn: c, w: pollWindow{max: window, adaptive: adaptive, hits: 256}}
+func newPollConn(c net.Conn, window time.Duration) *pollConn {
+	p := &pollConn{Conn: c, w: newPollWindow(window)}
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			p.raw = raw
@@ -66,7 +66,7 @@ func (p *pollConn) Read(b []byte) (int, error) {
 
 // due reports whether this read should poll, counting it.
 func (w *pollWindow) due() bool {
-	if w.reads++; w.adaptive && w.hits < 128 && w.reads < pollProbe {
+	if w.reads++; w.hits < 128 && w.reads < pollProbe {
 		return false
 	}
 	w.reads = 0

@@ -40,7 +40,7 @@ func TestPollConn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	p := newPollConn(c, 8*time.Microsecond, true)
+	p := newPollConn(c, 8*time.Microsecond)
 	buf := make([]byte, 1)
 	for i := 0; i < 8; i++ {
 		p.Write([]byte{byte('a' + i)})

@@ -12,7 +12,7 @@ import (
 // elsewhere it is the connection itself.
 type pollConn struct{ net.Conn }
 
-func newPollConn(c net.Conn, window time.Duration, adaptive bool) *pollConn {
+func newPollConn(c net.Conn, window time.Duration) *pollConn {
 	return &pollConn{Conn: c}
 }
 

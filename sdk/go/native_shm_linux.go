@@ -68,7 +68,7 @@ func openShm() *shmChannel {
 		syscall.Munmap(mem)
 		return nil
 	}
-	return &shmChannel{mem: mem, area: area, w: pollWindow{max: eventPoll, adaptive: true, hits: 256}}
+	return &shmChannel{mem: mem, area: area, w: newPollWindow(eventPoll)}
 }
 
 func (s *shmChannel) word(off int) *uint32 { return (*uint32)(unsafe.Pointer(&s.mem[off])) }
