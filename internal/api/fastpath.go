@@ -507,10 +507,6 @@ func parseFastHeader(b []byte, maxPayload int64, token []byte) (h fastHeader, ok
 	return h, true
 }
 
-// headerLambdaInvocationType is the Lambda Invoke API's invocation type:
-// RequestResponse (the default), Event or DryRun.
-const headerLambdaInvocationType = "X-Amz-Invocation-Type"
-
 // fastTarget takes a raw request target that routes to an invocation:
 // /fn/NAME[/...], as fnName takes it, or the Lambda Invoke API's
 // /2015-03-31/functions/NAME/invocations, as the mux routes it to

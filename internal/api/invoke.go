@@ -22,6 +22,11 @@ const (
 	HeaderAsync = "X-Mote-Async"
 )
 
+// headerLambdaInvocationType is the Lambda Invoke API's invocation type:
+// RequestResponse (the default), Event or DryRun. lambdaInvoke and the
+// fast path read it by this one name.
+const headerLambdaInvocationType = "X-Amz-Invocation-Type"
+
 // setOutcomeHeaders writes the metering headers. The header map is written
 // directly with canonical keys, and the four values that vary share one
 // allocation: this is the hot path.
@@ -91,7 +96,7 @@ func (s *Server) invokeFn(w http.ResponseWriter, r *http.Request, name string) e
 func (s *Server) lambdaInvoke(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
 	fail := func(err error) error { return writeLambdaError(w, err) }
-	switch typ := r.Header.Get("X-Amz-Invocation-Type"); typ {
+	switch typ := r.Header.Get(headerLambdaInvocationType); typ {
 	case "", "RequestResponse":
 	case "DryRun":
 		if _, err := s.sys.Registry().Current(name); err != nil {
