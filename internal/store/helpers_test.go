@@ -46,6 +46,19 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// openKVAt opens the DB in dir and a KV on it. The caller closes both: the
+// tests that use it close them to reopen dir.
+func openKVAt(t testing.TB, dir string, cfg KVConfig) (*KV, *DB) {
+	t.Helper()
+	db := openTestDB(t, dir)
+	kv, err := OpenKV(db, cfg)
+	if err != nil {
+		db.Close()
+		t.Fatalf("OpenKV: %v", err)
+	}
+	return kv, db
+}
+
 func newTestKV(t testing.TB, cfg KVConfig) (*KV, *DB) {
 	t.Helper()
 	db := openTestDB(t, t.TempDir())

@@ -361,14 +361,12 @@ func TestKVCacheRaceReadersWriters(t *testing.T) {
 
 func TestKVVersionsSurviveReopen(t *testing.T) {
 	dir := t.TempDir()
-	db := openTestDB(t, dir)
-	kv, _ := OpenKV(db, KVConfig{})
+	kv, db := openKVAt(t, dir, KVConfig{})
 	v1, _ := kv.Put("b", "k", []byte("x"), WriteOptions{})
 	kv.Close()
 	db.Close()
-	db = openTestDB(t, dir)
+	kv, db = openKVAt(t, dir, KVConfig{})
 	defer db.Close()
-	kv, _ = OpenKV(db, KVConfig{})
 	defer kv.Close()
 	e, err := kv.Get("b", "k")
 	if err != nil || !bytes.Equal(e.Value, []byte("x")) {

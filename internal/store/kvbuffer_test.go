@@ -210,11 +210,7 @@ func TestKVBufferedCacheCoherent(t *testing.T) {
 // across buffered and durable writes, flushes and a reopen.
 func TestKVBufferedVersionsIncrease(t *testing.T) {
 	dir := t.TempDir()
-	db := openTestDB(t, dir)
-	kv, err := OpenKV(db, KVConfig{FlushInterval: 50 * time.Microsecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv, db := openKVAt(t, dir, KVConfig{FlushInterval: 50 * time.Microsecond})
 	var last uint64
 	for i := range 3000 {
 		d := Buffered
@@ -232,9 +228,8 @@ func TestKVBufferedVersionsIncrease(t *testing.T) {
 	}
 	kv.Close()
 	db.Close()
-	db = openTestDB(t, dir)
+	kv, db = openKVAt(t, dir, KVConfig{})
 	defer db.Close()
-	kv, _ = OpenKV(db, KVConfig{})
 	defer kv.Close()
 	e, err := kv.Get("b", "k")
 	if err != nil || string(e.Value) != "2999" || e.Version != last {
@@ -306,11 +301,7 @@ func TestKVBufferedBackPressure(t *testing.T) {
 // what was last acknowledged, also after a reopen.
 func TestKVBufferedMixedHammer(t *testing.T) {
 	dir := t.TempDir()
-	db := openTestDB(t, dir)
-	kv, err := OpenKV(db, KVConfig{FlushInterval: 20 * time.Microsecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv, db := openKVAt(t, dir, KVConfig{FlushInterval: 20 * time.Microsecond})
 	const writers, keys, each = 4, 8, 300
 	final := make([]string, writers*keys)
 	var wg sync.WaitGroup
@@ -563,11 +554,7 @@ func TestKVDirectWriteWaitsForFlushInFlight(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			db := openTestDB(t, dir)
-			kv, err := OpenKV(db, holdBuffer(KVConfig{}))
-			if err != nil {
-				t.Fatal(err)
-			}
+			kv, db := openKVAt(t, dir, holdBuffer(KVConfig{}))
 			held, release := make(chan struct{}), make(chan struct{})
 			var once sync.Once
 			kv.buf.commitHook = func() { once.Do(func() { close(held); <-release }) }
@@ -607,9 +594,8 @@ func TestKVDirectWriteWaitsForFlushInFlight(t *testing.T) {
 				t.Fatal(err)
 			}
 			db.Close()
-			db = openTestDB(t, dir)
+			kv, db = openKVAt(t, dir, KVConfig{})
 			defer db.Close()
-			kv, _ = OpenKV(db, KVConfig{})
 			defer kv.Close()
 			check("after reopen")
 		})
@@ -622,11 +608,7 @@ func TestKVDirectWriteWaitsForFlushInFlight(t *testing.T) {
 func TestKVBufferedCloseFlushesAll(t *testing.T) {
 	dir := t.TempDir()
 	clk := newFakeClock()
-	db := openTestDB(t, dir)
-	kv, err := OpenKV(db, holdBuffer(KVConfig{Now: clk.Now, SweepInterval: time.Hour}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv, db := openKVAt(t, dir, holdBuffer(KVConfig{Now: clk.Now, SweepInterval: time.Hour}))
 	const n = 3000
 	vers := make([]uint64, n)
 	for i := range n {
@@ -634,6 +616,7 @@ func TestKVBufferedCloseFlushesAll(t *testing.T) {
 		if i%3 == 0 {
 			o.TTL = time.Minute
 		}
+		var err error
 		if vers[i], err = kv.Put("b", fmt.Sprintf("k%05d", i), []byte(strconv.Itoa(i)), o); err != nil {
 			t.Fatal(err)
 		}
@@ -643,12 +626,8 @@ func TestKVBufferedCloseFlushesAll(t *testing.T) {
 	}
 	db.Close()
 
-	db = openTestDB(t, dir)
+	kv, db = openKVAt(t, dir, KVConfig{Now: clk.Now, SweepInterval: time.Hour})
 	defer db.Close()
-	kv, err = OpenKV(db, KVConfig{Now: clk.Now, SweepInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer kv.Close()
 	for i := range n {
 		e, err := kv.Get("b", fmt.Sprintf("k%05d", i))
