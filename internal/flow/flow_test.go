@@ -987,23 +987,11 @@ func encodeNodeV1(n *Node) []byte {
 	e.s(n.Function)
 	e.s(n.Version)
 	e.s(string(n.Status))
-	var flags uint64
-	if n.Cold {
-		flags |= flagCold
-	}
-	if n.Async {
-		flags |= flagAsync
-	}
-	e.u(flags)
+	e.u(n.flags())
 	e.u(uint64(n.Attempts))
 	e.t(n.Start)
 	e.t(n.End)
-	e.i(n.WallMicros)
-	e.i(n.CPUMicros)
-	e.i(n.BilledMs)
-	e.s(string(n.ErrorCode))
-	e.s(n.ErrorMessage)
-	e.by(n.Output)
+	e.nodeTail(n)
 	return e.b
 }
 

@@ -270,13 +270,7 @@ func encodeNode(n *Node) []byte {
 // appendNode appends n's record to b.
 func appendNode(b []byte, n *Node) []byte {
 	packed := validID(n.ID) && (n.Parent == "" || validID(n.Parent)) && (n.Root == n.ID || validID(n.Root))
-	var flags uint64
-	if n.Cold {
-		flags |= flagCold
-	}
-	if n.Async {
-		flags |= flagAsync
-	}
+	flags := n.flags()
 	if packed {
 		flags |= flagPackedIDs
 		if n.Parent != "" {
@@ -327,13 +321,37 @@ func appendNode(b []byte, n *Node) []byte {
 	default:
 		e.u(2 + uint64(n.End.UnixNano()-n.Start.UnixNano()))
 	}
+	e.nodeTail(n)
+	return e.b
+}
+
+// flags is n's flags that both record versions store.
+func (n *Node) flags() uint64 {
+	var flags uint64
+	if n.Cold {
+		flags |= flagCold
+	}
+	if n.Async {
+		flags |= flagAsync
+	}
+	return flags
+}
+
+// setFlags sets what flags says of n in either record version.
+func (n *Node) setFlags(flags uint64) {
+	n.Cold = flags&flagCold != 0
+	n.Async = flags&flagAsync != 0
+}
+
+// nodeTail encodes the fields both record versions end with (dec.finish
+// reads them): the figures, the error and the output.
+func (e *enc) nodeTail(n *Node) {
 	e.i(n.WallMicros)
 	e.i(n.CPUMicros)
 	e.i(n.BilledMs)
 	e.s(string(n.ErrorCode))
 	e.s(n.ErrorMessage)
 	e.by(n.Output)
-	return e.b
 }
 
 // appendPackedID appends a valid id's 24 hex digits as 12 bytes.
@@ -382,9 +400,7 @@ func decodeNode(b []byte) (*Node, error) {
 	n.Function = d.s()
 	n.Version = d.s()
 	n.Status = Status(d.s())
-	flags := d.u()
-	n.Cold = flags&flagCold != 0
-	n.Async = flags&flagAsync != 0
+	n.setFlags(d.u())
 	n.Attempts = int(d.u())
 	n.Start = d.t()
 	n.End = d.t()
@@ -412,8 +428,7 @@ func decodeNode2(b []byte) (*Node, error) {
 	d := dec{b: b}
 	n := &Node{}
 	flags := d.u()
-	n.Cold = flags&flagCold != 0
-	n.Async = flags&flagAsync != 0
+	n.setFlags(flags)
 	if flags&flagPackedIDs != 0 {
 		n.ID = d.packedID()
 		if flags&flagParent != 0 {
