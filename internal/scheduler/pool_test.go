@@ -152,45 +152,43 @@ func TestPoolGrowsQueuesAndRejects(t *testing.T) {
 	}
 }
 
+// A queued invocation gives up at its deadline, whether its context
+// carries it or only its event does (the flow engine hands the wasm
+// runtime the caller's context and the deadline in the event).
 func TestQueuedCallTimesOut(t *testing.T) {
-	_, p, _, _ := newTestPool(t, PoolConfig{MaxInstances: 1, MaxQueue: 8})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go p.Invoke(ctx, &runtime.Event{Payload: []byte("block")})
-	waitFor(t, func() bool { return p.Stats().Busy == 1 })
-	_, err := invoke(p, "x", 20*time.Millisecond)
-	if errs.CodeOf(err) != errs.Overloaded {
-		t.Fatalf("got %v, want overloaded", err)
-	}
-	if got := p.Stats().Waiting; got != 0 {
-		t.Errorf("waiting after timeout: got %d, want 0", got)
-	}
-}
-
-// A queued invocation whose context has no deadline (the flow engine
-// hands the wasm runtime the caller's context and the deadline in the
-// event) still gives up at the event's deadline.
-func TestQueuedCallEndsAtEventDeadline(t *testing.T) {
-	_, p, _, _ := newTestPool(t, PoolConfig{MaxInstances: 1, MaxQueue: 8})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go p.Invoke(ctx, &runtime.Event{Payload: []byte("block")})
-	waitFor(t, func() bool { return p.Stats().Busy == 1 })
-	done := make(chan error, 1)
-	go func() {
-		_, _, _, err := p.Invoke(context.Background(), &runtime.Event{Payload: []byte("x"), Deadline: time.Now().Add(20 * time.Millisecond)})
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if errs.CodeOf(err) != errs.Overloaded {
-			t.Fatalf("got %v, want overloaded", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a queued invocation waited past its event's deadline")
-	}
-	if got := p.Stats().Waiting; got != 0 {
-		t.Errorf("waiting after the deadline: got %d, want 0", got)
+	for _, tc := range []struct {
+		name   string
+		invoke func(p *Pool) error
+	}{
+		{"context deadline", func(p *Pool) error {
+			_, err := invoke(p, "x", 20*time.Millisecond)
+			return err
+		}},
+		{"event deadline", func(p *Pool) error {
+			_, _, _, err := p.Invoke(context.Background(), &runtime.Event{Payload: []byte("x"), Deadline: time.Now().Add(20 * time.Millisecond)})
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, p, _, _ := newTestPool(t, PoolConfig{MaxInstances: 1, MaxQueue: 8})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go p.Invoke(ctx, &runtime.Event{Payload: []byte("block")})
+			waitFor(t, func() bool { return p.Stats().Busy == 1 })
+			done := make(chan error, 1)
+			go func() { done <- tc.invoke(p) }()
+			select {
+			case err := <-done:
+				if errs.CodeOf(err) != errs.Overloaded {
+					t.Fatalf("got %v, want overloaded", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("a queued invocation waited past its deadline")
+			}
+			if got := p.Stats().Waiting; got != 0 {
+				t.Errorf("waiting after the deadline: got %d, want 0", got)
+			}
+		})
 	}
 }
 
