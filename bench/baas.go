@@ -167,7 +167,10 @@ func BaaS(ctx context.Context, o Options) error {
 	}
 
 	if processOnly {
-		return procSummary(o, procRuns[0].name, procRuns[1].name, procRuns[2].name, procRuns[3].name, res)
+		fmt.Fprintf(o.Out, "\nmedians of %d rounds\n\n", o.Rounds)
+		printKVRuns(o.Out, res, runNames(procRuns, func(x run) string { return x.name }))
+		printProcessChecks(o.Out, res)
+		return nil
 	}
 
 	// 2. Uncached gets: restart the server (the read cache is in memory),
@@ -230,31 +233,16 @@ func BaaS(ctx context.Context, o Options) error {
 	}
 
 	// Summary.
-	m := func(name string, f func(kvResult) float64) float64 {
-		v := make([]float64, 0, len(res[name]))
-		for _, r := range res[name] {
-			v = append(v, f(r))
-		}
-		return median(v)
-	}
-	rate := func(r kvResult) float64 { return r.OpsPerS }
-	p50 := func(r kvResult) float64 { return r.P50Ns / 1e3 }
-	p99 := func(r kvResult) float64 { return r.P99Ns / 1e3 }
-	fmt.Fprintf(o.Out, "\nmedians of %d rounds (p50/p99 of wasm runs are over batches of 32 calls)\n\n| run | ops/s | p50 µs/op | p99 µs/op |\n|---|---|---|---|\n", o.Rounds)
-	for _, name := range append(runNames(procRuns, func(x run) string { return x.name }), uncached) {
-		fmt.Fprintf(o.Out, "| %s | %.0f | %.2f | %.2f |\n", name, m(name, rate), m(name, p50), m(name, p99))
-	}
+	m := func(name string, f func(kvResult) float64) float64 { return medianOf(res, name, f) }
+	fmt.Fprintf(o.Out, "\nmedians of %d rounds (p50/p99 of wasm runs are over batches of 32 calls)\n\n", o.Rounds)
+	printKVRuns(o.Out, res, append(runNames(procRuns, func(x run) string { return x.name }), uncached))
 	fmt.Fprintf(o.Out, "| wasm → Mote KV put (durable), %d writers | %.0f | %.0f | — |\n", baasWriters, median(durRate), median(durP50)/1e3)
-	redisGet, redisSet := m("process → Redis GET", rate), m("process → Redis SET", rate)
-	cached, putB, unc := m("wasm → Mote KV get (cached)", p50), m("wasm → Mote KV put (buffered)", p50), m(uncached, p50)
-	fmt.Fprintf(o.Out, "\n| check | figure | target | |\n|---|---|---|---|\n")
-	x := m("process → Mote KV get", rate) / redisGet
-	fmt.Fprintf(o.Out, "| process function gets, Mote ÷ Redis | %.2f× | ≥ 1× (on par) | %s |\n", x, verdict(x >= 1))
-	x = m("process → Mote KV put (buffered)", rate) / redisSet
-	fmt.Fprintf(o.Out, "| process function puts, Mote (buffered) ÷ Redis | %.2f× | ≥ 1× (on par) | %s |\n", x, verdict(x >= 1))
-	x = m("wasm → Mote KV get (cached)", rate) / redisGet
+	redisGet, redisSet := m("process → Redis GET", kvRate), m("process → Redis SET", kvRate)
+	cached, putB, unc := m("wasm → Mote KV get (cached)", kvP50), m("wasm → Mote KV put (buffered)", kvP50), m(uncached, kvP50)
+	printProcessChecks(o.Out, res)
+	x := m("wasm → Mote KV get (cached)", kvRate) / redisGet
 	fmt.Fprintf(o.Out, "| wasm gets ÷ Redis unpipelined GETs | %.1f× | ≥ 10× | %s |\n", x, verdict(x >= 10))
-	x = m("wasm → Mote KV put (buffered)", rate) / redisSet
+	x = m("wasm → Mote KV put (buffered)", kvRate) / redisSet
 	fmt.Fprintf(o.Out, "| wasm puts ÷ Redis unpipelined SETs | %.1f× | ≥ 10× | %s |\n", x, verdict(x >= 10))
 	fmt.Fprintf(o.Out, "| cached get from wasm, p50 | %.2f µs | ≤ 1 µs | %s |\n", cached, verdict(cached <= 1))
 	fmt.Fprintf(o.Out, "| uncached get from wasm, p50 | %.2f µs | ≤ 10 µs | %s |\n", unc, verdict(unc <= 10))
@@ -266,26 +254,35 @@ func BaaS(ctx context.Context, o Options) error {
 	return nil
 }
 
-// procSummary prints the process-function rows alone (--only process).
-func procSummary(o Options, get, redisGet, put, redisSet string, res map[string][]kvResult) error {
-	m := func(name string, f func(kvResult) float64) float64 {
-		v := make([]float64, 0, len(res[name]))
-		for _, r := range res[name] {
-			v = append(v, f(r))
-		}
-		return median(v)
+// medianOf is the median over name's rounds of f.
+func medianOf(res map[string][]kvResult, name string, f func(kvResult) float64) float64 {
+	v := make([]float64, 0, len(res[name]))
+	for _, r := range res[name] {
+		v = append(v, f(r))
 	}
-	fmt.Fprintf(o.Out, "\nmedians of %d rounds\n\n| run | ops/s | p50 µs/op | p99 µs/op |\n|---|---|---|---|\n", o.Rounds)
-	for _, name := range []string{get, redisGet, put, redisSet} {
-		fmt.Fprintf(o.Out, "| %s | %.0f | %.2f | %.2f |\n", name, m(name, func(r kvResult) float64 { return r.OpsPerS }),
-			m(name, func(r kvResult) float64 { return r.P50Ns / 1e3 }), m(name, func(r kvResult) float64 { return r.P99Ns / 1e3 }))
+	return median(v)
+}
+
+func kvRate(r kvResult) float64 { return r.OpsPerS }
+func kvP50(r kvResult) float64  { return r.P50Ns / 1e3 }
+func kvP99(r kvResult) float64  { return r.P99Ns / 1e3 }
+
+// printKVRuns prints a row per run: its median rate, p50 and p99.
+func printKVRuns(w io.Writer, res map[string][]kvResult, names []string) {
+	fmt.Fprintf(w, "| run | ops/s | p50 µs/op | p99 µs/op |\n|---|---|---|---|\n")
+	for _, name := range names {
+		fmt.Fprintf(w, "| %s | %.0f | %.2f | %.2f |\n", name, medianOf(res, name, kvRate), medianOf(res, name, kvP50), medianOf(res, name, kvP99))
 	}
-	rate := func(r kvResult) float64 { return r.OpsPerS }
-	x := m(get, rate) / m(redisGet, rate)
-	fmt.Fprintf(o.Out, "\n| process function gets, Mote ÷ Redis | %.2f× | ≥ 1× (on par) | %s |\n", x, verdict(x >= 1))
-	x = m(put, rate) / m(redisSet, rate)
-	fmt.Fprintf(o.Out, "| process function puts, Mote (buffered) ÷ Redis | %.2f× | ≥ 1× (on par) | %s |\n", x, verdict(x >= 1))
-	return nil
+}
+
+// printProcessChecks prints the checks table's header and the process
+// function's rows: its gets and puts through Mote against Redis's.
+func printProcessChecks(w io.Writer, res map[string][]kvResult) {
+	fmt.Fprintf(w, "\n| check | figure | target | |\n|---|---|---|---|\n")
+	x := medianOf(res, "process → Mote KV get", kvRate) / medianOf(res, "process → Redis GET", kvRate)
+	fmt.Fprintf(w, "| process function gets, Mote ÷ Redis | %.2f× | ≥ 1× (on par) | %s |\n", x, verdict(x >= 1))
+	x = medianOf(res, "process → Mote KV put (buffered)", kvRate) / medianOf(res, "process → Redis SET", kvRate)
+	fmt.Fprintf(w, "| process function puts, Mote (buffered) ÷ Redis | %.2f× | ≥ 1× (on par) | %s |\n", x, verdict(x >= 1))
 }
 
 func runNames[T any](xs []T, f func(T) string) []string {
