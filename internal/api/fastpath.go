@@ -581,14 +581,11 @@ func parseLength(b []byte) (int, bool) {
 // serveInvoke runs the invocation and queues its response, as invokeFn
 // or lambdaInvoke and net/http would write it.
 func (c *fastConn) serveInvoke(req fastRequest) {
-	s := c.l.s
-	out, err := s.sys.Invoke(c.l.ctx, system.Invocation{Function: req.name, Payload: req.payload})
+	out, err := c.l.s.invokeCounted(c.l.ctx, system.Invocation{Function: req.name, Payload: req.payload})
 	if err != nil {
-		s.metrics.rejected(req.name, err)
 		c.writeFailure(req.lambda, nil, err)
 		return
 	}
-	s.metrics.observe(out)
 	if out.Err != nil {
 		c.writeFailure(req.lambda, out, out.Err)
 		return

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -73,16 +74,14 @@ func (s *Server) invokeFn(w http.ResponseWriter, r *http.Request, name string) e
 		return err
 	}
 	async := r.Header.Get(HeaderAsync) == "true"
-	out, err := s.sys.Invoke(r.Context(), system.Invocation{Function: name, Payload: payload, Async: async})
+	out, err := s.invokeCounted(r.Context(), system.Invocation{Function: name, Payload: payload, Async: async})
 	if err != nil {
-		s.metrics.rejected(name, err)
 		return err
 	}
 	if out.Queued {
 		w.Header()[HeaderInvocationID] = []string{out.ID}
 		return writeJSON(w, http.StatusAccepted, map[string]string{"id": out.ID, "status": "queued"})
 	}
-	s.metrics.observe(out)
 	setOutcomeHeaders(w.Header(), out)
 	if out.Err != nil {
 		return out.Err
@@ -124,13 +123,27 @@ func (s *Server) lambdaInvoke(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fail(err)
 	}
-	out, err := s.sys.Invoke(r.Context(), system.Invocation{Function: name, Payload: payload})
+	out, err := s.invokeCounted(r.Context(), system.Invocation{Function: name, Payload: payload})
 	if err != nil {
-		s.metrics.rejected(name, err)
 		return fail(err)
 	}
-	s.metrics.observe(out)
 	return writeLambdaOutcome(w, out)
+}
+
+// invokeCounted runs an invocation and counts it in the metrics: a
+// refusal by its code, an outcome that ran by its result (one only
+// queued is not counted). invokeFn, lambdaInvoke and the fast path all
+// invoke through it, so both servers count alike.
+func (s *Server) invokeCounted(ctx context.Context, inv system.Invocation) (*system.Outcome, error) {
+	out, err := s.sys.Invoke(ctx, inv)
+	if err != nil {
+		s.metrics.rejected(inv.Function, err)
+		return nil, err
+	}
+	if !out.Queued {
+		s.metrics.observe(out)
+	}
+	return out, nil
 }
 
 // lambdaErrorTypes are the error types AWS SDKs expect for Mote's codes;
