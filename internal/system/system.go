@@ -531,11 +531,13 @@ type Outcome struct {
 // overload, too large); a failure of the function itself is in
 // Outcome.Err.
 func (s *System) Invoke(ctx context.Context, inv Invocation) (*Outcome, error) {
+	// Counted before the check: Shutdown, which sets draining and then
+	// waits for the count, either sees this invocation or stops it here.
+	n := s.inflight.add()
+	defer n.Add(-1)
 	if s.draining.Load() {
 		return nil, errs.E(errs.Unavailable, "server is shutting down")
 	}
-	n := s.inflight.add()
-	defer n.Add(-1)
 	if int64(len(inv.Payload)) > s.cfg.MaxPayload {
 		return nil, errs.E(errs.PayloadTooLarge, "event of %d bytes is over the %d-byte limit", len(inv.Payload), s.cfg.MaxPayload)
 	}
