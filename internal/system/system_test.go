@@ -142,21 +142,36 @@ func TestBillingCountsCPUNotWaiting(t *testing.T) {
 	if diff := b - ref; diff < -3-ref/4 || diff > 3+ref/4 || b > 60 {
 		t.Errorf("20 ms of work + 200 ms asleep: billed %d ms (median of %v), the same work alone %d ms (%v): the sleep must not be billed", b, with, ref, without)
 	}
-	// A parent waiting on a synchronous child of ~100 ms pays its own CPU only.
+	// A parent waiting on a synchronous child of ~100 ms pays its own CPU
+	// only; the child pays for its work, what the same work called
+	// directly costs (run alternately, as above).
 	n100 := calibrate(t, s, "child", 100*time.Millisecond)
-	out := call(t, s, "g", fmt.Sprintf("call:child:work:%d", n100))
-	if out.Err != nil {
-		t.Fatal(out.Err)
+	var kids, alone []int64
+	for i := 0; i < 3; i++ {
+		out := call(t, s, "g", fmt.Sprintf("call:child:work:%d", n100))
+		if out.Err != nil {
+			t.Fatal(out.Err)
+		}
+		if i == 0 && (out.BilledMs > 5 || out.Usage.Wall < 80*time.Millisecond) {
+			t.Errorf("parent of a 100 ms child: billed %d ms (cpu %s, wall %s), want its own 1-2 ms", out.BilledMs, out.Usage.CPU, out.Usage.Wall)
+		}
+		n, err := s.Flow().Get(out.ID)
+		if err != nil || len(n.Children) != 1 {
+			t.Fatalf("tree: %v %+v", err, n)
+		}
+		if c := n.Children[0]; c.BilledMs < 60 || c.BilledMs > 200 {
+			t.Errorf("child billed %d ms, want ≈100 (its own work)", c.BilledMs)
+		}
+		o := call(t, s, "child", fmt.Sprint("work:", n100))
+		if o.Err != nil {
+			t.Fatal(o.Err)
+		}
+		kids, alone = append(kids, n.Children[0].BilledMs), append(alone, o.BilledMs)
 	}
-	if out.BilledMs > 5 || out.Usage.Wall < 80*time.Millisecond {
-		t.Errorf("parent of a 100 ms child: billed %d ms (cpu %s, wall %s), want its own 1-2 ms", out.BilledMs, out.Usage.CPU, out.Usage.Wall)
-	}
-	n, err := s.Flow().Get(out.ID)
-	if err != nil || len(n.Children) != 1 {
-		t.Fatalf("tree: %v %+v", err, n)
-	}
-	if c := n.Children[0]; c.BilledMs < 60 || c.BilledMs > 200 {
-		t.Errorf("child billed %d ms, want ≈100 (its own work)", c.BilledMs)
+	slices.Sort(kids)
+	slices.Sort(alone)
+	if c, ref := kids[1], alone[1]; c-ref < -3-ref/4 || c-ref > 3+ref/4 {
+		t.Errorf("child billed %d ms (median of %v), the same work called directly %d ms (%v): want the same", c, kids, ref, alone)
 	}
 }
 
