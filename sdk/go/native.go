@@ -64,17 +64,10 @@ func Start() {
 		if resp.status != 200 {
 			fatal(fmt.Sprintf("mote: runtime api: next: status %d: %s", resp.status, resp.body))
 		}
-		ctx := newContext(resp)
-		setCurrent(ctx.InvocationID)
-		out, err, panicked := runNative(ctx, resp.body)
-		setCurrent("")
+		ctx := newContext(resp.requestID, resp.deadline, resp.trace, resp.depth)
+		out, failed, panicked := serveEvent(ctx, resp.body)
 		path := pathInvPrefix + ctx.InvocationID + "/response"
-		if err != nil {
-			typ := "FunctionError"
-			if panicked {
-				typ = "Runtime.Panic"
-			}
-			out, _ = json.Marshal(lambdaError{Message: err.Error(), Type: typ})
+		if failed {
 			path = pathInvPrefix + ctx.InvocationID + "/error"
 		}
 		if _, err := c.do("POST", path, "", out); err != nil {
@@ -94,17 +87,39 @@ type lambdaError struct {
 	Type    string `json:"errorType"`
 }
 
-func newContext(r *apiResponse) *Context {
-	ctx := &Context{InvocationID: r.requestID, Function: function, Version: version}
-	if ms, err := strconv.ParseInt(r.deadline, 10, 64); err == nil {
+// newContext builds an invocation's Context from what the platform sent
+// with its event (over the Runtime API's headers or the invocation
+// channel's frame): its id, deadline in Unix ms, trace and depth.
+func newContext(id, deadlineMs, trace, depth string) *Context {
+	ctx := &Context{InvocationID: id, Function: function, Version: version}
+	if ms, err := strconv.ParseInt(deadlineMs, 10, 64); err == nil {
 		ctx.Deadline = time.UnixMilli(ms)
 	}
-	ctx.RootID, ctx.ParentID = parseTrace(r.trace)
+	ctx.RootID, ctx.ParentID = parseTrace(trace)
 	if ctx.RootID == "" {
 		ctx.RootID = ctx.InvocationID
 	}
-	ctx.Depth, _ = strconv.Atoi(r.depth)
+	ctx.Depth, _ = strconv.Atoi(depth)
 	return ctx
+}
+
+// serveEvent runs the handler on one event and returns what to send back:
+// its output, or (failed) the Runtime API's error JSON. panicked says the
+// handler panicked: the instance exits after answering, since its state
+// may be broken.
+func serveEvent(ctx *Context, event []byte) (body []byte, failed, panicked bool) {
+	setCurrent(ctx.InvocationID)
+	out, err, panicked := runNative(ctx, event)
+	setCurrent("")
+	if err == nil {
+		return out, false, false
+	}
+	typ := "FunctionError"
+	if panicked {
+		typ = "Runtime.Panic"
+	}
+	body, _ = json.Marshal(lambdaError{Message: err.Error(), Type: typ})
+	return body, true, panicked
 }
 
 // parseTrace reads Mote's trace header, which names the call tree:

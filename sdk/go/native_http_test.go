@@ -44,7 +44,7 @@ func TestAPIConn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := newContext(resp)
+	ctx := newContext(resp.requestID, resp.deadline, resp.trace, resp.depth)
 	if resp.status != 200 || string(resp.body) != `{"name":"ada"}` || ctx.InvocationID != "req-1" || ctx.RootID != "r" || ctx.ParentID != "p" || ctx.Deadline.UnixMilli() != 1700000000000 {
 		t.Errorf("next: got status %d, body %q, context %+v", resp.status, resp.body, ctx)
 	}

@@ -5,11 +5,9 @@ package mote
 import (
 	"bufio"
 	"encoding/binary"
-	"encoding/json"
 	"io"
 	"net"
 	"os"
-	"strconv"
 	"time"
 )
 
@@ -69,26 +67,10 @@ func serveChannel() bool {
 		if !ok || len(parts) != 5 {
 			fatal("mote: invocation channel: malformed event")
 		}
-		ctx := &Context{InvocationID: string(parts[0]), Function: function, Version: version}
-		if ms, err := strconv.ParseInt(string(parts[1]), 10, 64); err == nil {
-			ctx.Deadline = time.UnixMilli(ms)
-		}
-		ctx.RootID, ctx.ParentID = parseTrace(string(parts[2]))
-		if ctx.RootID == "" {
-			ctx.RootID = ctx.InvocationID
-		}
-		ctx.Depth, _ = strconv.Atoi(string(parts[3]))
-
-		setCurrent(ctx.InvocationID)
-		out, herr, panicked := runNative(ctx, parts[4])
-		setCurrent("")
+		ctx := newContext(string(parts[0]), string(parts[1]), string(parts[2]), string(parts[3]))
+		out, failed, panicked := serveEvent(ctx, parts[4])
 		kind := "ok"
-		if herr != nil {
-			typ := "FunctionError"
-			if panicked {
-				typ = "Runtime.Panic"
-			}
-			out, _ = json.Marshal(lambdaError{Message: herr.Error(), Type: typ})
+		if failed {
 			kind = "error"
 		}
 		frame = appendArgs(frame[:0], []byte(kind), parts[0], out)
