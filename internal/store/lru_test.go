@@ -84,3 +84,40 @@ func TestLRUHammer(t *testing.T) {
 
 // at returns a clock stuck at unix nanos n.
 func at(n int64) func() int64 { return func() int64 { return n } }
+
+// TestLRUReplace checks the buffered put's cache update: a cached entry is
+// replaced in place (the byte count follows the new value), an uncached
+// key stays uncached, and a value too large to cache drops the old entry.
+func TestLRUReplace(t *testing.T) {
+	c := NewLRU(4<<10, 1) // values up to a quarter, 1 KiB, are cached
+	c.Put("k", []byte("old"), 1, 0)
+	kNewer := int64(len("k")+len("newer")) + lruEntryOverhead
+	tests := []struct {
+		name    string
+		key     string
+		val     []byte
+		replace bool   // what Replace reports
+		want    string // cached value after it; "" when uncached
+		entries int
+		bytes   int64
+	}{
+		{"cached key", "k", []byte("newer"), true, "newer", 1, kNewer},
+		{"uncached key", "u", []byte("v"), false, "", 1, kNewer},
+		{"too large", "k", make([]byte, 2<<10), false, "", 0, 0},
+	}
+	for _, tt := range tests {
+		if got := c.Replace([]byte(tt.key), tt.val, 2, 0); got != tt.replace {
+			t.Errorf("%s: Replace = %v, want %v", tt.name, got, tt.replace)
+		}
+		e, ok := c.Get([]byte(tt.key), at(0))
+		if got := string(e.Value); ok != (tt.want != "") || got != tt.want {
+			t.Errorf("%s: Get = %q, %v; want %q", tt.name, got, ok, tt.want)
+		}
+		if ok && e.Version != 2 {
+			t.Errorf("%s: version %d, want 2", tt.name, e.Version)
+		}
+		if st := c.Stats(); st.Entries != tt.entries || st.Bytes != tt.bytes {
+			t.Errorf("%s: %d entries, %d bytes cached; want %d, %d", tt.name, st.Entries, st.Bytes, tt.entries, tt.bytes)
+		}
+	}
+}
