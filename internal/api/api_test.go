@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -35,21 +36,34 @@ type platform struct {
 
 func start(t *testing.T, dir, token string) *platform {
 	t.Helper()
-	ctx := context.Background()
-	// The compilation cache is shared by the package's tests: compiling a
-	// Go module takes about a second, loading it from the cache tens of ms.
-	w, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(os.TempDir(), "mote-api-test-wasm-cache")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys, err := system.Open(ctx, system.Config{DataDir: dir, MaxPayload: 1 << 20, Runtimes: map[runtime.Kind]runtime.Runtime{runtime.KindWasm: w}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sys := openSystem(t, system.Config{DataDir: dir, MaxPayload: 1 << 20})
 	p := &platform{t: t, dir: dir, sys: sys, token: token}
 	p.srv = newServer(api.New(api.Config{System: sys, Token: token}))
 	t.Cleanup(p.stop)
 	return p
+}
+
+// openSystem opens a system with cfg and the wasm runtime beside any
+// runtimes cfg has; the caller shuts it down. The wasm compilation cache
+// is shared by the package's tests: compiling a Go module takes about a
+// second, loading it from the cache tens of ms.
+func openSystem(tb testing.TB, cfg system.Config) *system.System {
+	tb.Helper()
+	ctx := context.Background()
+	w, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(os.TempDir(), "mote-api-test-wasm-cache")})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.Runtimes = maps.Clone(cfg.Runtimes)
+	if cfg.Runtimes == nil {
+		cfg.Runtimes = map[runtime.Kind]runtime.Runtime{}
+	}
+	cfg.Runtimes[runtime.KindWasm] = w
+	sys, err := system.Open(ctx, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return sys
 }
 
 func (p *platform) stop() {

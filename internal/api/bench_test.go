@@ -8,15 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/mote-run/mote/internal/api"
 	"github.com/mote-run/mote/internal/registry"
-	"github.com/mote-run/mote/internal/runtime"
-	"github.com/mote-run/mote/internal/runtime/wasm"
 	"github.com/mote-run/mote/internal/system"
 	"github.com/mote-run/mote/internal/testutil"
 )
@@ -102,14 +98,7 @@ func benchLoopback(b *testing.B, gw *api.Server, fast bool, req []byte) {
 func helloGateway(b *testing.B) *api.Server {
 	b.Helper()
 	ctx := context.Background()
-	w, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(os.TempDir(), "mote-api-test-wasm-cache")})
-	if err != nil {
-		b.Fatal(err)
-	}
-	sys, err := system.Open(ctx, system.Config{DataDir: b.TempDir(), Runtimes: map[runtime.Kind]runtime.Runtime{runtime.KindWasm: w}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	sys := openSystem(b, system.Config{DataDir: b.TempDir()})
 	b.Cleanup(func() { sys.Shutdown(ctx) })
 	mod := testutil.BuildWasm(b, "../../examples/hello-reactor", true)
 	if _, err := sys.Deploy(ctx, "hello", registry.Config{}, bytes.NewReader(mod)); err != nil {

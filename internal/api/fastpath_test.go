@@ -24,8 +24,6 @@ import (
 	"github.com/mote-run/mote/internal/api"
 	"github.com/mote-run/mote/internal/gobuild"
 	"github.com/mote-run/mote/internal/registry"
-	"github.com/mote-run/mote/internal/runtime"
-	"github.com/mote-run/mote/internal/runtime/wasm"
 	"github.com/mote-run/mote/internal/system"
 )
 
@@ -45,14 +43,7 @@ func startPair(t *testing.T, token string, cfg api.FastConfig) *gatewayPair {
 	t.Helper()
 	modules(t)
 	ctx := context.Background()
-	w, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(os.TempDir(), "mote-api-test-wasm-cache")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys, err := system.Open(ctx, system.Config{DataDir: t.TempDir(), MaxPayload: fastMaxPayload, Runtimes: map[runtime.Kind]runtime.Runtime{runtime.KindWasm: w}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sys := openSystem(t, system.Config{DataDir: t.TempDir(), MaxPayload: fastMaxPayload})
 	t.Cleanup(func() { sys.Shutdown(ctx) })
 	if _, err := sys.Deploy(ctx, "g", registry.Config{}, bytes.NewReader(guest)); err != nil {
 		t.Fatal(err)

@@ -20,7 +20,6 @@ import (
 	"github.com/mote-run/mote/internal/registry"
 	"github.com/mote-run/mote/internal/runtime"
 	"github.com/mote-run/mote/internal/runtime/process"
-	"github.com/mote-run/mote/internal/runtime/wasm"
 	"github.com/mote-run/mote/internal/sandbox"
 	"github.com/mote-run/mote/internal/system"
 )
@@ -36,24 +35,16 @@ func startWithProcess(t *testing.T) *platform {
 	if os.Geteuid() != 0 {
 		t.Skip("process functions are sandboxed, which needs root")
 	}
-	ctx := context.Background()
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
-	w, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(os.TempDir(), "mote-api-test-wasm-cache")})
-	if err != nil {
-		t.Fatal(err)
-	}
 	fdir := filepath.Join(os.TempDir(), "mote-api-test-functions")
 	os.MkdirAll(fdir, 0o755)
-	pr, err := process.New(ctx, process.Config{SDKRoot: fdir})
+	pr, err := process.New(context.Background(), process.Config{SDKRoot: fdir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sys, err := system.Open(ctx, system.Config{DataDir: dir, FunctionsDir: fdir, MaxPayload: 1 << 20,
-		Runtimes: map[runtime.Kind]runtime.Runtime{runtime.KindWasm: w, runtime.KindProcess: pr}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sys := openSystem(t, system.Config{DataDir: dir, FunctionsDir: fdir, MaxPayload: 1 << 20,
+		Runtimes: map[runtime.Kind]runtime.Runtime{runtime.KindProcess: pr}})
 	p := &platform{t: t, dir: dir, sys: sys}
 	p.srv = newServer(api.New(api.Config{System: sys}))
 	t.Cleanup(p.stop)
