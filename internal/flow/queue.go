@@ -1,7 +1,6 @@
 package flow
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -425,14 +424,12 @@ func (e *Engine) loadLeaf(id string) (*Node, error) {
 			bad = true
 			return false
 		}
-		for v = v[1:]; len(v) > 0; {
-			n, k := binary.Uvarint(v)
-			if k <= 0 || n > uint64(len(v)-k) {
+		for d := (dec{b: v[1:]}); len(d.b) > 0; {
+			rec := d.by()
+			if d.bad {
 				bad = true
 				return false
 			}
-			rec := v[k : k+int(n)]
-			v = v[k+int(n):]
 			if len(rec) >= 2+len(want) && rec[0] == nodeVersion && rec[1]&flagPackedIDs != 0 && string(rec[2:2+len(want)]) == string(want) {
 				found = append([]byte(nil), rec...)
 				return false

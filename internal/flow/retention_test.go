@@ -165,3 +165,23 @@ func TestLazyListing(t *testing.T) {
 		t.Errorf("after the end: %+v, %v; want succeeded", n, err)
 	}
 }
+
+// A segment whose records are cut short is corrupt, not a place where a
+// record is missing; a record found before the cut is still read.
+func TestCorruptSegment(t *testing.T) {
+	h := newHarness(t, nil)
+	ok := newID()
+	cut := ok[:bucketLen] + "ffffffffffffff" // another id of its bucket
+	e := enc{b: []byte{segmentVersion}}
+	e.by(encodeNode(&Node{ID: ok, Root: ok, Function: "f", Status: StatusSucceeded}))
+	e.u(40) // a record of 40 bytes, and then none
+	if err := h.db.Set(segmentKey(ok), e.b, false); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := h.e.Get(ok); err != nil || n.ID != ok || n.Function != "f" {
+		t.Errorf("record before the cut: %+v, %v", n, err)
+	}
+	if _, err := h.e.Get(cut); errs.CodeOf(err) != errs.Internal {
+		t.Errorf("Get past a cut-short segment: %v, want internal", err)
+	}
+}

@@ -1,7 +1,6 @@
 package flow
 
 import (
-	"encoding/binary"
 	"log/slog"
 	"sync"
 	"time"
@@ -153,8 +152,9 @@ func (w *writer) putLeaf(n *Node) {
 		w.segs = append(w.segs, seg)
 	}
 	w.scratch = appendNode(w.scratch[:0], n)
-	seg.buf = binary.AppendUvarint(seg.buf, uint64(len(w.scratch)))
-	seg.buf = append(seg.buf, w.scratch...)
+	e := enc{b: seg.buf}
+	e.by(w.scratch)
+	seg.buf = e.b
 	w.mu.Unlock()
 	select {
 	case w.kick <- struct{}{}:
