@@ -48,8 +48,6 @@ type instance struct {
 	// counts the watchdog's looks that found it idle.
 	watched   bool
 	idleTicks int
-	// interruptFn is interrupt as a func value made once.
-	interruptFn func()
 
 	reusable atomic.Bool
 	memBytes atomic.Int64 // linear memory size, for Memory
@@ -174,15 +172,13 @@ func (i *instance) end(r *run) {
 	r.cancel(context.Canceled)
 }
 
-// interrupt stops the guest if the run in flight has passed its deadline
-// or its parent context has ended: it sets the stop global, and the guest
-// traps at its next loop iteration or call; it also ends the run's
-// context, which wakes a guest asleep or in a host call.
-func (i *instance) interrupt() { i.check(time.Now()) }
-
-// check is interrupt at now, for the watchdog. It reports whether the
-// instance has been idle for watchIdle ticks, and then marks it unwatched:
-// the watchdog drops it, and its next run enters again.
+// check is the watchdog's look at the instance at now. It stops the guest
+// if the run in flight has passed its deadline or its parent context has
+// ended: it sets the stop global, and the guest traps at its next loop
+// iteration or call; it also ends the run's context, which wakes a guest
+// asleep or in a host call. It reports whether the instance has been idle
+// for watchIdle ticks, and then marks it unwatched: the watchdog drops it,
+// and its next run enters again.
 func (i *instance) check(now time.Time) (idle bool) {
 	i.cmu.Lock()
 	defer i.cmu.Unlock()
@@ -376,8 +372,8 @@ func (i *instance) guestError(ctx context.Context, err error) error {
 	if oom {
 		return i.oomError(err)
 	}
-	// An instrumented guest stopped by interrupt traps at "unreachable":
-	// the context says why it was stopped.
+	// An instrumented guest stopped by the watchdog or Close traps at
+	// "unreachable": the context says why it was stopped.
 	switch ctx.Err() {
 	case context.DeadlineExceeded:
 		return errs.Wrap(errs.Timeout, err, "function timed out")

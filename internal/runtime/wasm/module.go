@@ -112,7 +112,6 @@ func validEnv(env map[string]string) error {
 // is only prepared, since every invocation instantiates it afresh.
 func (m *Module) NewInstance(ctx context.Context) (runtime.Instance, error) {
 	i := &instance{m: m, g: newGuest(m.spec.Function, m.log, m.limit)}
-	i.interruptFn = i.interrupt
 	i.reusable.Store(true)
 	if m.conv == conventionReactor {
 		if err := i.initReactor(ctx); err != nil {
