@@ -712,13 +712,3 @@ func TestFastPathHardShutdown(t *testing.T) {
 		t.Errorf("connection closed after %v, want soon after the deadline", d)
 	}
 }
-
-// BenchmarkFastPathInvoke is one warm invocation over a loopback
-// connection, through the fast path or plain net/http (same gateway, same
-// request bytes); the client's own cost is in both.
-func BenchmarkFastPathInvoke(b *testing.B) {
-	gw := helloGateway(b)
-	req := []byte(post("/fn/hello", "x"))
-	b.Run("net-http", func(b *testing.B) { benchLoopback(b, gw, false, req) })
-	b.Run("fast", func(b *testing.B) { benchLoopback(b, gw, true, req) })
-}
