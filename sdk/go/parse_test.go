@@ -55,6 +55,9 @@ func TestParseVersion(t *testing.T) {
 		if (err == nil) != tt.ok || got != tt.want {
 			t.Errorf("parseVersion(%q) = %d, %v; want %d, ok %v", tt.in, got, err, tt.want, tt.ok)
 		}
+		if err != nil && !hasCode(err, "internal") {
+			t.Errorf("parseVersion(%q): error %v, want code internal", tt.in, err)
+		}
 	}
 }
 
