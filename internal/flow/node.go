@@ -133,9 +133,6 @@ var idSeq atomic.Uint32
 
 func init() { idSeq.Store(rand.Uint32()) }
 
-// newID returns a unique id that sorts by creation time: 16 hex digits of
-// the Unix time in nanoseconds, then 8 of a counter seeded at random per
-// process (so two processes starting in the same nanosecond do not clash).
 // idAt is the 16-digit time prefix of ids made at t: every id made before
 // t sorts below it.
 func idAt(t time.Time) string {
@@ -144,6 +141,9 @@ func idAt(t time.Time) string {
 	return string(b[:])
 }
 
+// newID returns a unique id that sorts by creation time: 16 hex digits of
+// the Unix time in nanoseconds, then 8 of a counter seeded at random per
+// process (so two processes starting in the same nanosecond do not clash).
 func newID() string { return newIDAt(time.Now()) }
 
 // newIDAt is newID for an invocation created at t.
