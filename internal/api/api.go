@@ -71,7 +71,7 @@ func New(cfg Config) *Server {
 	s.mux.Handle("GET /v1/functions/{name}/logs", h(s.logs))
 	s.mux.Handle("/fn/{name}", h(s.invoke))
 	s.mux.Handle("/fn/{name}/{path...}", h(s.invoke))
-	s.mux.Handle("POST /2015-03-31/functions/{name}/invocations", h(s.lambdaInvoke))
+	s.mux.Handle(lambdaInvokePattern, h(s.lambdaInvoke))
 	// Call trees, dead letters and usage come from the flow engine;
 	// storage and coordination from the BaaS layer.
 	fl := cfg.System.Flow().Handler()

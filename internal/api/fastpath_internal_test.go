@@ -88,7 +88,7 @@ func lambdaRoute(r *http.Request) (name string, ok bool) {
 		return "", false
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /2015-03-31/functions/{name}/invocations", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(lambdaInvokePattern, func(w http.ResponseWriter, r *http.Request) {
 		name, ok = r.PathValue("name"), true
 	})
 	mux.ServeHTTP(httptest.NewRecorder(), r)

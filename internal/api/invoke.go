@@ -23,6 +23,11 @@ const (
 	HeaderAsync = "X-Mote-Async"
 )
 
+// lambdaInvokePattern is the Lambda Invoke API's route. The fast path's
+// fastTarget takes the same paths; its fuzz test checks them against a mux
+// with this pattern.
+const lambdaInvokePattern = "POST /2015-03-31/functions/{name}/invocations"
+
 // headerLambdaInvocationType is the Lambda Invoke API's invocation type:
 // RequestResponse (the default), Event or DryRun. lambdaInvoke and the
 // fast path read it by this one name.
