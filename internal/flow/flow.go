@@ -812,7 +812,9 @@ func (l *liveSet) shard(id string) *liveShard {
 	if id == "" {
 		return &l.shards[0]
 	}
-	return &l.shards[id[len(id)-1]%liveShards]
+	// The digit's value, not its byte: '0'-'9' and 'a'-'f' taken mod 16
+	// fall on only 10 shards.
+	return &l.shards[unhex(id[len(id)-1])%liveShards]
 }
 
 func (l *liveSet) add(id string, in *inv) {

@@ -185,3 +185,17 @@ func TestCorruptSegment(t *testing.T) {
 		t.Errorf("Get past a cut-short segment: %v, want internal", err)
 	}
 }
+
+// Ids that differ in their counter's last digit, as consecutive ones do,
+// are spread over every shard of the running set.
+func TestLiveSetUsesEveryShard(t *testing.T) {
+	var l liveSet
+	base := newID()[:idLen-1]
+	seen := map[*liveShard]bool{}
+	for _, d := range "0123456789abcdef" {
+		seen[l.shard(base+string(d))] = true
+	}
+	if len(seen) != liveShards {
+		t.Errorf("16 ids with each last digit fell on %d shards, want %d", len(seen), liveShards)
+	}
+}
