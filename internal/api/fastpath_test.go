@@ -117,6 +117,17 @@ func (r rawResponse) String() string {
 	return b.String()
 }
 
+// dial connects to addr, closing the connection when the test ends.
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 // readResponse reads one response, skipping a 100 Continue, with the
 // values that vary per invocation or per second masked.
 func readResponse(t *testing.T, br *bufio.Reader) (rawResponse, error) {
@@ -530,18 +541,14 @@ func TestFastPathServesAndTimesOutIdle(t *testing.T) {
 		{"handed off", post("/fn/g?q", "echo:a"), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			conn, err := net.Dial("tcp", p.fast)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			conn := dial(t, p.fast)
 			io.WriteString(conn, tc.raw)
 			br := bufio.NewReader(conn)
 			if r, err := readResponse(t, br); err != nil || r.body != "a" {
 				t.Fatalf("got %v %v, want a", r, err)
 			}
 			conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-			_, err = br.ReadByte()
+			_, err := br.ReadByte()
 			var ne net.Error
 			gotClosed := errors.Is(err, io.EOF)
 			if !gotClosed && !(errors.As(err, &ne) && ne.Timeout()) {
@@ -558,11 +565,7 @@ func TestFastPathServesAndTimesOutIdle(t *testing.T) {
 // answered (as net/http does).
 func TestFastPathReadHeaderTimeout(t *testing.T) {
 	p := startPair(t, "", api.FastConfig{ReadHeaderTimeout: 1500 * time.Millisecond})
-	conn, err := net.Dial("tcp", p.fast)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dial(t, p.fast)
 	io.WriteString(conn, "POST /fn/g HTTP/1.1\r\nHost: h\r\n")
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	start := time.Now()
@@ -620,11 +623,7 @@ func TestFastPathBadClients(t *testing.T) {
 // never comes, and the connection stays open for the next request.
 func TestFastPathBareLF(t *testing.T) {
 	p := startPair(t, "", api.FastConfig{})
-	conn, err := net.Dial("tcp", p.fast)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dial(t, p.fast)
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
 	br := bufio.NewReader(conn)
 	for _, req := range []string{
@@ -646,21 +645,13 @@ func TestFastPathBareLF(t *testing.T) {
 // idle connections and stops accepting.
 func TestFastPathShutdownDrains(t *testing.T) {
 	p := startPair(t, "", api.FastConfig{})
-	idle, err := net.Dial("tcp", p.fast)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close()
+	idle := dial(t, p.fast)
 	io.WriteString(idle, post("/fn/g", "echo:i"))
 	idleBr := bufio.NewReader(idle)
 	if r, err := readResponse(t, idleBr); err != nil || r.body != "i" {
 		t.Fatalf("idle connection's request: %v %v", r, err)
 	}
-	busy, err := net.Dial("tcp", p.fast)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
+	busy := dial(t, p.fast)
 	io.WriteString(busy, post("/fn/g", "sleep:400"))
 	time.Sleep(100 * time.Millisecond) // the invocation is running
 
@@ -693,11 +684,7 @@ func TestFastPathShutdownDrains(t *testing.T) {
 // and closes their connections.
 func TestFastPathHardShutdown(t *testing.T) {
 	p := startPair(t, "", api.FastConfig{})
-	busy, err := net.Dial("tcp", p.fast)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
+	busy := dial(t, p.fast)
 	io.WriteString(busy, post("/fn/g", "sleep:20000"))
 	time.Sleep(100 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
