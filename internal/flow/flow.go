@@ -73,12 +73,14 @@ type Policy struct {
 	// wall-clock GB-s comparison.
 	Memory int64
 	// RunnerDeadline says that the Runner ends an attempt of this
-	// function by itself at ev.Deadline, with an errs.Timeout error, and
-	// when its context ends (the wasm runtime does, with a timer it
-	// reuses). The Engine then hands the Runner the invocation's own
-	// context instead of deriving a timed one per attempt (a context, a
-	// timer and their registrations on the hot path); the attempt's
-	// context, which children and awaits use, is made when first needed.
+	// function by itself at ev.Deadline, and when its context ends (the
+	// wasm runtime does, with one watchdog that looks at every busy
+	// instance each millisecond); whatever it returns once the deadline
+	// has passed is a timeout. The Engine then hands the Runner the
+	// invocation's own context instead of deriving a timed one per
+	// attempt (a context, a timer and their registrations on the hot
+	// path); the attempt's context, which children and awaits use, is
+	// made when first needed.
 	RunnerDeadline bool
 	// LazyListing says that the function's runtime shows an invocation's
 	// id to nothing but the function, which can pass it on only through
