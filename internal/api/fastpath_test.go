@@ -698,4 +698,17 @@ func TestFastPathHardShutdown(t *testing.T) {
 	if d := time.Since(start); d > 4*time.Second {
 		t.Errorf("connection closed after %v, want soon after the deadline", d)
 	}
+	// Its invocation was cancelled, not left to sleep its 20 s.
+	for deadline := time.Now().Add(4 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		busy := 0
+		for _, pool := range p.sys.Scheduler().Pools() {
+			busy += pool.Stats().Busy
+		}
+		if busy == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d invocations still running %v after Shutdown, want none", busy, time.Since(start))
+		}
+	}
 }
