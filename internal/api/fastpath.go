@@ -263,6 +263,9 @@ func (c *fastConn) waitRequest() bool {
 		return false
 	}
 	start := time.Now()
+	// The wait's deadline is the header's (when shorter), renewed until
+	// the idle timeout: on a busy connection the header's deadline set
+	// below is then already in place, and is not moved once per request.
 	for {
 		now := c.setDeadline(time.Time{}, min(c.l.cfg.IdleTimeout, c.l.cfg.ReadHeaderTimeout))
 		_, err := c.br.Peek(1)
