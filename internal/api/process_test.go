@@ -198,6 +198,7 @@ func TestFlowsFromPythonAndNode(t *testing.T) {
 	modules(t)
 	p := startWithProcess(t)
 	p.mustDeploy("echo", guest, "")
+	ran := 0
 	for _, tc := range []struct{ name, interp, src, file, handler string }{
 		{"pyflow", "/usr/bin/python3", "testdata/pyflow/handler.py", "handler.py", "/usr/bin/python3 -m mote handler.handler"},
 		{"jsflow", "/usr/bin/node", "testdata/jsflow/handler.mjs", "handler.mjs", "node node_modules/mote/bootstrap.mjs handler.handler"},
@@ -206,6 +207,7 @@ func TestFlowsFromPythonAndNode(t *testing.T) {
 			t.Logf("%s not installed: skipping %s", tc.interp, tc.name)
 			continue
 		}
+		ran++
 		dir := t.TempDir()
 		os.Chmod(dir, 0o755)
 		copyTree(t, tc.src, filepath.Join(dir, tc.file))
@@ -230,5 +232,8 @@ func TestFlowsFromPythonAndNode(t *testing.T) {
 		if n := strings.Count(tree.body, `"function": "echo"`) + strings.Count(tree.body, `"function":"echo"`); n != 7 {
 			t.Errorf("%s: %d echo children in the tree, want 7:\n%s", tc.name, n, tree.body)
 		}
+	}
+	if ran == 0 {
+		t.Skip("neither python3 nor node is installed: nothing checked")
 	}
 }
