@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"sync/atomic"
 	"syscall"
-	"time"
 	"unsafe"
 )
 
@@ -113,21 +112,8 @@ func (s *shmChannel) next(r *bufio.Reader) ([]byte, error) {
 	return append([]byte(nil), s.mem[shmHeader:shmHeader+int(n)]...), nil
 }
 
-// yieldEvery is how often a poll for the next event offers its CPU to
-// other runnable threads (sched_yield). The scheduler lets a thread that
-// has just started running keep its CPU for a while even when another
-// wakes up there, so without yielding a poll can hold off the very client
-// whose request would end it: the poll then runs out, the function falls
-// back to sleeping, and its polling policy, seeing misses, stops polling.
-// Measured through the gateway at one connection on 2 vCPUs, p50 of 3 s
-// runs interleaved in one script: 18–83 µs (median 50) without yielding,
-// 18–35 µs (median 20) yielding every 20 µs; yielding every 5 or 10 µs
-// was no better, and on every poll iteration 29–37 µs.
-const yieldEvery = 20 * time.Microsecond
-
 // poll polls for an event for up to the window, if this wait is due to
-// poll, and reports whether one came. Polling is the function's CPU, so
-// it reads its thread's clock every accountEvery (see accountCPU).
+// poll, and reports whether one came.
 func (s *shmChannel) poll(evSeq *uint32) bool {
 	if atomic.LoadUint32(evSeq) != s.seq {
 		return true
@@ -135,29 +121,9 @@ func (s *shmChannel) poll(evSeq *uint32) bool {
 	if !s.w.due() {
 		return false
 	}
-	start := time.Now()
-	next, yield := accountEvery, yieldEvery
-	for i := 0; ; i++ {
-		if atomic.LoadUint32(evSeq) != s.seq {
-			s.w.record(true)
-			return true
-		}
-		if i&63 == 63 {
-			d := time.Since(start)
-			if d >= s.w.max {
-				s.w.record(false)
-				return false
-			}
-			if d >= next {
-				accountCPU()
-				next = d + accountEvery
-			}
-			if d >= yield {
-				syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
-				yield = d + yieldEvery
-			}
-		}
-	}
+	hit := spinUntil(s.w.max, func() bool { return atomic.LoadUint32(evSeq) != s.seq })
+	s.w.record(hit)
+	return hit
 }
 
 // answer publishes the result frame for the event taken last.

@@ -9,7 +9,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -260,67 +259,3 @@ var (
 // resultFraming is what a result frame may add to the largest response:
 // its kind, its request id and their lengths.
 const resultFraming = 256
-
-// spinPolicy decides how long a wait polls before sleeping, and polls.
-//
-// It polls only while polling pays: it keeps a moving average of how often
-// a poll caught the answer and polls while at least half did. When it
-// stops (a peer that does real work per message, or goes idle), it still
-// polls one wait in spinProbe, so it notices when answers are quick again.
-// (The time an answer took is no guide once asleep: it then includes the
-// wakeup that polling would have saved.) At most maxSpinners goroutines
-// poll at once across the process.
-type spinPolicy struct {
-	max   time.Duration // the window; 0 never polls
-	hits  int           // moving average of polls that caught the answer, of 256
-	reads int           // waits since the last poll
-}
-
-// setWindow sets the longest poll; it is called before waits start.
-func (s *spinPolicy) setWindow(d time.Duration) { s.max, s.hits, s.reads = d, 256, 0 }
-
-// due reports whether this wait should poll, counting it.
-func (s *spinPolicy) due() bool {
-	if s.max == 0 {
-		return false
-	}
-	if s.reads++; s.hits < 128 && s.reads < spinProbe {
-		return false
-	}
-	s.reads = 0
-	return true
-}
-
-// record adds a poll's outcome to the average.
-func (s *spinPolicy) record(hit bool) {
-	h := 0
-	if hit {
-		h = 256
-	}
-	s.hits += (h - s.hits) / 8
-}
-
-// poll polls ready for up to the window, if this wait is due to poll and
-// a polling slot is free, and reports whether ready became true.
-func (s *spinPolicy) poll(ready func() bool) bool {
-	if !s.due() {
-		return ready()
-	}
-	if spinners.Add(1) > maxSpinners {
-		spinners.Add(-1)
-		return ready()
-	}
-	defer spinners.Add(-1)
-	start := time.Now()
-	for i := 0; ; i++ {
-		if ready() {
-			s.record(true)
-			return true
-		}
-		// The clock is read every few polls: it costs more than a poll.
-		if i&63 == 63 && time.Since(start) >= s.max {
-			s.record(false)
-			return false
-		}
-	}
-}

@@ -88,39 +88,116 @@ func (s *spinConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// spinPolicy decides how long a wait polls before sleeping, and polls.
+//
+// It polls only while polling pays: it keeps a moving average of how often
+// a poll caught the answer and polls while at least half did. When it
+// stops (a peer that does real work per message, or goes idle), it still
+// polls one wait in spinProbe, so it notices when answers are quick again.
+// (The time an answer took is no guide once asleep: it then includes the
+// wakeup that polling would have saved.) At most maxSpinners goroutines
+// poll at once across the process.
+type spinPolicy struct {
+	max   time.Duration // the window; 0 never polls
+	hits  int           // moving average of polls that caught the answer, of 256
+	reads int           // waits since the last poll
+}
+
+// setWindow sets the longest poll; it is called before waits start.
+func (s *spinPolicy) setWindow(d time.Duration) { s.max, s.hits, s.reads = d, 256, 0 }
+
+// due reports whether this wait should poll, counting it.
+func (s *spinPolicy) due() bool {
+	if s.max == 0 {
+		return false
+	}
+	if s.reads++; s.hits < 128 && s.reads < spinProbe {
+		return false
+	}
+	s.reads = 0
+	return true
+}
+
+// record adds a poll's outcome to the average.
+func (s *spinPolicy) record(hit bool) {
+	h := 0
+	if hit {
+		h = 256
+	}
+	s.hits += (h - s.hits) / 8
+}
+
+// poll polls ready for up to the window, if this wait is due to poll and
+// a polling slot is free, and reports whether ready became true.
+func (s *spinPolicy) poll(ready func() bool) bool {
+	if !s.due() {
+		return ready()
+	}
+	hit, polled := spinUntil(s.max, ready)
+	if !polled {
+		return ready()
+	}
+	s.record(hit)
+	return hit
+}
+
+// yieldEvery is how often a poll offers its CPU to other runnable threads
+// (sched_yield): the scheduler lets a thread that has just started
+// running keep its CPU even when another wakes up there, so a poll that
+// never yields can hold off the very thread whose message would end it
+// (the Go SDK's polls yield alike; docs/process-functions.md, "Polling").
+const yieldEvery = 20 * time.Microsecond
+
+// spinUntil polls ready for up to window when a polling slot is free:
+// polled reports whether it did (ready is not called otherwise), hit
+// whether ready became true.
+func spinUntil(window time.Duration, ready func() bool) (hit, polled bool) {
+	if window <= 0 {
+		return false, false
+	}
+	if spinners.Add(1) > maxSpinners {
+		spinners.Add(-1)
+		return false, false
+	}
+	defer spinners.Add(-1)
+	start, yield := time.Now(), yieldEvery
+	for {
+		if ready() {
+			return true, true
+		}
+		d := time.Since(start)
+		if d >= window {
+			return false, true
+		}
+		if d >= yield {
+			syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
+			yield = d + yieldEvery
+		}
+	}
+}
+
 // spinRead reads into p from raw, polling for up to spin (when a polling
 // slot is free) before waiting in the netpoller. polled reports whether it
 // polled, hit whether the data came while it did.
 func spinRead(raw syscall.RawConn, p []byte, spin time.Duration) (n int, hit, polled bool, err error) {
-	spinning := spin > 0 && spinners.Add(1) <= maxSpinners
-	if !spinning && spin > 0 {
-		spinners.Add(-1)
-	}
-	polled = spinning
-	start := time.Now()
+	first := true
 	rerr := raw.Read(func(fd uintptr) bool {
-		for {
-			n, err = syscall.Read(int(fd), p)
-			switch err {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				if spinning && time.Since(start) < spin {
-					continue
+		read := func() bool {
+			for {
+				n, err = syscall.Read(int(fd), p)
+				if err != syscall.EINTR {
+					return err != syscall.EAGAIN
 				}
-				if spinning {
-					spinning = false
-					spinners.Add(-1)
-				}
-				return false
 			}
-			return true
 		}
+		if first {
+			first = false
+			if hit, polled = spinUntil(spin, read); polled {
+				return hit
+			}
+		}
+		return read()
 	})
-	if spinning {
-		spinners.Add(-1)
-	}
-	hit = spinning
 	switch {
 	case rerr != nil:
 		return 0, false, polled, rerr
