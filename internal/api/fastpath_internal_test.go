@@ -8,6 +8,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mote-run/mote/internal/runtime"
+	"github.com/mote-run/mote/internal/system"
 )
 
 // The fast path takes a request only where net/http reads the same
@@ -93,4 +97,26 @@ func lambdaRoute(r *http.Request) (name string, ok bool) {
 	})
 	mux.ServeHTTP(httptest.NewRecorder(), r)
 	return name, ok
+}
+
+// The fast path writes a success's metering headers by hand; they are the
+// lines setOutcomeHeaders' header map makes, values included, in the order
+// net/http writes them (the wire comparison with net/http masks the values
+// that vary per invocation, so it cannot tell them apart).
+func TestAppendOutcomeHeaders(t *testing.T) {
+	for _, out := range []*system.Outcome{
+		{ID: "0123abcd", Version: 3, Usage: runtime.Usage{CPU: 1234 * time.Microsecond}, BilledMs: 2, Cold: true},
+		{ID: "ffee", Version: 12, Usage: runtime.Usage{CPU: 987654 * time.Microsecond}, BilledMs: 988},
+		{ID: "1", Version: 1},
+	} {
+		h := http.Header{}
+		setOutcomeHeaders(h, out)
+		var want bytes.Buffer
+		if err := h.Write(&want); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(appendOutcomeHeaders(nil, out)); got != want.String() {
+			t.Errorf("outcome %+v:\ngot  %q\nwant %q", out, got, want.String())
+		}
+	}
 }
