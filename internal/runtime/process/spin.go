@@ -145,8 +145,8 @@ func (s *spinPolicy) poll(ready func() bool) bool {
 // polled reports whether it did (ready is not called otherwise), hit
 // whether ready became true. Unlike the Go SDK's polls it does not yield
 // the CPU: yielding measured better in the SDK's poll for its next event
-// (docs/process-functions.md, "Polling"), but in Mote's polls it did not,
-// in BenchmarkInvokeWarm/go-sdk runs on a shared machine.
+// (docs/process-functions.md, "Polling"), but in Mote's polls it did not
+// (RATIONALE.md).
 func spinUntil(window time.Duration, ready func() bool) (hit, polled bool) {
 	if window <= 0 {
 		return false, false
