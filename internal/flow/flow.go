@@ -550,11 +550,10 @@ func (e *Engine) attempt(ctx context.Context, in *inv) ([]byte, error) {
 	if version != "" {
 		n.Version = version
 	}
-	if e.sysClock {
-		in.ended = start.Add(u.Wall) // the runtime's own measure of it
-	} else {
-		in.ended = e.cfg.Clock.Now()
-	}
+	// Measured, not start plus u.Wall: the runtime's wall time is the
+	// instance's own and leaves out the Runner's waits (a pool's queue, a
+	// cold start), which the invocation's wall time includes.
+	in.ended = e.cfg.Clock.Now()
 	e.ledger.Record(meter.Record{
 		Function: n.Function,
 		At:       in.ended,

@@ -205,3 +205,68 @@ func TestRetriedParentReplaysJournaledChildren(t *testing.T) {
 		t.Errorf("child executions: got %s, want exactly 10", got)
 	}
 }
+
+// TestWallIncludesQueueWait: an invocation's wall time runs from its start
+// to its end, waits included (Outcome.Usage.Wall and the record's wall_us
+// say so), not the instance's own run. With one instance busy asleep for
+// 300 ms, an echo waits in the pool's queue: it cannot end before the
+// sleeper's start plus 300 ms, though the instance runs it in microseconds.
+func TestWallIncludesQueueWait(t *testing.T) {
+	s := withGuest(t, registry.Config{MaxInstances: 1})
+	const sleep = 300 * time.Millisecond
+	for try := 1; ; try++ {
+		sleeper := make(chan *system.Outcome, 1)
+		go func() {
+			out, err := s.Invoke(context.Background(), system.Invocation{Function: "g", Payload: []byte(fmt.Sprint("worksleep:0:", sleep.Milliseconds()))})
+			if err != nil || out.Err != nil {
+				t.Errorf("sleeper: %v %v", err, out)
+			}
+			sleeper <- out
+		}()
+		for end := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			f, err := s.Describe("g")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Pool.Busy == 1 {
+				break
+			}
+			if time.Now().After(end) {
+				t.Fatal("the sleeper never took the instance")
+			}
+		}
+		echo := call(t, s, "g", "echo:x")
+		sl := <-sleeper
+		if echo.Err != nil || sl == nil {
+			t.Fatalf("echo: %v; sleeper: %v", echo.Err, sl)
+		}
+		en, err := s.Flow().Get(echo.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sn, err := s.Flow().Get(sl.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The echo ran on the instance after the sleeper let it go.
+		waited := sn.Start.Add(sleep).Sub(en.Start)
+		if waited <= 0 {
+			// The machine was so slow that the echo started after the
+			// sleeper ended: it waited for nothing. Try again.
+			if try < 3 {
+				continue
+			}
+			t.Fatalf("the echo never waited for the sleeper in %d tries", try)
+		}
+		if got := time.Duration(en.WallMicros) * time.Microsecond; got < waited.Truncate(time.Microsecond) {
+			t.Errorf("echo's record: wall %v, want ≥ %v (its wait for the only instance)", got, waited)
+		}
+		if en.End.Before(sn.Start.Add(sleep)) {
+			t.Errorf("echo's record: end %v, want ≥ %v (the sleeper's start + %v)", en.End, sn.Start.Add(sleep), sleep)
+		}
+		if got, want := echo.Usage.Wall, time.Duration(en.WallMicros)*time.Microsecond; got != want {
+			t.Errorf("echo's Outcome.Usage.Wall: got %v, want the record's %v", got, want)
+		}
+		return
+	}
+}
