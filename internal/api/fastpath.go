@@ -8,7 +8,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -217,7 +216,6 @@ type fastConn struct {
 	out      []byte             // responses not yet written
 	name     string             // the last function name, reused while it repeats
 	rec      *httpwire.Recorder // error responses, built by the handlers' code
-	keys     []string           // rec's header keys, sorted
 }
 
 // serve runs the connection until it closes or is handed to net/http.
@@ -626,25 +624,7 @@ func (c *fastConn) writeFailure(lambda bool, out *system.Outcome, err error) {
 		}
 		errs.WriteHTTP(w, err)
 	}
-	b := append(c.out, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(w.StatusOK()), 10)
-	b = append(b, ' ')
-	b = append(b, http.StatusText(w.StatusOK())...)
-	b = append(b, "\r\n"...)
-	// net/http writes a handler's headers sorted by key.
-	c.keys = c.keys[:0]
-	for k := range w.H {
-		c.keys = append(c.keys, k)
-	}
-	slices.Sort(c.keys)
-	for _, k := range c.keys {
-		for _, v := range w.H[k] {
-			b = append(b, k...)
-			b = append(b, ": "...)
-			b = append(b, v...)
-			b = append(b, "\r\n"...)
-		}
-	}
+	b := w.AppendHead(c.out)
 	_, typed := w.H["Content-Type"]
 	c.out = c.appendBody(b, !typed, w.Body)
 }

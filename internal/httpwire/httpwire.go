@@ -5,7 +5,11 @@
 // build responses as bytes; what they have in common lives here once.
 package httpwire
 
-import "net/http"
+import (
+	"net/http"
+	"slices"
+	"strconv"
+)
 
 // EqualFold reports whether b equals s, ignoring ASCII case, as header
 // names and tokens compare.
@@ -35,6 +39,8 @@ type Recorder struct {
 	H      http.Header
 	Status int
 	Body   []byte
+
+	keys []string // AppendHead's scratch
 }
 
 // NewRecorder returns an empty Recorder.
@@ -70,4 +76,40 @@ func (r *Recorder) StatusOK() int {
 		return http.StatusOK
 	}
 	return r.Status
+}
+
+// AppendStatusLine appends "HTTP/1.1 CODE TEXT" and its CRLF to b, with
+// net/http's text for a code it has no name for.
+func AppendStatusLine(b []byte, status int) []byte {
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	if text := http.StatusText(status); text != "" {
+		b = append(b, text...)
+	} else {
+		b = append(b, "status code "...)
+		b = strconv.AppendInt(b, int64(status), 10)
+	}
+	return append(b, "\r\n"...)
+}
+
+// AppendHead appends the response's status line and header lines to b,
+// the headers sorted by key as net/http writes a handler's. The caller
+// adds the framing headers (length, Date, Connection) and the blank line.
+func (r *Recorder) AppendHead(b []byte) []byte {
+	b = AppendStatusLine(b, r.StatusOK())
+	r.keys = r.keys[:0]
+	for k := range r.H {
+		r.keys = append(r.keys, k)
+	}
+	slices.Sort(r.keys)
+	for _, k := range r.keys {
+		for _, v := range r.H[k] {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	return b
 }

@@ -45,3 +45,21 @@ func TestRecorder(t *testing.T) {
 		t.Errorf("write first: status %d, want 200", r.Status)
 	}
 }
+
+// TestAppendHead: the status line and the recorded headers, sorted by key
+// and each value on its own line, as net/http writes them.
+func TestAppendHead(t *testing.T) {
+	r := NewRecorder()
+	r.Header()["X-B"] = []string{"2", "3"}
+	r.Header()["Content-Type"] = []string{"application/json"}
+	r.Header()["X-A"] = []string{"1"}
+	r.WriteHeader(http.StatusTooManyRequests)
+	got := string(r.AppendHead([]byte("prefix|")))
+	want := "prefix|HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nX-A: 1\r\nX-B: 2\r\nX-B: 3\r\n"
+	if got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if got, want := string(AppendStatusLine(nil, 599)), "HTTP/1.1 599 status code 599\r\n"; got != want {
+		t.Errorf("unknown status: got %q, want %q (net/http's)", got, want)
+	}
+}

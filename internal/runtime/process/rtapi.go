@@ -260,39 +260,20 @@ func cutByte(s string, b byte) (before, after string, ok bool) {
 
 // writeResponse writes w's status, headers and body with its length.
 func writeResponse(bw *bufio.Writer, w *httpwire.Recorder, keepAlive bool) {
-	writeStatus(bw, w.StatusOK())
-	for k, vs := range w.H {
-		if k == "Content-Length" {
-			continue
-		}
-		for _, v := range vs {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
-		}
-	}
+	delete(w.H, "Content-Length") // finishHeader writes the body's
+	bw.Write(w.AppendHead(bw.AvailableBuffer()))
 	finishHeader(bw, len(w.Body), keepAlive)
 	bw.Write(w.Body)
 }
 
 // writeRaw writes a response with one content type.
 func writeRaw(bw *bufio.Writer, status int, ctype string, body []byte, keepAlive bool) {
-	writeStatus(bw, status)
+	bw.Write(httpwire.AppendStatusLine(bw.AvailableBuffer(), status))
 	bw.WriteString("Content-Type: ")
 	bw.WriteString(ctype)
 	bw.WriteString("\r\n")
 	finishHeader(bw, len(body), keepAlive)
 	bw.Write(body)
-}
-
-func writeStatus(bw *bufio.Writer, status int) {
-	var num [8]byte
-	bw.WriteString("HTTP/1.1 ")
-	bw.Write(strconv.AppendInt(num[:0], int64(status), 10))
-	bw.WriteByte(' ')
-	bw.WriteString(http.StatusText(status))
-	bw.WriteString("\r\n")
 }
 
 func finishHeader(bw *bufio.Writer, n int, keepAlive bool) {
