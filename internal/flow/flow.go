@@ -80,7 +80,8 @@ type Policy struct {
 	// invocation's own context instead of deriving a timed one per
 	// attempt (a context, a timer and their registrations on the hot
 	// path); the attempt's context, which children and awaits use, is
-	// made when first needed.
+	// made when first needed. The system sets it from the runtime's
+	// runtime.Traits (EnforcesDeadline).
 	RunnerDeadline bool
 	// LazyListing says that the function's runtime shows an invocation's
 	// id to nothing but the function, which can pass it on only through
@@ -89,6 +90,8 @@ type Policy struct {
 	// invocation before its record is written) from its first host call
 	// on, not from its start: until then nobody can know its id, and most
 	// invocations never make one, so they skip the listing's map and lock.
+	// The system sets it from the runtime's runtime.Traits
+	// (HostOnlyEgress).
 	LazyListing bool
 }
 

@@ -96,6 +96,21 @@ type Instance interface {
 	Close(ctx context.Context) error
 }
 
+// Traits is optionally implemented by a Runtime whose instances give
+// guarantees beyond the contract above, which the layers over it may build
+// on. A Runtime that does not implement it gives neither.
+type Traits interface {
+	// EnforcesDeadline reports whether Instance.Invoke ends by itself at
+	// ev.Deadline, and when its ctx ends, so that the caller need not put
+	// the deadline on ctx.
+	EnforcesDeadline() bool
+	// HostOnlyEgress reports whether a function reaches nothing outside
+	// its instance but through ev.Host (its logs included): what it
+	// knows, ev.ID among it, nobody else learns before its first host
+	// call.
+	HostOnlyEgress() bool
+}
+
 // MemoryReporter is optionally implemented by instances that can say how
 // much memory they hold (bytes), for metrics and the idle-memory benchmark.
 type MemoryReporter interface {

@@ -457,16 +457,19 @@ func (s *System) switchTo(v *registry.Version, pool *scheduler.Pool, record bool
 			Concurrency: c.Concurrency,
 			Timeout:     time.Duration(c.Timeout),
 			Memory:      int64(c.Memory),
-			// The wasm runtime stops a guest at ev.Deadline itself, and
-			// a guest shows its id to nothing but host calls.
-			RunnerDeadline: c.Runtime == runtime.KindWasm,
-			LazyListing:    c.Runtime == runtime.KindWasm,
 		},
 		caller: baas.Caller{
 			Function:   v.Function,
 			Perms:      baas.Permissions{Read: c.Permissions.Read, Write: c.Permissions.Write},
 			CacheBytes: int64(c.Cache),
 		},
+	}
+	// What the runtime guarantees (runtime.Traits) spares the flow
+	// engine work: a timed context per attempt, listing an invocation
+	// whose id nobody can know yet.
+	if t, ok := s.cfg.Runtimes[c.Runtime].(runtime.Traits); ok {
+		a.policy.RunnerDeadline = t.EnforcesDeadline()
+		a.policy.LazyListing = t.HostOnlyEgress()
 	}
 	old := s.setActive(v.Function, a)
 	if old != nil && old.pool != pool {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +14,9 @@ import (
 
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/registry"
+	"github.com/mote-run/mote/internal/runtime"
+	"github.com/mote-run/mote/internal/runtime/process"
+	"github.com/mote-run/mote/internal/runtime/wasm"
 	"github.com/mote-run/mote/internal/system"
 	"github.com/mote-run/mote/internal/testutil"
 )
@@ -268,5 +273,52 @@ func TestWallIncludesQueueWait(t *testing.T) {
 			t.Errorf("echo's Outcome.Usage.Wall: got %v, want the record's %v", got, want)
 		}
 		return
+	}
+}
+
+// opaque is a runtime that says nothing of its guarantees: it hides the
+// wasm runtime's runtime.Traits, as the process runtime has none.
+type opaque struct{ runtime.Runtime }
+
+// TestPolicyFromRuntimeTraits: a function's flow policy has RunnerDeadline
+// and LazyListing from what its runtime guarantees (runtime.Traits); under
+// a runtime that says nothing, the process runtime among them, both stay
+// off and the function runs as before.
+func TestPolicyFromRuntimeTraits(t *testing.T) {
+	if _, ok := any((*process.Runtime)(nil)).(runtime.Traits); ok {
+		t.Error("the process runtime implements runtime.Traits: check that its functions may have the policy it gives")
+	}
+	guestOnce.Do(func() { guestWasm = testutil.BuildWasm(t, "testdata/flowguest", true) })
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		wrap func(runtime.Runtime) runtime.Runtime
+		want bool
+	}{
+		{"wasm", func(r runtime.Runtime) runtime.Runtime { return r }, true},
+		{"no traits", func(r runtime.Runtime) runtime.Runtime { return opaque{r} }, false},
+	} {
+		w, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(os.TempDir(), "mote-system-test-wasm-cache")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := system.Open(ctx, system.Config{DataDir: t.TempDir(), Runtimes: map[runtime.Kind]runtime.Runtime{runtime.KindWasm: tc.wrap(w)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Shutdown(context.Background()) })
+		if _, err := s.Deploy(ctx, "g", registry.Config{}, bytes.NewReader(guestWasm)); err != nil {
+			t.Fatal(err)
+		}
+		pol, err := s.Policy("g")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pol.RunnerDeadline != tc.want || pol.LazyListing != tc.want {
+			t.Errorf("%s: got RunnerDeadline %v, LazyListing %v; want both %v", tc.name, pol.RunnerDeadline, pol.LazyListing, tc.want)
+		}
+		if out := call(t, s, "g", "echo:hi"); out.Err != nil || string(out.Output) != "hi" {
+			t.Errorf("%s: echo: got %q, %v; want hi", tc.name, out.Output, out.Err)
+		}
 	}
 }

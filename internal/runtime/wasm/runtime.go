@@ -236,6 +236,17 @@ func (r *Runtime) Close(ctx context.Context) error {
 	return nil
 }
 
+var _ runtime.Traits = (*Runtime)(nil)
+
+// EnforcesDeadline reports true (runtime.Traits): the watchdog stops a
+// guest at ev.Deadline and when its caller's context ends.
+func (r *Runtime) EnforcesDeadline() bool { return true }
+
+// HostOnlyEgress reports true (runtime.Traits): a guest has no file
+// system and no network, what it writes to stderr (and a reactor to
+// stdout) becomes log host calls, and a command's stdout is its result.
+func (r *Runtime) HostOnlyEgress() bool { return true }
+
 // convention is how a module is called.
 type convention int
 

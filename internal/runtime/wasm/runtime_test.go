@@ -538,3 +538,19 @@ func TestConcurrentInstances(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestTraits: the wasm runtime says what it guarantees (runtime.Traits),
+// which the system turns into the flow engine's policy.
+func TestTraits(t *testing.T) {
+	var rt runtime.Runtime = newRuntime(t)
+	tr, ok := rt.(runtime.Traits)
+	if !ok {
+		t.Fatal("the wasm runtime does not implement runtime.Traits")
+	}
+	if got := tr.EnforcesDeadline(); !got {
+		t.Errorf("EnforcesDeadline: got %v, want true (the watchdog stops a guest at ev.Deadline)", got)
+	}
+	if got := tr.HostOnlyEgress(); !got {
+		t.Errorf("HostOnlyEgress: got %v, want true (a guest reaches out only through host calls)", got)
+	}
+}
