@@ -9,6 +9,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -35,23 +38,128 @@ const (
 // DB is the embedded Pebble database.
 type DB struct {
 	pdb *pebble.DB
+
+	// The WAL syncer (syncLoop): syncStop ends it, syncDone is closed once
+	// it has; walSyncs counts the syncs it made (tests read it).
+	syncStop  chan struct{}
+	syncDone  chan struct{}
+	closeOnce sync.Once
+	walSyncs  atomic.Int64
 }
 
-// Open opens (creating if needed) the database in dir.
-func Open(dir string) (*DB, error) {
+// DefaultSyncInterval is how often, at most, the DB syncs its WAL while
+// writes committed without sync are pending (DBConfig.SyncInterval).
+const DefaultSyncInterval = 100 * time.Millisecond
+
+// DBConfig configures a DB; the zero value is Open's configuration.
+type DBConfig struct {
+	// SyncInterval bounds how long a write committed without sync (a
+	// buffered KV put once flushed, a coord or ephemeral write, Set or
+	// Delete with sync=false, any NoSync commit on Pebble()) stays only in
+	// process memory: Pebble keeps the WAL's current block in memory until
+	// it fills or a commit asks for a sync, so without a sync a kill -9
+	// loses such writes however old. A background syncer looks every
+	// SyncInterval (default DefaultSyncInterval) at whether anything was
+	// written to the WAL since its last sync, and if so syncs it.
+	SyncInterval time.Duration
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c DBConfig) WithDefaults() DBConfig {
+	if c.SyncInterval == 0 {
+		c.SyncInterval = DefaultSyncInterval
+	}
+	return c
+}
+
+// Validate reports a configuration that cannot work.
+func (c DBConfig) Validate() error {
+	if c.SyncInterval < 0 {
+		return errors.New("store: SyncInterval must not be negative")
+	}
+	return nil
+}
+
+// Open opens (creating if needed) the database in dir, with the default
+// DBConfig.
+func Open(dir string) (*DB, error) { return OpenWithConfig(dir, DBConfig{}) }
+
+// OpenWithConfig opens (creating if needed) the database in dir and starts
+// its WAL syncer; Close stops it.
+func OpenWithConfig(dir string, cfg DBConfig) (*DB, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.WithDefaults()
 	pdb, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	return &DB{pdb: pdb}, nil
+	db := &DB{pdb: pdb, syncStop: make(chan struct{}), syncDone: make(chan struct{})}
+	// The baseline is read before any caller can write, so every write
+	// counts as pending.
+	go db.syncLoop(cfg.SyncInterval, pdb.Metrics().WAL.BytesIn)
+	return db, nil
 }
 
 // Pebble returns the underlying database for subsystems that need batches
 // or iterators beyond the helpers here.
 func (db *DB) Pebble() *pebble.DB { return db.pdb }
 
-// Close flushes and closes the database.
-func (db *DB) Close() error { return db.pdb.Close() }
+// Close stops the WAL syncer, then flushes and closes the database.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		close(db.syncStop)
+		<-db.syncDone
+	})
+	return db.pdb.Close()
+}
+
+// syncLoop makes the WAL durable at most every interval while writes
+// committed without sync are pending; synced is the WAL byte count at
+// open.
+//
+// "Pending" is read from Pebble's count of bytes committed to the WAL
+// (Metrics().WAL.BytesIn), so it sees every commit, including those made
+// directly on Pebble(), without writers having to report theirs; an idle
+// DB reads the counter each tick and never syncs. The sync is a synced
+// commit of an empty LogData record: it costs one WAL fsync and makes
+// durable every record committed before it, since Pebble's commit
+// pipeline writes the WAL in order. The counter is read before that
+// commit, so a write racing with the sync is counted as pending and
+// synced at the next tick; the marker's own bytes are added to the
+// baseline, so the sync does not make itself pending. A synced commit by
+// a writer also moves the counter, which costs one redundant sync per
+// interval while durable writes go on.
+func (db *DB) syncLoop(interval time.Duration, synced uint64) {
+	defer close(db.syncDone)
+	marker := db.pdb.NewBatch()
+	marker.LogData(nil, nil)
+	markerLen := uint64(len(marker.Repr()))
+	marker.Close()
+
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.syncStop:
+			return
+		case <-t.C:
+		}
+		in := db.pdb.Metrics().WAL.BytesIn
+		if in == synced {
+			continue
+		}
+		// LogData fails only on a read-only DB or a disabled WAL, neither
+		// of which Open makes (a failed fsync is fatal inside Pebble);
+		// keeping synced unchanged retries at the next tick.
+		if err := db.pdb.LogData(nil, pebble.Sync); err != nil {
+			continue
+		}
+		synced = in + markerLen
+		db.walSyncs.Add(1)
+	}
+}
 
 // Get returns a copy of the value at key, or ErrNotFound.
 func (db *DB) Get(key []byte) ([]byte, error) {
