@@ -33,11 +33,11 @@ const (
 	// Buffered acknowledges a write once it is in memory: a put goes to
 	// the KV's write buffer, which a flusher commits to Pebble (without
 	// fsync) about every KVConfig.FlushInterval. It is durable after a
-	// clean Close, or once a later durable write's fsync covers it (one
-	// that commits after the put's flush); a crash (kill -9, power loss)
-	// can lose buffered writes no fsync covers yet, never a durable one.
-	// Pebble holds the WAL's current partial block in process memory, so
-	// even on kill -9 that loss is not bounded in time (docs/storage.md).
+	// clean Close, once a later durable write's fsync covers it (one that
+	// commits after the put's flush), or once the DB's WAL syncer has
+	// synced it (DBConfig.SyncInterval, 100 ms); a crash (kill -9, power
+	// loss) loses at most about the last FlushInterval + SyncInterval of
+	// buffered writes, never a durable one (docs/storage.md).
 	Buffered
 )
 
@@ -116,8 +116,8 @@ type KVConfig struct {
 	SweepInterval time.Duration
 	// FlushInterval is how long a buffered put may wait in memory before
 	// the flusher commits it to Pebble (default 1 ms): the window of
-	// buffered puts a crash can lose besides what Pebble itself has not
-	// written out, which is not bounded in time (see Buffered).
+	// buffered puts a crash can lose besides what the DB has not synced
+	// of its WAL, at most about DBConfig.SyncInterval (see Buffered).
 	FlushInterval time.Duration
 	// MaxBufferedBytes bounds the memory of buffered puts not yet in
 	// Pebble (default 4 MiB); a put that finds it full waits for a flush.
