@@ -326,6 +326,13 @@ func (p *Pool) Warm(ctx context.Context, n int) error {
 	}
 }
 
+// unretire takes a retiring pool back into service.
+func (p *Pool) unretire() {
+	p.mu.Lock()
+	p.retiring = false
+	p.mu.Unlock()
+}
+
 // reap stops idle instances past the idle timeout (keeping MinWarm unless
 // retiring) and starts instances up to MinWarm. It reports whether the pool
 // is retired and empty, so it can be dropped.

@@ -275,6 +275,61 @@ func TestRetiredPoolIsRemoved(t *testing.T) {
 	}
 }
 
+// TestReviveRetiringPool: a rollback takes a retiring pool back into
+// service (Revive, or Add of the same key) and the reaper then keeps it,
+// also when Revive comes between reap seeing the pool retired and empty
+// and its dropping it; a pool already dropped is not revived.
+func TestReviveRetiringPool(t *testing.T) {
+	s, p, m, _ := newTestPool(t, PoolConfig{MaxInstances: 2, MaxQueue: 2})
+	if err := p.Warm(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	s.Retire("f@1")
+	if got := s.Revive("f@1"); got != p {
+		t.Fatalf("Revive: got %p, want the pool %p", got, p)
+	}
+	s.Reap(context.Background())
+	if s.Pool("f@1") != p || m.closed.Load() != 0 {
+		t.Fatalf("revived pool reaped: present %v, closed instances %d", s.Pool("f@1") != nil, m.closed.Load())
+	}
+	if _, err := invoke(p, "x", time.Second); err != nil {
+		t.Errorf("revived pool: %v", err)
+	}
+
+	// Add of an existing key revives it too.
+	s.Retire("f@1")
+	if got, created, err := s.Add("f@1", p.mod, PoolConfig{MaxInstances: 1}); err != nil || created || got != p {
+		t.Fatalf("Add: got %p created %v err %v, want the pool, not created", got, created, err)
+	}
+	s.Reap(context.Background())
+	if s.Pool("f@1") != p {
+		t.Fatal("pool revived by Add was reaped")
+	}
+
+	// Revive between reap's verdict and the drop: the drop is called off.
+	s.Retire("f@1")
+	if !p.reap() {
+		t.Fatal("reap: retired idle pool not reported empty")
+	}
+	s.Revive("f@1")
+	if s.drop(p) {
+		t.Error("drop: dropped a pool revived after reap")
+	}
+	if s.Pool("f@1") != p {
+		t.Error("the revived pool is gone")
+	}
+
+	// Once dropped, there is nothing to revive: the caller makes a new pool.
+	s.Retire("f@1")
+	s.Reap(context.Background())
+	if s.Pool("f@1") != nil {
+		t.Fatal("retired idle pool still present")
+	}
+	if got := s.Revive("f@1"); got != nil {
+		t.Errorf("Revive after the drop: got %p, want nil", got)
+	}
+}
+
 func TestCloseFailsWaitersAndClosesEverything(t *testing.T) {
 	s, p, m, _ := newTestPool(t, PoolConfig{MaxInstances: 1, MaxQueue: 4})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -46,7 +46,8 @@ func New(cfg Config) *Scheduler {
 }
 
 // Add creates the pool for a function version key over mod. If a pool
-// with that key exists it is returned unchanged (and mod is not used).
+// with that key exists it is returned (and mod is not used), taken back
+// into service if it was retiring.
 func (s *Scheduler) Add(key string, mod runtime.Module, cfg PoolConfig) (*Pool, bool, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, false, err
@@ -54,6 +55,7 @@ func (s *Scheduler) Add(key string, mod runtime.Module, cfg PoolConfig) (*Pool, 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if p, ok := s.pools[key]; ok {
+		p.unretire()
 		return p, false, nil
 	}
 	p := newPool(key, mod, cfg, s.cfg.Logger, s.cfg.Now)
@@ -66,6 +68,20 @@ func (s *Scheduler) Pool(key string) *Pool {
 	s.mu.RLock()
 	p := s.pools[key]
 	s.mu.RUnlock()
+	return p
+}
+
+// Revive returns the pool for key, taken back into service if it was
+// retiring (a rollback to the version it serves), or nil when there is
+// none. A retiring pool the reaper has not dropped yet is kept: Reap
+// checks again under the same lock before it drops one.
+func (s *Scheduler) Revive(key string) *Pool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.pools[key]
+	if p != nil {
+		p.unretire()
+	}
 	return p
 }
 
@@ -105,16 +121,29 @@ func (s *Scheduler) Pools() []*Pool {
 // Reap runs one pass of idle scale-down and min-warm top-up over every pool.
 func (s *Scheduler) Reap(ctx context.Context) {
 	for _, p := range s.Pools() {
-		if p.reap() {
-			s.mu.Lock()
-			if s.pools[p.key] == p {
-				delete(s.pools, p.key)
-			}
-			s.mu.Unlock()
+		if p.reap() && s.drop(p) {
 			p.close()
 			_ = p.mod.Close(ctx)
 		}
 	}
+}
+
+// drop removes p if it is still retired and empty, and reports whether
+// it did: between reap seeing it so and this, Revive may have taken it
+// back (or Remove dropped it already).
+func (s *Scheduler) drop(p *Pool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pools[p.key] != p {
+		return false
+	}
+	p.mu.Lock()
+	empty := p.retiring && p.live == 0
+	p.mu.Unlock()
+	if empty {
+		delete(s.pools, p.key)
+	}
+	return empty
 }
 
 func (s *Scheduler) reaper() {

@@ -392,7 +392,13 @@ func (s *System) setActive(fn string, a *active) (old *active) {
 
 // activate loads v and makes it current.
 func (s *System) activate(ctx context.Context, v *registry.Version, record bool) error {
-	if p := s.sched.Pool(v.Key()); p != nil {
+	// A version that served before (a rollback) may still have its pool,
+	// retiring: take it back rather than let the reaper drop it under the
+	// traffic now sent to it, and warm it as a new one would be.
+	if p := s.sched.Revive(v.Key()); p != nil {
+		if err := p.Warm(ctx, max(v.Config.MinWarm, 1)); err != nil {
+			return err
+		}
 		return s.switchTo(v, p, record)
 	}
 	rt, ok := s.cfg.Runtimes[v.Config.Runtime]
