@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -61,6 +62,14 @@ type Config struct {
 	// Group names Mote's parent cgroup, created inside this process's own
 	// group in each hierarchy. Default "mote-PID".
 	Group string
+	// EgressPool is the IPv4 range networked functions' links take their
+	// /30s from, one per networked instance; every Mote on a host should
+	// use the same one. Default DefaultEgressPool.
+	EgressPool netip.Prefix
+	// EgressDeny lists IPv4 destinations networked functions must not
+	// reach, on top of 169.254.0.0/16 (link-local, cloud metadata), which
+	// is always denied.
+	EgressDeny []netip.Prefix
 }
 
 // Validate applies defaults and checks c.
@@ -93,7 +102,7 @@ func (c *Config) Validate() error {
 	if strings.ContainsAny(c.Group, "/.") {
 		return fmt.Errorf("sandbox: group name %q must not contain / or .", c.Group)
 	}
-	return nil
+	return c.validateEgress()
 }
 
 // Sandbox starts sandboxed processes. It is safe for concurrent use.
@@ -102,6 +111,7 @@ type Sandbox struct {
 	log   *slog.Logger
 	h     hierarchy
 	flags uintptr
+	eg    *egress
 }
 
 // New detects the cgroup controllers and namespaces this kernel grants,
@@ -120,7 +130,7 @@ func New(cfg Config) (*Sandbox, error) {
 		// We are a sandbox's init that did not stop at MaybeRunInit.
 		return nil, ErrNoInitHook
 	}
-	s := &Sandbox{cfg: cfg, log: cfg.Logger}
+	s := &Sandbox{cfg: cfg, log: cfg.Logger, eg: newEgress(cfg)}
 	if os.Geteuid() != 0 {
 		s.log.Warn("sandbox: not running as root: no cgroups, namespaces or user switch; functions run as this user")
 	} else {
@@ -130,6 +140,9 @@ func New(cfg Config) (*Sandbox, error) {
 			s.log.Warn("sandbox: " + n)
 		}
 		s.flags = s.probeNamespaces()
+		if s.flags&unix.CLONE_NEWNET != 0 {
+			s.eg.removeStale()
+		}
 	}
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		s.log.Warn("sandbox: cannot become child subreaper", "err", err)
@@ -191,9 +204,11 @@ func (s *Sandbox) Controllers() map[string]string {
 	return m
 }
 
-// Close removes Mote's parent cgroups. Every Proc must be closed first.
+// Close removes Mote's parent cgroups and its egress table (cutting the
+// links of networked processes still running). Every Proc must be closed
+// first.
 func (s *Sandbox) Close() error {
-	var first error
+	first := s.eg.close()
 	seen := map[string]bool{}
 	for _, p := range s.h.ctl {
 		if seen[p.dir] {
@@ -213,8 +228,9 @@ type Options struct {
 	Name        string
 	MemoryLimit int64 // bytes; 0: no limit
 	PidsLimit   int64 // processes and threads; 0: no limit
-	// Network shares the host's network namespace instead of a new, empty
-	// one.
+	// Network gives the process's own network namespace a link out (see
+	// egress.go): it reaches the outside world through the host's NAT,
+	// never the host itself or another function.
 	Network bool
 	// Stdout and Stderr receive the command's output (write ends of pipes,
 	// usually). Nil discards it.
@@ -235,6 +251,8 @@ type Proc struct {
 	files int // Options.Files, passed on by the init
 	done  chan struct{}
 	state *os.ProcessState
+
+	egress *egressLink // its link out with Options.Network, else nil
 }
 
 // Start starts the init of a new sandboxed process, in its cgroup and
@@ -244,9 +262,6 @@ func (s *Sandbox) Start(o Options) (*Proc, error) {
 		return nil, fmt.Errorf("sandbox: bad process name %q", o.Name)
 	}
 	p := &Proc{s: s, flags: s.flags, done: make(chan struct{})}
-	if o.Network {
-		p.flags &^= unix.CLONE_NEWNET
-	}
 	if len(s.h.ctl) > 0 {
 		cg, err := s.h.newCgroup(o.Name, o.MemoryLimit, o.PidsLimit)
 		if err != nil {
@@ -289,6 +304,12 @@ func (s *Sandbox) Start(o Options) (*Proc, error) {
 	}()
 	if p.cg != nil {
 		if err := p.cg.Add(p.cmd.Process.Pid); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
+	if o.Network && p.NewNetwork() {
+		if p.egress, err = s.attachEgress(p.Pid()); err != nil {
 			p.Close()
 			return nil, err
 		}
@@ -412,7 +433,14 @@ func (p *Proc) Close() error {
 	p.Kill()
 	<-p.done
 	reapAdopted(members)
-	return p.removeCgroup()
+	err := p.removeCgroup()
+	if p.egress != nil {
+		if e := p.egress.Close(); err == nil {
+			err = e
+		}
+		p.egress = nil
+	}
+	return err
 }
 
 func (p *Proc) removeCgroup() error {
