@@ -24,8 +24,14 @@ package sandbox
 //
 // The rules match the links by their name prefix, so every Mote on a host
 // installs the same ones and each also guards the others' links. The
-// table holds no per-instance state: starting a networked instance costs
-// the link and its addresses, not a rule change.
+// table holds no per-instance state.
+//
+// Creating a network namespace and a veth pair takes milliseconds (more
+// on a busy host: the kernel serialises it under one lock with every
+// namespace being torn down), so a Sandbox keeps Config.EgressWarm
+// namespaces ready, each with its link up and routed, refilled in the
+// background, and a networked function's init is started inside one
+// (forked from a thread that entered it) instead of in a new, empty one.
 
 import (
 	"errors"
@@ -34,6 +40,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +68,8 @@ const (
 	// ipsDstNAT is conntrack's IPS_DST_NAT status bit: the destination
 	// was rewritten.
 	ipsDstNAT = 1 << 5
+	// defaultWarm is Config.EgressWarm's default.
+	defaultWarm = 2
 	// attachTries bounds the addresses tried when other Motes on the host
 	// hold the ones this one thinks free.
 	attachTries = 64
@@ -90,6 +100,9 @@ var tableSeq atomic.Int64
 func (c *Config) validateEgress() error {
 	if !c.EgressPool.IsValid() {
 		c.EgressPool = DefaultEgressPool
+	}
+	if c.EgressWarm == 0 {
+		c.EgressWarm = defaultWarm
 	}
 	p := c.EgressPool
 	if !p.Addr().Is4() || p.Bits() < 8 || p.Bits() > 30 {
@@ -122,24 +135,32 @@ type egress struct {
 	links  map[int]*egressLink
 	freed  *sync.Cond // on mu: a link being deleted released its slot
 	nDel   int        // links being deleted in the background
+	ready  []*egressLink
 
+	warm     int           // len(ready) the filler keeps
+	refill   chan struct{} // wakes the filler
+	stop     chan struct{} // closed by close
+	filler   sync.WaitGroup
 	deleting sync.WaitGroup
 }
 
 func newEgress(cfg Config) *egress {
 	deny := append([]netip.Prefix{linkLocal}, cfg.EgressDeny...)
 	e := &egress{
-		log:   cfg.Logger,
-		pool:  cfg.EgressPool,
-		deny:  deny,
-		slots: 1 << (30 - cfg.EgressPool.Bits()),
-		links: map[int]*egressLink{},
+		log:    cfg.Logger,
+		pool:   cfg.EgressPool,
+		deny:   deny,
+		slots:  1 << (30 - cfg.EgressPool.Bits()),
+		links:  map[int]*egressLink{},
+		warm:   max(cfg.EgressWarm, 0),
+		refill: make(chan struct{}, 1),
+		stop:   make(chan struct{}),
 	}
 	e.freed = sync.NewCond(&e.mu)
 	return e
 }
 
-// egressLink is one function's link.
+// egressLink is one function's network namespace and its link out.
 type egressLink struct {
 	e     *egress
 	slot  int
@@ -147,26 +168,154 @@ type egressLink struct {
 	index int        // the host end's interface index
 	gw    netip.Addr // host end
 	addr  netip.Addr // function's end
+	ns    netns.NsHandle
 
 	deleting bool // Close was called; guarded by e.mu
 }
 
-// attachEgress gives the process pid (in its own network namespace) a link
-// out. The first call on a Sandbox installs its table and, where it is
-// off, turns ip_forward on.
-func (s *Sandbox) attachEgress(pid int) (*egressLink, error) {
-	if err := s.eg.setUp(); err != nil {
+// getEgress returns a network namespace with a link out for a networked
+// process, ready or made now. The first call on a Sandbox installs its
+// table and, where it is off, turns ip_forward on.
+func (s *Sandbox) getEgress() (*egressLink, error) {
+	e := s.eg
+	if err := e.setUp(); err != nil {
 		return nil, err
 	}
-	return s.eg.attach(pid)
+	e.mu.Lock()
+	var l *egressLink
+	if n := len(e.ready); n > 0 {
+		l, e.ready = e.ready[n-1], e.ready[:n-1]
+	}
+	e.mu.Unlock()
+	select {
+	case e.refill <- struct{}{}:
+	default:
+	}
+	if l != nil {
+		return l, nil
+	}
+	return e.prepare()
 }
 
-func (e *egress) attach(pid int) (*egressLink, error) {
-	ns, err := netns.GetFromPid(pid)
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: egress: open network namespace: %w", err)
+// fill keeps e.warm namespaces ready.
+func (e *egress) fill() {
+	defer e.filler.Done()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-e.refill:
+		}
+		for {
+			e.mu.Lock()
+			need := !e.closed && len(e.ready) < e.warm
+			e.mu.Unlock()
+			if !need {
+				break
+			}
+			l, err := e.prepare()
+			if err != nil {
+				e.log.Warn("sandbox: egress: prepare a network namespace", "err", err)
+				break // until the next start asks again
+			}
+			e.mu.Lock()
+			if e.closed {
+				e.mu.Unlock()
+				_ = l.delete()
+				l.closeNS()
+				return
+			}
+			e.ready = append(e.ready, l)
+			e.mu.Unlock()
+		}
 	}
-	defer ns.Close()
+}
+
+// prepare makes a network namespace with its link out.
+func (e *egress) prepare() (*egressLink, error) {
+	ns, err := newNetns()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: egress: new network namespace: %w", err)
+	}
+	l, err := e.attach(ns)
+	if err != nil {
+		ns.Close()
+		return nil, err
+	}
+	l.ns = ns
+	return l, nil
+}
+
+// newNetns returns a new network namespace, made on a locked thread that
+// then goes back to Mote's.
+func newNetns() (netns.NsHandle, error) {
+	type result struct {
+		ns  netns.NsHandle
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{netns.None(), err}
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.New()
+		if err != nil {
+			// Where it stands is unknown: the thread dies with the goroutine.
+			ch <- result{netns.None(), err}
+			return
+		}
+		if err := netns.Set(orig); err != nil {
+			ns.Close()
+			ch <- result{netns.None(), err}
+			return
+		}
+		runtime.UnlockOSThread()
+		ch <- result{ns, nil}
+	}()
+	r := <-ch
+	return r.ns, r.err
+}
+
+// start starts cmd inside l's namespace: forked from a thread that
+// entered it, so the child is born there. An error means cmd did not
+// start.
+func (l *egressLink) start(cmd *exec.Cmd) error {
+	ch := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- err
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(l.ns); err != nil {
+			runtime.UnlockOSThread()
+			ch <- fmt.Errorf("sandbox: egress: enter network namespace: %w", err)
+			return
+		}
+		err = cmd.Start()
+		if e := netns.Set(orig); e != nil {
+			// The thread dies with the goroutine, and the child with it
+			// (Pdeathsig): Done reports it.
+			l.e.log.Error("sandbox: egress: leave network namespace", "err", e)
+			ch <- err
+			return
+		}
+		runtime.UnlockOSThread()
+		ch <- err
+	}()
+	return <-ch
+}
+
+// attach gives ns a link out.
+func (e *egress) attach(ns netns.NsHandle) (*egressLink, error) {
 	for range attachTries {
 		l, err := e.reserve()
 		if err != nil {
@@ -233,6 +382,7 @@ func (e *egress) take() *egressLink {
 			name: linkPrefix + strconv.Itoa(slot),
 			gw:   netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v + 1)}),
 			addr: netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v + 2)}),
+			ns:   netns.None(),
 		}
 		e.links[slot] = l
 		return l
@@ -312,6 +462,7 @@ func ipNet(a netip.Addr) *net.IPNet {
 // of milliseconds on a busy host, which a function's Close need not wait
 // for. Sandbox.Close waits for them.
 func (l *egressLink) Close() error {
+	l.closeNS()
 	l.e.mu.Lock()
 	if l.deleting || l.e.links[l.slot] != l {
 		l.e.mu.Unlock()
@@ -328,6 +479,14 @@ func (l *egressLink) Close() error {
 		}
 	}()
 	return nil
+}
+
+// closeNS lets the namespace go once its processes and sockets have.
+func (l *egressLink) closeNS() {
+	if l.ns.IsOpen() {
+		l.ns.Close()
+		l.ns = netns.None()
+	}
 }
 
 // delete deletes the link and frees its address. Usually the kernel has
@@ -396,6 +555,8 @@ func (e *egress) setUp() error {
 		e.log.Info("sandbox: turned ip_forward on for networked functions; Mote's table forwards nothing else", "table", t.Name)
 	}
 	e.table, e.guard = t, guard
+	e.filler.Add(1)
+	go e.fill()
 	return nil
 }
 
@@ -502,14 +663,27 @@ func nftPrefix(offset uint32, p netip.Prefix) []expr.Any {
 // ip_forward off again if a Mote turned it on and no Mote table is left.
 func (e *egress) close() error {
 	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
 	t := e.table
 	e.table, e.closed = nil, true
 	e.freed.Broadcast()
+	e.mu.Unlock()
+	close(e.stop)
+	e.filler.Wait()
+	e.mu.Lock()
+	ready := e.ready
+	e.ready = nil
 	var links []*egressLink
 	for _, l := range e.links {
 		links = append(links, l)
 	}
 	e.mu.Unlock()
+	for _, l := range ready {
+		l.closeNS()
+	}
 	if t == nil {
 		return nil
 	}
@@ -677,4 +851,13 @@ func forwarding() (bool, error) {
 func pathExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// startCmd starts p's init: inside its namespace with a link out, or in
+// Mote's to be cloned into new ones by p.flags.
+func (p *Proc) startCmd() error {
+	if p.egress == nil {
+		return p.cmd.Start()
+	}
+	return p.egress.start(p.cmd)
 }

@@ -395,7 +395,7 @@ func TestNetworkInterfaces(t *testing.T) {
 // refuses one too many with a clear error, and leaves no link behind.
 func TestEgressAddressesReused(t *testing.T) {
 	pool := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 202, byte(os.Getpid() % 256), 0}), 28) // 4 slots
-	s, err := New(Config{EgressPool: pool})
+	s, err := New(Config{EgressPool: pool, EgressWarm: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,6 +419,7 @@ func TestEgressAddressesReused(t *testing.T) {
 		if err != nil {
 			t.Fatalf("start %d of 4: %v", i, err)
 		}
+		t.Cleanup(func() { p.Close() })
 		held = append(held, p)
 	}
 	if p, err := s.Start(Options{Name: "fifth", Network: true}); err == nil {
@@ -697,5 +698,54 @@ func TestEgressDeny(t *testing.T) {
 		if got[tg] != w {
 			t.Errorf("connect %s: got %s, want %s", tg, got[tg], w)
 		}
+	}
+}
+
+// TestEgressWarm: after the first networked start the Sandbox keeps
+// EgressWarm namespaces ready, the next start takes one of them, and
+// Close lets every one go with its link.
+func TestEgressWarm(t *testing.T) {
+	s, err := New(Config{EgressWarm: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			s.Close()
+		}
+	}()
+	needEgress(t, s)
+	first, err := s.Start(Options{Name: "warm-first", Network: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	var ready []*egressLink
+	deadline := time.Now().Add(10 * time.Second)
+	for len(ready) < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+		s.eg.mu.Lock()
+		ready = slices.Clone(s.eg.ready)
+		s.eg.mu.Unlock()
+	}
+	if len(ready) != 2 {
+		t.Fatalf("ready namespaces: got %d, want 2", len(ready))
+	}
+	out, p := run(t, s, Options{Name: "warm-second", Network: true}, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\n' ' '")
+	if !slices.Contains(ready, p.egress) {
+		t.Errorf("second start: got a namespace made on the spot, want a ready one")
+	}
+	if out != "eth0 lo" {
+		t.Errorf("interfaces in a ready namespace: got %q, want \"eth0 lo\"", out)
+	}
+	p.Close()
+	first.Close()
+	closed = true
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if left := ownLinks(t); len(left) != 0 {
+		t.Errorf("links left after Close: %v", left)
 	}
 }

@@ -70,6 +70,11 @@ type Config struct {
 	// reach, on top of 169.254.0.0/16 (link-local, cloud metadata), which
 	// is always denied.
 	EgressDeny []netip.Prefix
+	// EgressWarm is how many network namespaces with their link out are
+	// kept ready once a networked function has started, so that the next
+	// ones start without waiting for the kernel to make them. 0 means 2;
+	// negative, none.
+	EgressWarm int
 }
 
 // Validate applies defaults and checks c.
@@ -262,9 +267,18 @@ func (s *Sandbox) Start(o Options) (*Proc, error) {
 		return nil, fmt.Errorf("sandbox: bad process name %q", o.Name)
 	}
 	p := &Proc{s: s, flags: s.flags, done: make(chan struct{})}
+	if o.Network && p.flags&unix.CLONE_NEWNET != 0 {
+		// It starts in a namespace made ready with its link out.
+		var err error
+		if p.egress, err = s.getEgress(); err != nil {
+			return nil, err
+		}
+		p.flags &^= unix.CLONE_NEWNET
+	}
 	if len(s.h.ctl) > 0 {
 		cg, err := s.h.newCgroup(o.Name, o.MemoryLimit, o.PidsLimit)
 		if err != nil {
+			p.removeCgroup()
 			return nil, err
 		}
 		p.cg = cg
@@ -290,7 +304,7 @@ func (s *Sandbox) Start(o Options) (*Proc, error) {
 		// namespaces).
 		Pdeathsig: syscall.SIGKILL,
 	}
-	err = p.cmd.Start()
+	err = p.startCmd()
 	r.Close()
 	if err != nil {
 		w.Close()
@@ -308,12 +322,6 @@ func (s *Sandbox) Start(o Options) (*Proc, error) {
 			return nil, err
 		}
 	}
-	if o.Network && p.NewNetwork() {
-		if p.egress, err = s.attachEgress(p.Pid()); err != nil {
-			p.Close()
-			return nil, err
-		}
-	}
 	return p, nil
 }
 
@@ -324,7 +332,7 @@ func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 func (p *Proc) Cgroup() *Cgroup { return p.cg }
 
 // NewNetwork reports whether the process has its own network namespace.
-func (p *Proc) NewNetwork() bool { return p.flags&unix.CLONE_NEWNET != 0 }
+func (p *Proc) NewNetwork() bool { return p.flags&unix.CLONE_NEWNET != 0 || p.egress != nil }
 
 // Listen opens a TCP listener the process can reach: in its own network
 // namespace at RuntimeAPIAddr (with loopback brought up), or on a free
@@ -433,17 +441,16 @@ func (p *Proc) Close() error {
 	p.Kill()
 	<-p.done
 	reapAdopted(members)
-	err := p.removeCgroup()
-	if p.egress != nil {
-		if e := p.egress.Close(); err == nil {
-			err = e
-		}
-		p.egress = nil
-	}
-	return err
+	return p.removeCgroup()
 }
 
+// removeCgroup removes the cgroup and lets the network namespace and its
+// link out go.
 func (p *Proc) removeCgroup() error {
+	if p.egress != nil {
+		_ = p.egress.Close()
+		p.egress = nil
+	}
 	if p.cg == nil {
 		return nil
 	}
