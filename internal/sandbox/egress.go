@@ -215,7 +215,12 @@ func (e *egress) fill() {
 			}
 			l, err := e.prepare()
 			if err != nil {
-				e.log.Warn("sandbox: egress: prepare a network namespace", "err", err)
+				e.mu.Lock()
+				closed := e.closed
+				e.mu.Unlock()
+				if !closed {
+					e.log.Warn("sandbox: egress: prepare a network namespace", "err", err)
+				}
 				break // until the next start asks again
 			}
 			e.mu.Lock()
