@@ -87,8 +87,8 @@ var linkLocal = netip.MustParsePrefix("169.254.0.0/16")
 // Files on /run (a tmpfs, cleared at boot like ip_forward itself) through
 // which the Motes of a host agree on ip_forward: lockPath serialises the
 // decision, markPath exists while ip_forward is on because a Mote turned
-// it on. Variables so that tests cannot collide with a real Mote.
-var (
+// it on.
+const (
 	lockPath    = "/run/mote-egress.lock"
 	markPath    = "/run/mote-egress.forwarding"
 	forwardPath = "/proc/sys/net/ipv4/ip_forward"
@@ -129,8 +129,7 @@ type egress struct {
 
 	mu     sync.Mutex
 	closed bool
-	table  *nftables.Table // nil until the first attach
-	guard  bool            // the table drops forwarding between other interfaces
+	table  *nftables.Table // nil until the first networked start
 	next   int             // next slot to try: addresses are reused last
 	links  map[int]*egressLink
 	freed  *sync.Cond // on mu: a link being deleted released its slot
@@ -559,7 +558,7 @@ func (e *egress) setUp() error {
 		}
 		e.log.Info("sandbox: turned ip_forward on for networked functions; Mote's table forwards nothing else", "table", t.Name)
 	}
-	e.table, e.guard = t, guard
+	e.table = t
 	e.filler.Add(1)
 	go e.fill()
 	return nil

@@ -749,3 +749,37 @@ func TestEgressWarm(t *testing.T) {
 		t.Errorf("links left after Close: %v", left)
 	}
 }
+
+func TestEgressConfig(t *testing.T) {
+	tests := []struct {
+		pool string
+		deny []string
+		ok   bool
+	}{
+		{"", nil, true},
+		{"10.9.0.0/24", []string{"192.168.0.0/16"}, true},
+		{"10.9.0.0/30", nil, true},
+		{"10.9.0.1/24", nil, false}, // host bits
+		{"10.9.0.0/31", nil, false}, // no room for a /30
+		{"10.0.0.0/7", nil, false},
+		{"fd00::/64", nil, false},
+		{"10.9.0.0/24", []string{"fd00::/8"}, false},
+	}
+	for _, tt := range tests {
+		var c Config
+		if tt.pool != "" {
+			c.EgressPool = netip.MustParsePrefix(tt.pool)
+		}
+		for _, d := range tt.deny {
+			c.EgressDeny = append(c.EgressDeny, netip.MustParsePrefix(d))
+		}
+		err := c.validateEgress()
+		if got := err == nil; got != tt.ok {
+			t.Errorf("pool %q deny %v: got err %v, want ok=%v", tt.pool, tt.deny, err, tt.ok)
+		}
+	}
+	var c Config
+	if err := c.validateEgress(); err != nil || c.EgressPool != DefaultEgressPool || c.EgressWarm != defaultWarm {
+		t.Errorf("defaults: got %v, %v, %v", err, c.EgressPool, c.EgressWarm)
+	}
+}
