@@ -1,6 +1,8 @@
-// Package sandbox runs a command as an unprivileged user in its own cgroup
-// (memory and pids limits, CPU accounting) and in new PID, mount, IPC, UTS
-// and network namespaces, and meters its CPU time from the kernel.
+// Package sandbox runs a command as a user of its own (one uid per live
+// process, from a reserved range) in its own cgroup (memory and pids
+// limits, CPU accounting, freezer), in new PID, mount, IPC, UTS, network
+// and cgroup namespaces, and in a read-only root of its own with a
+// private /tmp (see root.go); and meters its CPU time from the kernel.
 //
 // A process is started in two steps because cgroup v1 cannot clone a
 // child straight into a group: Start re-executes Mote's own binary as a

@@ -50,7 +50,9 @@ const baseDirPrefix = "mote-process-"
 // from Validate.
 type Config struct {
 	// BaseDir holds each instance's private writable directory (its TMPDIR
-	// and HOME). Default: a directory under os.TempDir.
+	// and HOME) where the sandbox cannot give an instance a root of its
+	// own, whose /tmp is used instead. Default: a directory under
+	// os.TempDir.
 	BaseDir string
 	Logger  *slog.Logger
 	// DefaultMemoryLimit applies when a spec sets none (bytes).
