@@ -143,6 +143,9 @@ func runInit() int {
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	if err := harden(); err != nil {
+		return initFail(exitSetup, "harden: %v", err)
+	}
 	if err := cmd.Start(); err != nil {
 		return initFail(exitNotFound, "start %s: %v", cfg.Argv[0], err)
 	}
