@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -130,9 +131,7 @@ const nsFlagsMask = unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWUTS 
 // of the native architecture; any other call gets ENOSYS, the answer of a
 // kernel that lacks it, so that a C library falls back to an older call.
 type filterPolicy struct {
-	// allow lists the calls allowed whatever their arguments, the most
-	// frequent first: where the kernel has no seccomp action cache (before
-	// 5.11) each call walks the list.
+	// allow lists the calls allowed whatever their arguments.
 	allow []uintptr
 	// refuse lists calls answered EPERM, as a kernel answers a process
 	// without the privilege: programs that probe for them fall back.
@@ -157,59 +156,122 @@ type filterPolicy struct {
 //	socket of AF_PACKET, or SOCK_RAW of AF_INET/AF_INET6 -> EPERM
 //	p.allow -> allowed; p.refuse -> EPERM; p.enosys, anything else -> ENOSYS
 //
-// Each call is one test of the call number followed by its own block,
-// which always returns: no jump crosses another call's block, and the
-// call number stays in the accumulator for the next test.
+// The call numbers are cut into spans of consecutive numbers decided
+// alike, and the program finds a call's span by binary search (about
+// eight tests) rather than by a test per call: the kernel runs the
+// filter on every call it cannot decide from its action cache, and
+// builds that cache, when the filter is installed, by running the filter
+// for every call number, so a list of tests made installing cost ~1 ms.
+// Each span's block always returns, so no jump crosses another's block
+// and the call number stays in the accumulator until a block loads an
+// argument.
 func buildFilter(p filterPolicy) []unix.SockFilter {
-	var prog []unix.SockFilter
-	emit := func(code uint16, k uint32, jt, jf uint8) {
-		prog = append(prog, unix.SockFilter{Code: code, Jt: jt, Jf: jf, K: k})
+	prog := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: offArch},
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: p.arch, Jt: 1},
+		{Code: unix.BPF_RET | unix.BPF_K, K: retKill},
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: offNr},
 	}
-	ld := func(off uint32) { emit(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, off, 0, 0) }
-	ret := func(v uint32) { emit(unix.BPF_RET|unix.BPF_K, v, 0, 0) }
-	// call emits the test for nr and its block, which must return.
-	call := func(nr uintptr, block []unix.SockFilter) {
-		emit(unix.BPF_JMP|unix.BPF_JEQ|unix.BPF_K, uint32(nr), 0, uint8(len(block)))
-		prog = append(prog, block...)
-	}
-	retBlock := func(v uint32) []unix.SockFilter {
-		return []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: v}}
-	}
-
-	ld(offArch)
-	emit(unix.BPF_JMP|unix.BPF_JEQ|unix.BPF_K, p.arch, 1, 0)
-	ret(retKill)
-	ld(offNr)
 	if p.x32 {
-		emit(unix.BPF_JMP|unix.BPF_JGE|unix.BPF_K, x32SyscallBit, 0, 1)
-		ret(retKill)
+		prog = append(prog,
+			unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K, K: x32SyscallBit, Jf: 1},
+			unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: retKill})
 	}
-	for _, nr := range p.allow[:min(len(p.allow), hotCalls)] {
-		call(nr, retBlock(retAllow))
-	}
-	call(unix.SYS_CLONE, nsFlagsBlock(offArg(0)))
-	call(unix.SYS_UNSHARE, nsFlagsBlock(offArg(0)))
-	call(unix.SYS_SOCKET, socketBlock())
-	call(unix.SYS_PERSONALITY, personalityBlock())
-	for _, nr := range p.allow[min(len(p.allow), hotCalls):] {
-		call(nr, retBlock(retAllow))
-	}
-	for _, nr := range p.refuse {
-		call(nr, retBlock(retEPERM))
-	}
-	for _, nr := range p.enosys {
-		call(nr, retBlock(retENOSYS))
-	}
-	ret(retENOSYS)
-	return prog
+	sp := spans(p)
+	return searchSpans(slices.Grow(prog, searchLen(sp)), sp)
 }
 
 // x32SyscallBit marks a call of the x32 ABI (__X32_SYSCALL_BIT).
 const x32SyscallBit = 0x40000000
 
-// hotCalls is how many calls at the head of the allow list come before
-// the calls decided on their arguments.
-const hotCalls = 40
+// A span is the call numbers from first up to the next span's first,
+// and what the filter does for them: block, or else return ret.
+type span struct {
+	first uint32
+	ret   uint32
+	block []unix.SockFilter
+}
+
+// spans cuts the call numbers into spans decided alike, in order; the
+// last reaches past every number the policy names.
+func spans(p filterPolicy) []span {
+	byArgs := map[uint32][]unix.SockFilter{
+		unix.SYS_CLONE:       nsFlagsBlock(offArg(0)),
+		unix.SYS_UNSHARE:     nsFlagsBlock(offArg(0)),
+		unix.SYS_SOCKET:      socketBlock(),
+		unix.SYS_PERSONALITY: personalityBlock(),
+	}
+	last := uint32(0)
+	for nr := range byArgs {
+		last = max(last, nr)
+	}
+	lists := []struct {
+		nrs []uintptr
+		ret uint32
+	}{{p.allow, retAllow}, {p.refuse, retEPERM}, {p.enosys, retENOSYS}}
+	for _, l := range lists {
+		for _, nr := range l.nrs {
+			last = max(last, uint32(nr))
+		}
+	}
+	rets := make([]uint32, last+2)
+	for i := range rets {
+		rets[i] = retENOSYS
+	}
+	for _, l := range lists {
+		for _, nr := range l.nrs {
+			rets[nr] = l.ret
+		}
+	}
+	out := make([]span, 0, 64)
+	for nr, ret := range rets {
+		if b, ok := byArgs[uint32(nr)]; ok {
+			out = append(out, span{first: uint32(nr), block: b})
+			continue
+		}
+		if n := len(out); n > 0 && out[n-1].block == nil && out[n-1].ret == ret {
+			continue
+		}
+		out = append(out, span{first: uint32(nr), ret: ret})
+	}
+	return out
+}
+
+// searchSpans appends to prog a binary search over s for the call
+// number in the accumulator, ending in the block of its span.
+func searchSpans(prog []unix.SockFilter, s []span) []unix.SockFilter {
+	if len(s) == 1 {
+		if s[0].block != nil {
+			return append(prog, s[0].block...)
+		}
+		return append(prog, unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: s[0].ret})
+	}
+	mid := len(s) / 2
+	if below := searchLen(s[:mid]); below <= 0xff {
+		prog = append(prog, unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K, K: s[mid].first, Jt: uint8(below)})
+	} else {
+		// A conditional jump reaches 255 instructions at most.
+		prog = append(prog,
+			unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K, K: s[mid].first, Jf: 1},
+			unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JA, K: uint32(below)})
+	}
+	prog = searchSpans(prog, s[:mid])
+	return searchSpans(prog, s[mid:])
+}
+
+// searchLen is the length of searchSpans' program for s.
+func searchLen(s []span) int {
+	if len(s) == 1 {
+		return max(len(s[0].block), 1)
+	}
+	mid := len(s) / 2
+	n := searchLen(s[:mid])
+	jump := 1
+	if n > 0xff {
+		jump = 2
+	}
+	return jump + n + searchLen(s[mid:])
+}
 
 // Offsets in struct seccomp_data: int nr; u32 arch; u64 ip; u64 args[6].
 const (

@@ -21,10 +21,9 @@ func policy() (filterPolicy, error) {
 	}, nil
 }
 
-// allowCommon are the allowed calls both architectures have, by how
-// often runtimes make them.
+// allowCommon are the allowed calls both architectures have.
 var allowCommon = []uintptr{
-	// The hot path of any runtime: I/O, futexes, polling, time.
+	// I/O, futexes, polling, time.
 	unix.SYS_READ, unix.SYS_WRITE, unix.SYS_FUTEX, unix.SYS_EPOLL_PWAIT,
 	unix.SYS_NANOSLEEP, unix.SYS_CLOCK_GETTIME, unix.SYS_SCHED_YIELD,
 	unix.SYS_MMAP, unix.SYS_MUNMAP, unix.SYS_MADVISE, unix.SYS_MPROTECT,
