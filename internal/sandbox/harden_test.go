@@ -264,7 +264,10 @@ func hardenChild() int {
 
 	dir, err := os.MkdirTemp("", "mote-harden-mnt-")
 	if err == nil {
-		defer os.Remove(dir)
+		defer func() {
+			_ = unix.Unmount(dir, unix.MNT_DETACH) // if the mount below was let through
+			os.Remove(dir)
+		}()
 	}
 	say("mount", unix.Mount("none", dir, "tmpfs", 0, ""))
 	say("unshare-mount", unix.Unshare(unix.CLONE_NEWNS))
