@@ -97,7 +97,7 @@ func TestAttackGrantedPathsAreReadOnly(t *testing.T) {
 		"touch " + code + "/x 2>&1; touch " + lib + "/x 2>&1; touch /usr/x 2>&1; touch /x 2>&1; " +
 		"echo hi > /tmp/ok && cat /tmp/ok"
 	// The process's directory (its code) and ReadOnly are visible, read-only.
-	out, _ := runIn(t, s, Options{Name: "ro", ReadOnly: []string{lib}}, code, script)
+	out, _ := runAt(t, s, Options{Name: "ro", ReadOnly: []string{lib}}, code, script)
 	if strings.Count(out, "host-secret") != 2 {
 		t.Errorf("granted paths not readable:\n%s", out)
 	}
@@ -114,8 +114,8 @@ func TestAttackGrantedPathsAreReadOnly(t *testing.T) {
 	}
 }
 
-// runIn is run with the process's directory dir.
-func runIn(t *testing.T, s *Sandbox, o Options, dir, script string) (string, *Proc) {
+// runAt is run with the process's directory dir.
+func runAt(t *testing.T, s *Sandbox, o Options, dir, script string) (string, *Proc) {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
