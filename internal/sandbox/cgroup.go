@@ -20,6 +20,9 @@ const (
 	ctlMemory = "memory"
 	ctlPids   = "pids"
 	ctlCPU    = "cpu"
+	// ctlFreezer is v1's freezer hierarchy; in v2 freezing is part of
+	// every group (cgroup.freeze), so it goes where the v2 groups go.
+	ctlFreezer = "freezer"
 )
 
 // place is where Mote creates groups for one controller: a directory in a
@@ -94,6 +97,7 @@ func detectHierarchy(name string) (hierarchy, []string) {
 		for _, c := range want {
 			h.ctl[c] = place{v2: true, dir: parent}
 		}
+		h.ctl[ctlFreezer] = place{v2: true, dir: parent}
 		break
 	}
 	for _, m := range mounts {
@@ -104,7 +108,7 @@ func detectHierarchy(name string) (hierarchy, []string) {
 			key := c
 			if c == "cpuacct" {
 				key = ctlCPU
-			} else if c != ctlMemory && c != ctlPids {
+			} else if c != ctlMemory && c != ctlPids && c != ctlFreezer {
 				continue
 			}
 			if _, ok := h.ctl[key]; ok {
@@ -113,7 +117,7 @@ func detectHierarchy(name string) (hierarchy, []string) {
 			h.ctl[key] = place{dir: filepath.Join(dirOf(m, own[strings.Join(m.controllers, ",")]), name)}
 		}
 	}
-	for _, c := range []string{ctlMemory, ctlPids, ctlCPU} {
+	for _, c := range []string{ctlMemory, ctlPids, ctlCPU, ctlFreezer} {
 		if _, ok := h.ctl[c]; !ok {
 			notes = append(notes, "cgroups: no "+c+" controller available")
 		}
@@ -208,9 +212,11 @@ func readOwnCgroups(path string) (map[string]string, error) {
 type Cgroup struct {
 	mem, pids, cpu place // dir is "" where the controller is missing
 
-	mu      sync.RWMutex
-	dirs    []string
-	cpuFile *os.File
+	mu         sync.RWMutex
+	dirs       []string
+	cpuFile    *os.File
+	freeze     place
+	freezeFile *os.File // freezer.state (v1) or cgroup.freeze (v2), open for writing
 }
 
 // newCgroup creates the group name under each controller's place and sets
@@ -246,9 +252,23 @@ func (h hierarchy) newCgroup(name string, memLimit, pidsLimit int64) (*Cgroup, e
 		cg.Remove()
 		return nil, err
 	}
+	if cg.freeze, err = mk(ctlFreezer); err != nil {
+		cg.Remove()
+		return nil, err
+	}
 	if err := cg.setLimits(memLimit, pidsLimit); err != nil {
 		cg.Remove()
 		return nil, err
+	}
+	if cg.freeze.dir != "" {
+		file := "freezer.state"
+		if cg.freeze.v2 {
+			file = "cgroup.freeze"
+		}
+		if cg.freezeFile, err = os.OpenFile(filepath.Join(cg.freeze.dir, file), os.O_WRONLY, 0); err != nil {
+			cg.Remove()
+			return nil, fmt.Errorf("sandbox: open cgroup freezer: %w", err)
+		}
 	}
 	if cg.cpu.dir != "" {
 		file := "cpuacct.usage"
@@ -420,10 +440,47 @@ func (cg *Cgroup) procs() []int {
 	return pids
 }
 
+// ErrNoFreezer is returned by Freeze and Thaw without a cgroup freezer.
+var ErrNoFreezer = errors.New("sandbox: no cgroup freezer")
+
+// Freeze stops every process of the group where it is, as AWS Lambda
+// freezes an execution environment between invocations: nothing in it
+// runs (or costs CPU) until Thaw. The kernel may take a moment to reach
+// every thread; Freeze does not wait for it.
+func (cg *Cgroup) Freeze() error { return cg.setFrozen(true) }
+
+// Thaw lets the group's processes run again.
+func (cg *Cgroup) Thaw() error { return cg.setFrozen(false) }
+
+func (cg *Cgroup) setFrozen(frozen bool) error {
+	cg.mu.RLock()
+	defer cg.mu.RUnlock()
+	if cg.freezeFile == nil {
+		return ErrNoFreezer
+	}
+	var v string
+	switch {
+	case cg.freeze.v2 && frozen:
+		v = "1"
+	case cg.freeze.v2:
+		v = "0"
+	case frozen:
+		v = "FROZEN"
+	default:
+		v = "THAWED"
+	}
+	if _, err := cg.freezeFile.WriteString(v); err != nil {
+		return fmt.Errorf("sandbox: freezer: %w", err)
+	}
+	return nil
+}
+
 // Kill sends SIGKILL to every process in the group until it is empty (a
 // fork bomb is bounded by pids.max, so this ends). It uses cgroup.kill
-// where the kernel has it.
+// where the kernel has it. A frozen group is thawed first: a frozen
+// process does not die.
 func (cg *Cgroup) Kill() {
+	_ = cg.Thaw()
 	cg.mu.RLock()
 	defer cg.mu.RUnlock()
 	for _, d := range cg.dirs {
@@ -451,6 +508,10 @@ func (cg *Cgroup) Remove() error {
 	if cg.cpuFile != nil {
 		cg.cpuFile.Close()
 		cg.cpuFile = nil
+	}
+	if cg.freezeFile != nil {
+		cg.freezeFile.Close()
+		cg.freezeFile = nil
 	}
 	var first error
 	for _, d := range cg.dirs {

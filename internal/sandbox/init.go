@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -30,9 +31,16 @@ type initConfig struct {
 	UID      int      `json:"uid"`
 	GID      int      `json:"gid"`
 	NewMount bool     `json:"new_mount"`
-	NewPID   bool     `json:"new_pid"`
-	NewUTS   bool     `json:"new_uts"`
-	DropUser bool     `json:"drop_user"`
+	// Root is the empty directory the init builds the process's own root
+	// on (see buildRoot); empty: the host's root, with only Dir made
+	// read-only (where Mote cannot pivot: no mount namespace).
+	Root      string   `json:"root,omitempty"`
+	ReadOnly  []string `json:"read_only,omitempty"`
+	TmpSize   int64    `json:"tmp_size,omitempty"`
+	NewCgroup bool     `json:"new_cgroup,omitempty"`
+	NewPID    bool     `json:"new_pid"`
+	NewUTS    bool     `json:"new_uts"`
+	DropUser  bool     `json:"drop_user"`
 	// Files is how many descriptors after the config pipe (4, 5, …) the
 	// command gets, as 3, 4, ….
 	Files int `json:"files,omitempty"`
@@ -76,6 +84,9 @@ func initFail(code int, format string, args ...any) int {
 // runInit sets the sandbox up, starts the command and reaps until it has
 // exited, returning the command's exit code (128+signal when killed).
 func runInit() int {
+	// Namespaces entered with unshare belong to the calling thread: the
+	// command must be forked from that same thread.
+	runtime.LockOSThread()
 	os.Unsetenv(envInit)
 	f := os.NewFile(3, "mote-init-config")
 	var cfg initConfig
@@ -89,18 +100,20 @@ func runInit() int {
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 			return initFail(exitSetup, "make mounts private: %v", err)
 		}
-		// The function's directory is read-only to it.
-		if err := unix.Mount(cfg.Dir, cfg.Dir, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return initFail(exitSetup, "bind function dir: %v", err)
-		}
-		if err := unix.Mount("", cfg.Dir, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
-			return initFail(exitSetup, "make function dir read-only: %v", err)
-		}
-		if cfg.NewPID {
-			// A /proc of its own, so the function sees only its processes.
-			if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-				return initFail(exitSetup, "mount /proc: %v", err)
+		if cfg.Root != "" {
+			if err := buildRoot(cfg.Root, &cfg); err != nil {
+				return initFail(exitSetup, "build root: %v", err)
 			}
+		} else if err := setupSharedRoot(&cfg); err != nil {
+			return initFail(exitSetup, "%v", err)
+		}
+	}
+	if cfg.NewCgroup {
+		// The init is in its own cgroup by now (Start put it there before
+		// Exec handed over this config): that group becomes the root of
+		// what the process sees in /proc/self/cgroup.
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return initFail(exitSetup, "cgroup namespace: %v", err)
 		}
 	}
 	if cfg.NewUTS {
@@ -122,12 +135,17 @@ func runInit() int {
 		syscall.CloseOnExec(4 + i)
 		cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(uintptr(4+i), "mote-file"))
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// A session of its own: no controlling terminal to reach (and type
+	// into), and a process group the init can kill as one.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 	if cfg.DropUser {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(cfg.UID), Gid: uint32(cfg.GID), Groups: []uint32{}}
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	if err := harden(); err != nil {
+		return initFail(exitSetup, "harden: %v", err)
+	}
 	if err := cmd.Start(); err != nil {
 		return initFail(exitNotFound, "start %s: %v", cfg.Argv[0], err)
 	}
@@ -169,6 +187,24 @@ func runInit() int {
 		code = exitSetup
 	}
 	return code
+}
+
+// setupSharedRoot is the fallback without a root of the process's own
+// (Options.SharedRoot): the host's file system, with the function's
+// directory made read-only and a /proc of its own.
+func setupSharedRoot(cfg *initConfig) error {
+	if err := unix.Mount(cfg.Dir, cfg.Dir, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind function dir: %v", err)
+	}
+	if err := unix.Mount("", cfg.Dir, "", roFlags, ""); err != nil {
+		return fmt.Errorf("make function dir read-only: %v", err)
+	}
+	if cfg.NewPID {
+		if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			return fmt.Errorf("mount /proc: %v", err)
+		}
+	}
+	return nil
 }
 
 // resolve finds the executable for name as exec.LookPath would with the

@@ -1,6 +1,8 @@
-// Package sandbox runs a command as an unprivileged user in its own cgroup
-// (memory and pids limits, CPU accounting) and in new PID, mount, IPC, UTS
-// and network namespaces, and meters its CPU time from the kernel.
+// Package sandbox runs a command as a user of its own (one uid per live
+// process, from a reserved range) in its own cgroup (memory and pids
+// limits, CPU accounting, freezer), in new PID, mount, IPC, UTS, network
+// and cgroup namespaces, and in a read-only root of its own with a
+// private /tmp (see root.go); and meters its CPU time from the kernel.
 //
 // A process is started in two steps because cgroup v1 cannot clone a
 // child straight into a group: Start re-executes Mote's own binary as a
@@ -24,6 +26,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,6 +46,7 @@ var nsFlags = []struct {
 	{unix.CLONE_NEWIPC, "ipc"},
 	{unix.CLONE_NEWUTS, "uts"},
 	{unix.CLONE_NEWNET, "net"},
+	{unix.CLONE_NEWCGROUP, "cgroup"},
 }
 
 // RuntimeAPIAddr is where a process in its own network namespace finds
@@ -52,9 +56,17 @@ const RuntimeAPIAddr = "127.0.0.1:9001"
 // Config configures a Sandbox. The zero value gets defaults from New.
 type Config struct {
 	Logger *slog.Logger
-	// UID and GID run the command; 0 means 65534 (nobody). Mote never runs
-	// function code as root.
-	UID, GID int
+	// UIDBase and UIDCount reserve the range of user (and group) ids that
+	// sandboxed processes run as: each live process gets one of its own,
+	// so no two can signal, trace or read each other's files. Defaults:
+	// DefaultUIDBase and DefaultUIDCount. Mote never runs function code as
+	// root.
+	UIDBase, UIDCount int
+	// RootDir is an empty directory on which each process's own root is
+	// built (in its own mount namespace, so all can share it). Default:
+	// a directory "mote-sandbox-PID" in os.TempDir(), made at New and
+	// removed by Close.
+	RootDir string
 	// InitPath is the executable re-executed as the sandbox init; it must
 	// call MaybeRunInit first thing in main (or TestMain). Default: this
 	// process's own executable.
@@ -82,14 +94,14 @@ func (c *Config) Validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.UID == 0 {
-		c.UID = 65534
+	if c.UIDBase == 0 {
+		c.UIDBase = DefaultUIDBase
 	}
-	if c.GID == 0 {
-		c.GID = 65534
+	if c.UIDCount == 0 {
+		c.UIDCount = DefaultUIDCount
 	}
-	if c.UID < 0 || c.GID < 0 {
-		return fmt.Errorf("sandbox: uid and gid must be positive, got %d:%d", c.UID, c.GID)
+	if c.UIDBase < 1000 || c.UIDCount < 1 || int64(c.UIDBase)+int64(c.UIDCount) > 1<<31-1 {
+		return fmt.Errorf("sandbox: uid range %d+%d must lie within 1000..2^31-1", c.UIDBase, c.UIDCount)
 	}
 	if c.InitPath == "" {
 		p, err := os.Executable()
@@ -110,12 +122,22 @@ func (c *Config) Validate() error {
 	return c.validateEgress()
 }
 
+// Default range of user ids of sandboxed processes: high enough to meet
+// no account or subordinate-id range a distribution hands out.
+const (
+	DefaultUIDBase  = 2_000_000_000
+	DefaultUIDCount = 65536
+)
+
 // Sandbox starts sandboxed processes. It is safe for concurrent use.
 type Sandbox struct {
 	cfg   Config
 	log   *slog.Logger
 	h     hierarchy
 	flags uintptr
+	uids  *uidPool
+	root  string // mount point for each process's own root; "" without one
+	owned bool   // root was made by New, and is removed by Close
 	eg    *egress
 }
 
@@ -135,7 +157,7 @@ func New(cfg Config) (*Sandbox, error) {
 		// We are a sandbox's init that did not stop at MaybeRunInit.
 		return nil, ErrNoInitHook
 	}
-	s := &Sandbox{cfg: cfg, log: cfg.Logger, eg: newEgress(cfg)}
+	s := &Sandbox{cfg: cfg, log: cfg.Logger, uids: newUIDPool(cfg.UIDBase, cfg.UIDCount), eg: newEgress(cfg)}
 	if os.Geteuid() != 0 {
 		s.log.Warn("sandbox: not running as root: no cgroups, namespaces or user switch; functions run as this user")
 	} else {
@@ -144,9 +166,17 @@ func New(cfg Config) (*Sandbox, error) {
 		for _, n := range notes {
 			s.log.Warn("sandbox: " + n)
 		}
+		removeStale(s.log, s.h)
 		s.flags = s.probeNamespaces()
 		if s.flags&unix.CLONE_NEWNET != 0 {
 			s.eg.removeStale()
+		}
+		if s.flags&unix.CLONE_NEWNS != 0 {
+			if err := s.makeRootDir(); err != nil {
+				return nil, err
+			}
+		} else {
+			s.log.Warn("sandbox: no mount namespace: functions see the host's files (read-only code directory only)")
 		}
 	}
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -209,11 +239,27 @@ func (s *Sandbox) Controllers() map[string]string {
 	return m
 }
 
+// makeRootDir makes the mount point of processes' own roots.
+func (s *Sandbox) makeRootDir() error {
+	s.root = s.cfg.RootDir
+	if s.root == "" {
+		s.root = filepath.Join(os.TempDir(), stalePrefix+strconv.Itoa(os.Getpid()))
+		s.owned = true
+	}
+	if err := os.MkdirAll(s.root, 0o700); err != nil {
+		return fmt.Errorf("sandbox: root mount point: %w", err)
+	}
+	return nil
+}
+
 // Close removes Mote's parent cgroups and its egress table (cutting the
 // links of networked processes still running). Every Proc must be closed
 // first.
 func (s *Sandbox) Close() error {
 	first := s.eg.close()
+	if s.owned {
+		_ = os.Remove(s.root)
+	}
 	seen := map[string]bool{}
 	for _, p := range s.h.ctl {
 		if seen[p.dir] {
@@ -244,7 +290,17 @@ type Options struct {
 	// (a shared memory region, say). The caller keeps and closes its
 	// copies.
 	Files []*os.File
+	// ReadOnly are host paths the process sees read-only at the same path
+	// in its own root (SDKs, say); the directory passed to Exec always is.
+	ReadOnly []string
+	// TmpSize bounds the process's private /tmp and /dev/shm, each; its
+	// pages count against MemoryLimit. 0: MemoryLimit, or DefaultTmpSize
+	// without one.
+	TmpSize int64
 }
+
+// DefaultTmpSize bounds /tmp of a process without a memory limit.
+const DefaultTmpSize = 512 << 20
 
 // Proc is a sandboxed process: first its init, blocked until Exec.
 type Proc struct {
@@ -254,6 +310,9 @@ type Proc struct {
 	cg    *Cgroup  // nil without cgroups
 	flags uintptr
 	files int // Options.Files, passed on by the init
+	uid   int // its own user and group id; 0 when not dropping privileges
+	ro    []string
+	tmp   int64
 	done  chan struct{}
 	state *os.ProcessState
 
@@ -266,7 +325,13 @@ func (s *Sandbox) Start(o Options) (*Proc, error) {
 	if o.Name == "" || strings.ContainsAny(o.Name, "/.") {
 		return nil, fmt.Errorf("sandbox: bad process name %q", o.Name)
 	}
-	p := &Proc{s: s, flags: s.flags, done: make(chan struct{})}
+	p := &Proc{s: s, flags: s.flags, done: make(chan struct{}), ro: o.ReadOnly, tmp: o.TmpSize}
+	if p.tmp <= 0 {
+		p.tmp = o.MemoryLimit
+	}
+	if p.tmp <= 0 {
+		p.tmp = DefaultTmpSize
+	}
 	if o.Network && p.flags&unix.CLONE_NEWNET != 0 {
 		// It starts in a namespace made ready with its link out.
 		var err error
@@ -275,10 +340,19 @@ func (s *Sandbox) Start(o Options) (*Proc, error) {
 		}
 		p.flags &^= unix.CLONE_NEWNET
 	}
+	if os.Geteuid() == 0 {
+		uid, err := s.uids.get()
+		if err != nil {
+			p.removeCgroup()
+			return nil, err
+		}
+		p.uid = uid
+	}
 	if len(s.h.ctl) > 0 {
 		cg, err := s.h.newCgroup(o.Name, o.MemoryLimit, o.PidsLimit)
 		if err != nil {
 			p.removeCgroup()
+			s.uids.put(p.uid)
 			return nil, err
 		}
 		p.cg = cg
@@ -286,6 +360,7 @@ func (s *Sandbox) Start(o Options) (*Proc, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		p.removeCgroup()
+		s.uids.put(p.uid)
 		return nil, fmt.Errorf("sandbox: pipe: %w", err)
 	}
 	p.sync = w
@@ -298,7 +373,9 @@ func (s *Sandbox) Start(o Options) (*Proc, error) {
 	p.cmd.ExtraFiles = append([]*os.File{r}, o.Files...)
 	p.files = len(o.Files)
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: p.flags,
+		// The init enters a cgroup namespace itself, once it is in its
+		// own cgroup (see runInit).
+		Cloneflags: p.flags &^ unix.CLONE_NEWCGROUP,
 		Setpgid:    true,
 		// If Mote dies, so do its functions (and with them their PID
 		// namespaces).
@@ -309,6 +386,7 @@ func (s *Sandbox) Start(o Options) (*Proc, error) {
 	if err != nil {
 		w.Close()
 		p.removeCgroup()
+		s.uids.put(p.uid)
 		return nil, fmt.Errorf("sandbox: start init: %w", err)
 	}
 	go func() {
@@ -324,6 +402,14 @@ func (s *Sandbox) Start(o Options) (*Proc, error) {
 	}
 	return p, nil
 }
+
+// UID is the user and group id the process runs as (0 when Mote is not
+// root and runs it as itself).
+func (p *Proc) UID() int { return p.uid }
+
+// OwnRoot reports whether the process runs in a root of its own (see
+// buildRoot), where /tmp is private and host paths are not visible.
+func (p *Proc) OwnRoot() bool { return p.s.root != "" && p.flags&unix.CLONE_NEWNS != 0 }
 
 // Pid is the init's process id in Mote's PID namespace.
 func (p *Proc) Pid() int { return p.cmd.Process.Pid }
@@ -356,12 +442,18 @@ func (p *Proc) Exec(argv, env []string, dir string) error {
 		return errors.New("sandbox: empty command")
 	}
 	cfg := initConfig{
-		Argv: argv, Env: env, Dir: dir, UID: p.s.cfg.UID, GID: p.s.cfg.GID,
-		NewMount: p.flags&unix.CLONE_NEWNS != 0,
-		NewPID:   p.flags&unix.CLONE_NEWPID != 0,
-		NewUTS:   p.flags&unix.CLONE_NEWUTS != 0,
-		DropUser: os.Geteuid() == 0,
-		Files:    p.files,
+		Argv: argv, Env: env, Dir: dir, UID: p.uid, GID: p.uid,
+		NewMount:  p.flags&unix.CLONE_NEWNS != 0,
+		NewPID:    p.flags&unix.CLONE_NEWPID != 0,
+		NewUTS:    p.flags&unix.CLONE_NEWUTS != 0,
+		NewCgroup: p.flags&unix.CLONE_NEWCGROUP != 0,
+		DropUser:  p.uid != 0,
+		Files:     p.files,
+	}
+	if p.OwnRoot() {
+		cfg.Root = p.s.root
+		cfg.ReadOnly = append([]string{dir}, p.ro...)
+		cfg.TmpSize = p.tmp
 	}
 	b, err := json.Marshal(cfg)
 	if err != nil {
@@ -417,6 +509,23 @@ func (p *Proc) Memory() int64 {
 	return p.cg.MemoryUsage()
 }
 
+// Freeze stops every process of the sandbox until Thaw (see
+// Cgroup.Freeze); ErrNoFreezer without a cgroup freezer.
+func (p *Proc) Freeze() error {
+	if p.cg == nil {
+		return ErrNoFreezer
+	}
+	return p.cg.Freeze()
+}
+
+// Thaw undoes Freeze.
+func (p *Proc) Thaw() error {
+	if p.cg == nil {
+		return ErrNoFreezer
+	}
+	return p.cg.Thaw()
+}
+
 // Kill kills the whole process tree at once: the init (which, as PID 1 of
 // its namespace, takes every process in it along) and anything in the
 // cgroup.
@@ -441,7 +550,14 @@ func (p *Proc) Close() error {
 	p.Kill()
 	<-p.done
 	reapAdopted(members)
-	return p.removeCgroup()
+	err := p.removeCgroup()
+	if p.uid != 0 {
+		// Nothing runs as the uid any more (the cgroup was emptied), and
+		// nothing it wrote outlives it (its /tmp was a tmpfs of its own).
+		p.s.uids.put(p.uid)
+		p.uid = 0
+	}
+	return err
 }
 
 // removeCgroup removes the cgroup and lets the network namespace and its

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -74,8 +75,9 @@ func TestIdentityAndNamespaces(t *testing.T) {
 		name, got, want string
 		when            bool
 	}{
-		{"uid", lines[0], "65534", os.Geteuid() == 0},
-		{"gid", lines[1], "65534", os.Geteuid() == 0},
+		{"uid", lines[0], strconv.Itoa(p.UID()), os.Geteuid() == 0},
+		{"gid", lines[1], strconv.Itoa(p.UID()), os.Geteuid() == 0},
+		{"uid in the reserved range", boolStr(p.UID() >= DefaultUIDBase && p.UID() < DefaultUIDBase+DefaultUIDCount), "true", os.Geteuid() == 0},
 		{"hostname", lines[2], "mote", strings.Contains(ns, "uts")},
 		// /proc shows the namespace's processes only: init, its threads, sh, ls, grep.
 		{"few processes in /proc", boolStr(atoi(lines[4]) < 20), "true", strings.Contains(ns, "pid") && strings.Contains(ns, "mount")},

@@ -202,6 +202,14 @@ func runTestFunction(name string) int {
 				started++
 			}
 			c.respond(id, []byte(fmt.Sprintf(`{"started":%d,"failed":%d}`, started, failed)))
+		case "background":
+			// Work left running after the answer (issue 10, finding 6).
+			go func() {
+				for n := 0; ; n++ {
+					_ = n * n
+				}
+			}()
+			c.respond(id, []byte(`"ok"`))
 		case "orphan":
 			// sh exits at once; its background sleep is orphaned.
 			_ = exec.Command("sh", "-c", "sleep 43.5 &").Run()

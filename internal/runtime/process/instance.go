@@ -43,6 +43,14 @@ type instance struct {
 
 	oomSeen uint64 // OOM kills counted so far; read on failures only
 
+	// Freezing between invocations (see Runtime.freezeIdle). fz orders a
+	// freeze against the next invocation's thaw: the freezer freezes only
+	// an instance that is not busy, under fz; Invoke marks it busy first,
+	// then thaws under fz.
+	fz        sync.Mutex
+	frozen    bool
+	idleSince atomic.Int64 // when the last invocation ended, in Runtime.since units
+
 	readyOnce, closeOnce sync.Once
 }
 
@@ -93,22 +101,13 @@ func (m *module) NewInstance(ctx context.Context) (runtime.Instance, error) {
 		_ = in.Close(context.Background())
 		return nil, err
 	}
+	in.idleSince.Store(rt.since())
 	in.reusable.Store(true)
 	return in, nil
 }
 
 func (in *instance) start(ctx context.Context) error {
 	cfg := in.m.rt.cfg
-	tmp := filepath.Join(in.dir, "tmp")
-	if err := os.MkdirAll(tmp, 0o700); err != nil {
-		return errs.Wrap(errs.Internal, err, "process: create instance dir")
-	}
-	_ = os.Chmod(in.dir, 0o711)
-	if os.Geteuid() == 0 {
-		if err := os.Chown(tmp, cfg.UID, cfg.GID); err != nil {
-			return errs.Wrap(errs.Internal, err, "process: chown instance dir")
-		}
-	}
 	var err error
 	in.out, err = newOutput(in)
 	if err != nil {
@@ -121,6 +120,7 @@ func (in *instance) start(ctx context.Context) error {
 		Network:     in.m.spec.Network,
 		Stdout:      in.out.stdoutW,
 		Stderr:      in.out.stderrW,
+		ReadOnly:    in.m.rt.readOnly,
 	}
 	// Without a region the Go SDK uses the channel over the socket alone.
 	if in.shm, err = newShmRegion(); err != nil {
@@ -138,6 +138,10 @@ func (in *instance) start(ctx context.Context) error {
 		return errs.Wrap(errs.Internal, err, "process: start sandbox")
 	}
 	in.out.start()
+	tmp, err := in.tmpDir()
+	if err != nil {
+		return err
+	}
 	ln, err := in.proc.Listen()
 	if err != nil {
 		return errs.Wrap(errs.Internal, err, "process: runtime api listener")
@@ -170,6 +174,26 @@ func (in *instance) start(ctx context.Context) error {
 	}
 }
 
+// tmpDir returns the instance's TMPDIR: /tmp in a root of its own, where
+// it is private; else a directory of Mote's that only the instance's user
+// may enter.
+func (in *instance) tmpDir() (string, error) {
+	if in.proc.OwnRoot() {
+		return "/tmp", nil
+	}
+	tmp := filepath.Join(in.dir, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return "", errs.Wrap(errs.Internal, err, "process: create instance dir")
+	}
+	_ = os.Chmod(in.dir, 0o711)
+	if uid := in.proc.UID(); uid != 0 {
+		if err := os.Chown(tmp, uid, uid); err != nil {
+			return "", errs.Wrap(errs.Internal, err, "process: chown instance dir")
+		}
+	}
+	return tmp, nil
+}
+
 // initError builds the init_error for a failed cold start, with the tail
 // of the function's output, which usually says why.
 func (in *instance) initError(what string) error {
@@ -196,7 +220,8 @@ func (in *instance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Resu
 	if !in.busy.CompareAndSwap(false, true) {
 		return runtime.Result{}, runtime.Usage{}, errs.E(errs.Conflict, "process: instance is busy with another invocation")
 	}
-	defer in.busy.Store(false)
+	defer in.idle()
+	in.thaw()
 
 	deadline := ev.Deadline
 	if deadline.IsZero() {
@@ -269,6 +294,49 @@ func (in *instance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Resu
 	in.out.drain(c)
 	in.out.setCall(nil)
 	return runtime.Result{Output: c.output}, u, err
+}
+
+// idle marks the instance free, and when, for the freezer.
+func (in *instance) idle() {
+	in.idleSince.Store(in.m.rt.since())
+	in.busy.Store(false)
+}
+
+// thaw lets a frozen instance run again; the caller has marked it busy.
+func (in *instance) thaw() {
+	in.fz.Lock()
+	if in.frozen {
+		if err := in.proc.Thaw(); err != nil {
+			in.log.Warn("process: thaw", "err", err)
+		}
+		in.frozen = false
+	}
+	in.fz.Unlock()
+}
+
+// isFrozen reports whether the instance is frozen.
+func (in *instance) isFrozen() bool {
+	in.fz.Lock()
+	defer in.fz.Unlock()
+	return in.frozen
+}
+
+// freezeIfIdle freezes the instance if it is warm and has been idle since
+// before cutoff, and reports whether it did.
+func (in *instance) freezeIfIdle(cutoff int64) bool {
+	if in.busy.Load() || !in.reusable.Load() || in.idleSince.Load() > cutoff {
+		return false
+	}
+	in.fz.Lock()
+	defer in.fz.Unlock()
+	if in.frozen || in.busy.Load() {
+		return false
+	}
+	if err := in.proc.Freeze(); err != nil {
+		return false
+	}
+	in.frozen = true
+	return true
 }
 
 // invokeNext hands c to the function's waiting GET …/next and waits for

@@ -81,7 +81,7 @@ func langSpec(t testing.TB, lang string) runtime.Spec {
 		needInterpreter(t, "node")
 		// The example imports "mote": give it the SDK as mote serve does,
 		// extracted in a directory above the function's.
-		sdkRoot, err := os.MkdirTemp("", "mote-node-example-*") // reachable by the function user
+		sdkRoot, err := os.MkdirTemp(fnDir, "node-example-*") // granted to functions by newRuntime
 		if err != nil {
 			t.Fatal(err)
 		}

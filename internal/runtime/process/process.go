@@ -37,16 +37,22 @@ const (
 	DefaultTimeout     = 30 * time.Second
 	DefaultInitTimeout = 10 * time.Second
 	DefaultPidsLimit   = 64
+	DefaultFreezeAfter = 5 * time.Millisecond
 	DefaultMaxResponse = 6 << 20 // AWS Lambda's synchronous response limit
 	DefaultPath        = "/usr/local/bin:/usr/bin:/bin"
 	DefaultRegion      = "us-east-1"
 )
 
+// baseDirPrefix names the default BaseDir, "mote-process-PID".
+const baseDirPrefix = "mote-process-"
+
 // Config configures the process runtime. The zero value gets defaults
 // from Validate.
 type Config struct {
 	// BaseDir holds each instance's private writable directory (its TMPDIR
-	// and HOME). Default: a directory under os.TempDir.
+	// and HOME) where the sandbox cannot give an instance a root of its
+	// own, whose /tmp is used instead. Default: a directory under
+	// os.TempDir.
 	BaseDir string
 	Logger  *slog.Logger
 	// DefaultMemoryLimit applies when a spec sets none (bytes).
@@ -57,10 +63,21 @@ type Config struct {
 	// InitTimeout bounds a cold start: start to the first request for an
 	// event.
 	InitTimeout time.Duration
+	// FreezeAfter is how long an instance may stay idle between
+	// invocations before its processes are frozen (cgroup freezer, as
+	// AWS Lambda does), so that what a function leaves running after it
+	// answers stops within this much time; thawed by the next invocation.
+	// Default DefaultFreezeAfter; negative: never freeze.
+	FreezeAfter time.Duration
 	// PidsLimit caps the processes and threads of one instance.
 	PidsLimit int64
-	// UID and GID run function code; 0 means 65534 (nobody).
-	UID, GID int
+	// UIDBase and UIDCount reserve the user ids instances run as, one per
+	// live instance (see sandbox.Config); 0: the sandbox's defaults.
+	UIDBase, UIDCount int
+	// ReadOnly are host paths every instance sees read-only at the same
+	// path in its own root, besides its code and the SDKs: an operator's
+	// shared libraries, say. Functions cannot add to it.
+	ReadOnly []string
 	// InitPath is the executable re-executed as the sandbox init; it must
 	// call sandbox.MaybeRunInit first. Default: os.Executable().
 	InitPath string
@@ -84,7 +101,7 @@ func (c *Config) Validate() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.BaseDir == "" {
-		c.BaseDir = filepath.Join(os.TempDir(), "mote-process-"+strconv.Itoa(os.Getpid()))
+		c.BaseDir = filepath.Join(os.TempDir(), baseDirPrefix+strconv.Itoa(os.Getpid()))
 	}
 	if c.DefaultMemoryLimit == 0 {
 		c.DefaultMemoryLimit = DefaultMemoryLimit
@@ -98,11 +115,8 @@ func (c *Config) Validate() error {
 	if c.PidsLimit == 0 {
 		c.PidsLimit = DefaultPidsLimit
 	}
-	if c.UID == 0 {
-		c.UID = 65534
-	}
-	if c.GID == 0 {
-		c.GID = 65534
+	if c.FreezeAfter == 0 {
+		c.FreezeAfter = DefaultFreezeAfter
 	}
 	if c.Path == "" {
 		c.Path = DefaultPath
@@ -120,8 +134,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("process: timeouts must be positive")
 	case c.PidsLimit < 4:
 		return fmt.Errorf("process: pids limit %d is below 4", c.PidsLimit)
-	case c.UID < 0 || c.GID < 0:
-		return fmt.Errorf("process: uid and gid must be positive")
+	case c.UIDBase < 0 || c.UIDCount < 0:
+		return fmt.Errorf("process: uid range must be positive")
 	case c.MaxResponse < 1024:
 		return fmt.Errorf("process: max response %d is below 1 KiB", c.MaxResponse)
 	}
@@ -134,11 +148,50 @@ type Runtime struct {
 	log  *slog.Logger
 	sb   *sandbox.Sandbox
 	sdks *SDKs // extracted SDKs, or nil
-	seq  atomic.Uint64
+	// readOnly are the host paths every instance sees besides its code:
+	// Config.ReadOnly and the SDKs.
+	readOnly []string
+	seq      atomic.Uint64
 
 	mu     sync.Mutex
 	live   map[*instance]struct{}
 	closed bool
+
+	epoch time.Time     // since's zero
+	stop  chan struct{} // closed by Close: ends freezeLoop
+	wg    sync.WaitGroup
+}
+
+// since is the monotonic time since the runtime started, in nanoseconds.
+func (r *Runtime) since() int64 { return int64(time.Since(r.epoch)) }
+
+// freezeLoop freezes instances idle for longer than FreezeAfter, checking
+// every half of it. A freeze costs nothing on the warm path of an
+// instance kept busy; the next invocation of a frozen one thaws it.
+func (r *Runtime) freezeLoop() {
+	defer r.wg.Done()
+	every := max(r.cfg.FreezeAfter/2, time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var batch []*instance
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+		cutoff := r.since() - int64(r.cfg.FreezeAfter)
+		r.mu.Lock()
+		batch = batch[:0]
+		for in := range r.live {
+			batch = append(batch, in)
+		}
+		r.mu.Unlock()
+		for _, in := range batch {
+			in.freezeIfIdle(cutoff)
+		}
+		clear(batch)
+	}
 }
 
 var (
@@ -154,16 +207,19 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// Instance directories of a Mote killed before it could remove them.
+	sandbox.RemoveStaleDirs(cfg.Logger, os.TempDir(), baseDirPrefix)
 	if err := os.MkdirAll(cfg.BaseDir, 0o711); err != nil {
 		return nil, fmt.Errorf("process: create base dir: %w", err)
 	}
 	// The unprivileged user must reach its instance directory.
 	_ = os.Chmod(cfg.BaseDir, 0o711)
-	sb, err := sandbox.New(sandbox.Config{Logger: cfg.Logger, UID: cfg.UID, GID: cfg.GID, InitPath: cfg.InitPath})
+	sb, err := sandbox.New(sandbox.Config{Logger: cfg.Logger, UIDBase: cfg.UIDBase, UIDCount: cfg.UIDCount, InitPath: cfg.InitPath})
 	if err != nil {
 		return nil, err
 	}
-	r := &Runtime{cfg: cfg, log: cfg.Logger, sb: sb, live: map[*instance]struct{}{}}
+	r := &Runtime{cfg: cfg, log: cfg.Logger, sb: sb, live: map[*instance]struct{}{}, epoch: time.Now(), stop: make(chan struct{})}
+	r.readOnly = append(r.readOnly, cfg.ReadOnly...)
 	if cfg.SDKRoot != "" {
 		sdks, err := ExtractSDKs(cfg.SDKRoot)
 		if err != nil {
@@ -171,6 +227,11 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 			return nil, fmt.Errorf("process: extract SDKs: %w", err)
 		}
 		r.sdks = &sdks
+		r.readOnly = append(r.readOnly, sdks.PythonPath(), filepath.Dir(sdks.JSDir()))
+	}
+	if cfg.FreezeAfter > 0 && sb.Controllers()["freezer"] != "" {
+		r.wg.Add(1)
+		go r.freezeLoop()
 	}
 	return r, nil
 }
@@ -238,6 +299,9 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 // Close closes every live instance and releases the sandbox's cgroups.
 func (r *Runtime) Close(ctx context.Context) error {
 	r.mu.Lock()
+	if !r.closed {
+		close(r.stop)
+	}
 	r.closed = true
 	live := make([]*instance, 0, len(r.live))
 	for in := range r.live {
@@ -247,6 +311,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 	for _, in := range live {
 		_ = in.Close(ctx)
 	}
+	r.wg.Wait()
 	err := r.sb.Close()
 	_ = os.Remove(r.cfg.BaseDir)
 	return err
