@@ -24,6 +24,7 @@ const (
 	PrefixRegistry = "r/" // function registry (internal/registry)
 	PrefixFlow     = "f/" // call trees, async queue, dead letters, journal (internal/flow)
 	PrefixUsage    = "u/" // usage ledger per function per hour (internal/meter)
+	PrefixAuth     = "a/" // API keys and the audit log (internal/auth)
 
 	// The BaaS layer's prefixes (internal/store kv.go, objects.go,
 	// ephemeral.go, coord.go).
@@ -193,6 +194,31 @@ func (db *DB) Scan(prefix []byte, fn func(key, value []byte) bool) error {
 		return err
 	}
 	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return err
+		}
+		if !fn(it.Key(), v) {
+			break
+		}
+	}
+	return it.Close()
+}
+
+// Range calls fn for every key in [lower, upper), in key order or, with
+// reverse, in reverse key order, until fn returns false. key and value are
+// only valid during the call.
+func (db *DB) Range(lower, upper []byte, reverse bool, fn func(key, value []byte) bool) error {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	first, next := it.First, it.Next
+	if reverse {
+		first, next = it.Last, it.Prev
+	}
+	for first(); it.Valid(); next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			it.Close()
