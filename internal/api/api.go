@@ -8,7 +8,6 @@ package api
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mote-run/mote/internal/auth"
 	"github.com/mote-run/mote/internal/baas"
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/logs"
@@ -31,8 +31,8 @@ import (
 type Config struct {
 	System *system.System
 	Logger *slog.Logger
-	// Token, if set, is the admin bearer token every request except
-	// /healthz must carry.
+	// Token, if set, is the admin bearer token: the bootstrap credential,
+	// with every right. API keys (System.Keys) carry scoped rights.
 	Token string
 }
 
@@ -41,6 +41,8 @@ type Server struct {
 	sys     *system.System
 	log     *slog.Logger
 	token   []byte
+	keys    *auth.Keys
+	audit   *auth.Audit
 	mux     *http.ServeMux
 	metrics *metrics
 }
@@ -50,39 +52,60 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{sys: cfg.System, log: cfg.Logger, mux: http.NewServeMux(), metrics: newMetrics(cfg.System)}
+	s := &Server{
+		sys: cfg.System, log: cfg.Logger, mux: http.NewServeMux(), metrics: newMetrics(cfg.System),
+		keys: cfg.System.Keys(), audit: cfg.System.Audit(),
+	}
 	if cfg.Token != "" {
 		s.token = []byte(cfg.Token)
 	}
 	h := func(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
 		return handler(fn)
 	}
-	s.mux.Handle("GET /healthz", h(func(w http.ResponseWriter, r *http.Request) error {
+	// The route table: each route with the scope it needs and, for a
+	// management action, what the audit log calls it.
+	none := audited{}
+	public, admin, deploy, metrics := fixed(auth.Public), fixed(auth.Admin), fixed(auth.Deploy), fixed(auth.Metrics)
+	s.handle("GET /healthz", public, none, h(func(w http.ResponseWriter, r *http.Request) error {
 		_, err := io.WriteString(w, "ok\n")
 		return err
 	}))
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
-	s.mux.Handle("GET /v1/functions", h(s.listFunctions))
-	s.mux.Handle("PUT /v1/functions/{name}", h(s.deploy))
-	s.mux.Handle("POST /v1/functions/{name}", h(s.deploy))
-	s.mux.Handle("GET /v1/functions/{name}", h(s.getFunction))
-	s.mux.Handle("DELETE /v1/functions/{name}", h(s.removeFunction))
-	s.mux.Handle("POST /v1/functions/{name}/rollback", h(s.rollback))
-	s.mux.Handle("GET /v1/functions/{name}/logs", h(s.logs))
-	s.mux.Handle("/fn/{name}", h(s.invoke))
-	s.mux.Handle("/fn/{name}/{path...}", h(s.invoke))
-	s.mux.Handle(lambdaInvokePattern, h(s.lambdaInvoke))
+	s.handle("GET /metrics", metrics, none, promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	s.handle("GET /v1/functions", deploy, none, h(s.listFunctions))
+	s.handle("PUT /v1/functions/{name}", deploy, audited{"function.deploy", "name"}, h(s.deploy))
+	s.handle("POST /v1/functions/{name}", deploy, audited{"function.deploy", "name"}, h(s.deploy))
+	s.handle("GET /v1/functions/{name}", deploy, none, h(s.getFunction))
+	s.handle("DELETE /v1/functions/{name}", deploy, audited{"function.delete", "name"}, h(s.removeFunction))
+	s.handle("POST /v1/functions/{name}/rollback", deploy, audited{"function.rollback", "name"}, h(s.rollback))
+	s.handle("GET /v1/functions/{name}/logs", deploy, none, h(s.logs))
+	s.handle("/fn/{name}", invokeNeed, none, h(s.invoke))
+	s.handle("/fn/{name}/{path...}", invokeNeed, none, h(s.invoke))
+	s.handle(lambdaInvokePattern, invokeNeed, none, h(s.lambdaInvoke))
+	s.handle("GET /v1/keys", admin, none, h(s.listKeys))
+	s.handle("POST /v1/keys", admin, audited{"key.create", ""}, h(s.createKey))
+	s.handle("DELETE /v1/keys/{id}", admin, audited{"key.revoke", "id"}, h(s.revokeKey))
+	s.handle("GET /v1/audit", admin, none, h(s.listAudit))
 	// Call trees, dead letters and usage come from the flow engine;
 	// storage and coordination from the BaaS layer.
 	fl := cfg.System.Flow().Handler()
-	for _, pattern := range []string{"GET /v1/invocations/{id}", "GET /v1/dlq", "POST /v1/dlq/{id}/redrive", "GET /v1/usage"} {
-		s.mux.Handle(pattern, fl)
+	for _, pattern := range []string{"GET /v1/invocations/{id}", "GET /v1/dlq", "GET /v1/usage"} {
+		s.handle(pattern, deploy, none, fl)
 	}
+	s.handle("POST /v1/dlq/{id}/redrive", deploy, audited{"dlq.redrive", "id"}, fl)
 	bs := cfg.System.BaaS().Handler()
 	for _, prefix := range baas.HTTPPrefixes {
-		s.mux.Handle(prefix, bs)
+		switch prefix {
+		case "/v1/scopes/":
+			s.handle(prefix, admin, none, bs)
+		case "/v1/baas/":
+			s.handle(prefix, metrics, none, bs)
+		default: // a bucket's routes
+			s.handle(prefix+"{bucket}", bucketNeed, none, bs)
+			s.handle(prefix+"{bucket}/{rest...}", bucketNeed, none, bs)
+			s.handle(prefix, admin, none, bs) // no bucket: BaaS answers 404
+		}
 	}
-	s.mux.Handle("/", h(func(w http.ResponseWriter, r *http.Request) error {
+	s.handle("/", public, none, h(func(w http.ResponseWriter, r *http.Request) error {
 		return errs.E(errs.NotFound, "no route for %s %s", r.Method, r.URL.Path)
 	}))
 	return s
@@ -90,25 +113,26 @@ func New(cfg Config) *Server {
 
 // ServeHTTP authenticates and routes a request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.token != nil && r.URL.Path != "/healthz" && !s.authorized(r) {
+	p, err := s.authenticate(r)
+	if err != nil && r.URL.Path != "/healthz" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="mote"`)
-		errs.WriteHTTP(w, errs.E(errs.Unauthorized, "missing or invalid bearer token"))
+		errs.WriteHTTP(w, err)
 		return
 	}
 	// Invocations, the hot path, skip the mux's matching (and the
-	// allocations of its path values) when their path is plain.
+	// allocations of its path values and the request's context) when
+	// their path is plain.
 	if name, ok := fnName(r); ok {
+		if n := (auth.Need{Right: auth.Invoke, Target: name}); !p.Allows(n) {
+			errs.WriteHTTP(w, refuse(p, n))
+			return
+		}
 		if err := s.invokeFn(w, r, name); err != nil {
 			errs.WriteHTTP(w, err)
 		}
 		return
 	}
-	s.mux.ServeHTTP(w, r)
-}
-
-func (s *Server) authorized(r *http.Request) bool {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), s.token) == 1
+	s.mux.ServeHTTP(w, r.WithContext(auth.NewContext(r.Context(), p)))
 }
 
 // handler adapts a handler that returns an error.

@@ -20,7 +20,7 @@ import (
 // BenchmarkGatewayInvoke is the gateway's own cost around a warm reactor:
 // routing, body, headers, metrics (no sockets: ServeHTTP on a recorder).
 func BenchmarkGatewayInvoke(b *testing.B) {
-	gw := helloGateway(b)
+	gw, _ := helloGateway(b)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -37,13 +37,30 @@ func BenchmarkGatewayInvoke(b *testing.B) {
 // loopback connection, through /fn and through the AWS Lambda Invoke
 // API's route, each on the fast listener and on plain net/http (same
 // gateway, same function and event); the client's own cost is in all.
+//
+// The -key variants send an API key allowed to invoke the function to a
+// gateway that has an admin token and keys, so each request's key is
+// checked (the others run on a gateway open to local callers).
 func BenchmarkGatewayLoopback(b *testing.B) {
-	gw := helloGateway(b)
+	gw, _ := helloGateway(b)
 	fn := []byte(post("/fn/hello", "x"))
 	lambda := []byte(post(lambdaPath("hello"), "x"))
+	// Another system: one with a key is no longer open to local callers.
+	_, sys := helloGateway(b)
+	_, tok, err := sys.Keys().Create("bench", []string{"invoke:hello"}, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	keyed := api.New(api.Config{System: sys, Token: "0123456789abcdef-admin"})
+	auth := "Authorization: Bearer " + tok
+	fnKey := []byte(post("/fn/hello", "x", auth))
+	lambdaKey := []byte(post(lambdaPath("hello"), "x", auth))
 	b.Run("fn-fast", func(b *testing.B) { benchLoopback(b, gw, true, fn) })
+	b.Run("fn-fast-key", func(b *testing.B) { benchLoopback(b, keyed, true, fnKey) })
 	b.Run("fn-net-http", func(b *testing.B) { benchLoopback(b, gw, false, fn) })
+	b.Run("fn-net-http-key", func(b *testing.B) { benchLoopback(b, keyed, false, fnKey) })
 	b.Run("lambda-fast", func(b *testing.B) { benchLoopback(b, gw, true, lambda) })
+	b.Run("lambda-fast-key", func(b *testing.B) { benchLoopback(b, keyed, true, lambdaKey) })
 	b.Run("lambda-net-http", func(b *testing.B) { benchLoopback(b, gw, false, lambda) })
 }
 
@@ -95,8 +112,9 @@ func benchLoopback(b *testing.B, gw *api.Server, fast bool, req []byte) {
 }
 
 // helloGateway is a gateway over a system serving examples/hello-reactor
-// as "hello", for the benchmarks; the system shuts down with b.
-func helloGateway(b *testing.B) *api.Server {
+// as "hello", and its system, for the benchmarks; the system shuts down
+// with b.
+func helloGateway(b *testing.B) (*api.Server, *system.System) {
 	b.Helper()
 	ctx := context.Background()
 	sys := openSystem(b, system.Config{DataDir: b.TempDir()})
@@ -105,5 +123,5 @@ func helloGateway(b *testing.B) *api.Server {
 	if _, err := sys.Deploy(ctx, "hello", registry.Config{}, bytes.NewReader(mod)); err != nil {
 		b.Fatal(err)
 	}
-	return api.New(api.Config{System: sys})
+	return api.New(api.Config{System: sys}), sys
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"net"
 	"net/http"
@@ -362,16 +361,22 @@ func (c *fastConn) readRequest() (fastRequest, readVerdict) {
 		}
 	}
 	buf, _ := c.br.Peek(end)
-	h, ok := parseFastHeader(buf, c.l.maxPayload, c.l.s.token)
+	h, ok := parseFastHeader(buf, c.l.maxPayload)
 	n := h.length
 	if !ok || end+n > fastBufSize {
+		return fastRequest{}, readHandoff
+	}
+	// As ServeHTTP: a request without a credential that allows it is
+	// net/http's, which answers 401 or 403.
+	name := c.intern(h.name)
+	if !c.l.s.fastInvokeAllowed(h.auth, name) {
 		return fastRequest{}, readHandoff
 	}
 	if v := c.fill(end + n); v != readOK {
 		return fastRequest{}, v
 	}
 	buf, _ = c.br.Peek(end + n)
-	req := fastRequest{name: c.intern(h.name), payload: bytes.Clone(buf[end:]), lambda: h.lambda}
+	req := fastRequest{name: name, payload: bytes.Clone(buf[end:]), lambda: h.lambda}
 	if req.payload == nil {
 		req.payload = []byte{}
 	}
@@ -426,13 +431,15 @@ type fastHeader struct {
 	name   []byte // the function's
 	lambda bool   // the Lambda Invoke API's route, not /fn/
 	length int    // the body's
+	auth   []byte // the Authorization header's value; nil when absent
 }
 
 // parseFastHeader checks that a request's header block (ending in CRLF
 // CRLF) has the fast path's shape, with a body of at most maxPayload bytes
-// and, when token is set, that token as its bearer token. Any doubt
-// answers ok=false: net/http then serves the request.
-func parseFastHeader(b []byte, maxPayload int64, token []byte) (h fastHeader, ok bool) {
+// and at most one Authorization header, whose value it returns for the
+// caller to check (fastInvokeAllowed). Any doubt answers ok=false:
+// net/http then serves the request.
+func parseFastHeader(b []byte, maxPayload int64) (h fastHeader, ok bool) {
 	line, rest, _ := bytes.Cut(b, []byte("\r\n"))
 	target, found := bytes.CutPrefix(line, []byte("POST "))
 	if !found {
@@ -446,9 +453,8 @@ func parseFastHeader(b []byte, maxPayload int64, token []byte) (h fastHeader, ok
 	if !ok {
 		return fastHeader{}, false
 	}
-	hosts, lengths, invTypes := 0, 0, 0
+	hosts, lengths, invTypes, auths := 0, 0, 0, 0
 	h.length = -1
-	var auth []byte
 	for {
 		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
 		if len(line) == 0 {
@@ -478,10 +484,13 @@ func parseFastHeader(b []byte, maxPayload int64, token []byte) (h fastHeader, ok
 				return fastHeader{}, false
 			}
 		case httpwire.EqualFold(key, "authorization"):
-			if auth != nil {
+			// Counted, not tested for nil: an empty value trims to nil,
+			// and net/http would read that first one.
+			auths++
+			if auths > 1 {
 				return fastHeader{}, false
 			}
-			auth = val
+			h.auth = val
 		case h.lambda && httpwire.EqualFold(key, headerLambdaInvocationType):
 			// Only a synchronous invocation, said once: Event and
 			// DryRun (and anything else) are net/http's.
@@ -497,13 +506,6 @@ func parseFastHeader(b []byte, maxPayload int64, token []byte) (h fastHeader, ok
 	}
 	if hosts != 1 || lengths != 1 || int64(h.length) > maxPayload {
 		return fastHeader{}, false
-	}
-	if tok := token; tok != nil {
-		// As authorized: a failure goes to net/http, which answers 401.
-		got, found := bytes.CutPrefix(auth, []byte("Bearer "))
-		if !found || subtle.ConstantTimeCompare(bytes.TrimSpace(got), tok) != 1 {
-			return fastHeader{}, false
-		}
 	}
 	return h, true
 }

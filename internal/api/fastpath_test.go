@@ -332,10 +332,26 @@ func TestFastPathAnswersAsNetHTTP(t *testing.T) {
 }
 
 // With a token set, a missing or wrong one is answered 401 (by net/http)
-// and a right one is served (by the fast path), on both invocation routes.
+// and a right one is served (by the fast path), on both invocation routes;
+// an API key allowed to invoke the function is served by the fast path, a
+// key without that scope gets net/http's 403, a revoked or expired one its
+// 401.
 func TestFastPathToken(t *testing.T) {
 	const token = "0123456789abcdef0123"
 	p := startPair(t, token, api.FastConfig{})
+	keys := p.sys.Keys()
+	key := func(ttl time.Duration, scope string) string {
+		_, tok, err := keys.Create("", []string{scope}, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	allowed, glob, other, deploy := key(0, "invoke:g"), key(0, "invoke:*"), key(0, "invoke:h"), key(0, "deploy")
+	expired, revoked := key(time.Nanosecond, "invoke:g"), key(0, "invoke:g")
+	if _, err := keys.Revoke(strings.Split(revoked, "_")[1]); err != nil {
+		t.Fatal(err)
+	}
 	for _, path := range []string{"/fn/g", lambdaPath("g")} {
 		for _, tc := range []struct {
 			name, auth, status string
@@ -346,6 +362,14 @@ func TestFastPathToken(t *testing.T) {
 			{"AWS signature", "Authorization: AWS4-HMAC-SHA256 Credential=mote/20261126/us-east-1/lambda/aws4_request", "401 Unauthorized"},
 			{"right", "Authorization: Bearer " + token, "200 OK"},
 			{"right, padded", "Authorization: Bearer  " + token + " ", "200 OK"},
+			{"empty, then right", "Authorization:\r\nAuthorization: Bearer " + token, "401 Unauthorized"},
+			{"key", "Authorization: Bearer " + allowed, "200 OK"},
+			{"key for every function", "Authorization: Bearer " + glob, "200 OK"},
+			{"key for another function", "Authorization: Bearer " + other, "403 Forbidden"},
+			{"deploy key", "Authorization: Bearer " + deploy, "403 Forbidden"},
+			{"expired key", "Authorization: Bearer " + expired, "401 Unauthorized"},
+			{"revoked key", "Authorization: Bearer " + revoked, "401 Unauthorized"},
+			{"key, wrong secret", "Authorization: Bearer " + allowed[:len(allowed)-1], "401 Unauthorized"},
 		} {
 			t.Run(path+" "+tc.name, func(t *testing.T) {
 				var raw string

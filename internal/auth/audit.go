@@ -171,3 +171,13 @@ func (a *Audit) List(since time.Time, limit int) ([]Entry, error) {
 	}
 	return out, err
 }
+
+// NewEntry is the entry for an action p took on target, answered with
+// status, from the client at address client.
+func NewEntry(p Principal, action, target string, status int, client string) Entry {
+	e := Entry{Who: p.Who(), Action: action, Target: target, Status: status, Client: client}
+	if k := p.Key(); k != nil {
+		e.KeyID, e.KeyName = k.ID, k.Name
+	}
+	return e
+}

@@ -150,7 +150,7 @@ func (k *Keys) Create(name string, scopes []string, ttl time.Duration) (Key, str
 	if ttl < 0 {
 		return Key{}, "", errs.E(errs.BadRequest, "expiry must not be negative")
 	}
-	key := Key{Name: name, Created: k.now().UTC().Truncate(time.Second)}
+	key := Key{Name: name, Created: k.now().UTC()}
 	for _, s := range scopes {
 		sc, err := ParseScope(s)
 		if err != nil {

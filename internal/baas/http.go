@@ -14,7 +14,7 @@ import (
 )
 
 // HTTPPrefixes are the path prefixes Handler serves; the gateway routes
-// them to it (behind admin authentication).
+// them to it, behind its authentication and a bucket scope check.
 var HTTPPrefixes = []string{"/v1/kv/", "/v1/objects/", "/v1/counters/", "/v1/queues/", "/v1/signals/", "/v1/scopes/", "/v1/baas/"}
 
 // Handler returns the public HTTP API of the BaaS layer (docs/storage.md

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mote-run/mote/internal/auth"
 	"github.com/mote-run/mote/internal/baas"
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/flow"
@@ -104,6 +105,8 @@ type System struct {
 	baas  *baas.Service
 	flow  *flow.Engine
 	usage *meter.Ledger
+	keys  *auth.Keys
+	audit *auth.Audit
 
 	// fns is the active version of every function, by name: a map that
 	// is never changed once published, replaced whole under fnsMu by
@@ -147,6 +150,10 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 	}
 	s.fns.Store(&map[string]*active{})
 	if err := s.openServices(); err != nil {
+		s.Shutdown(ctx)
+		return nil, err
+	}
+	if err := s.openAuth(); err != nil {
 		s.Shutdown(ctx)
 		return nil, err
 	}
@@ -197,6 +204,23 @@ func (s *System) openServices() error {
 	})
 	return err
 }
+
+// openAuth loads the API keys and opens the audit log.
+func (s *System) openAuth() error {
+	var err error
+	if s.keys, err = auth.OpenKeys(s.db, auth.KeysConfig{}); err != nil {
+		return err
+	}
+	s.audit, err = auth.OpenAudit(s.db, auth.AuditConfig{Logger: s.log.With("part", "audit")})
+	return err
+}
+
+// Keys returns the API keys.
+func (s *System) Keys() *auth.Keys { return s.keys }
+
+// Audit returns the audit log of management actions: every part that
+// changes what the platform runs or who may reach it records there.
+func (s *System) Audit() *auth.Audit { return s.audit }
 
 // Flow returns the flow engine (call trees, dead letters, usage routes).
 func (s *System) Flow() *flow.Engine { return s.flow }
