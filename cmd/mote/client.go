@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -15,24 +17,60 @@ import (
 
 // client is the CLI's HTTP client of a Mote server.
 type client struct {
-	base  string
-	token string
-	http  *http.Client
+	base   string
+	token  string
+	caCert string // a PEM file of the CA to trust for an https:// server
+	http   *http.Client
+	tlsErr error // set once the CA is loaded, when it cannot be
+	tlsSet bool
 }
 
-// clientFlags adds --server and --token to fs.
+// clientFlags adds --server, --token and --ca-cert to fs.
 func clientFlags(fs *flag.FlagSet) *client {
 	c := &client{http: &http.Client{}}
 	server := os.Getenv("MOTE_SERVER")
 	if server == "" {
 		server = "http://127.0.0.1:8080"
 	}
-	fs.StringVar(&c.base, "server", server, "server URL (env MOTE_SERVER)")
-	fs.StringVar(&c.token, "token", os.Getenv("MOTE_TOKEN"), "bearer token (env MOTE_TOKEN)")
+	fs.StringVar(&c.base, "server", server, "server URL, http:// or https:// (env MOTE_SERVER)")
+	fs.StringVar(&c.token, "token", os.Getenv("MOTE_TOKEN"), "bearer token: an API key or the admin token (env MOTE_TOKEN)")
+	fs.StringVar(&c.caCert, "ca-cert", os.Getenv("MOTE_CA_CERT"), "PEM file of the CA (or self-signed certificate) to trust for an https:// server (env MOTE_CA_CERT)")
 	return c
 }
 
+// setupTLS makes the client trust --ca-cert, besides the system's CAs,
+// once the flags are parsed.
+func (c *client) setupTLS() error {
+	if c.tlsSet {
+		return c.tlsErr
+	}
+	c.tlsSet = true
+	if c.caCert == "" {
+		return nil
+	}
+	pem, err := os.ReadFile(c.caCert)
+	if err != nil {
+		c.tlsErr = fmt.Errorf("reading the CA certificate: %w", err)
+		return c.tlsErr
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		c.tlsErr = fmt.Errorf("%s holds no PEM certificate", c.caCert)
+		return c.tlsErr
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	c.http.Transport = t
+	return nil
+}
+
 func (c *client) request(method, path string, body io.Reader, contentType string) (*http.Request, error) {
+	if err := c.setupTLS(); err != nil {
+		return nil, err
+	}
 	req, err := http.NewRequest(method, strings.TrimRight(c.base, "/")+path, body)
 	if err != nil {
 		return nil, err

@@ -71,7 +71,7 @@ func startServerIn(t *testing.T, data string, args ...string) *server {
 	go func() { io.Copy(io.Discard, stdout); s.done <- cmd.Wait() }()
 	f := strings.Fields(line)
 	for _, w := range f {
-		if strings.HasPrefix(w, "http://") {
+		if strings.HasPrefix(w, "http://") || strings.HasPrefix(w, "https://") {
 			s.url = w
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -26,6 +27,12 @@ import (
 // any other shape (or that it has any doubt about) is handed, with every
 // byte already read, to net/http through the listener's Accept, and
 // net/http serves the rest of that connection.
+//
+// Over TLS (`mote serve --tls-cert`, a listener from tls.NewListener) the
+// fast path works the same on the decrypted stream: it completes the
+// handshake itself, within the header timeout, and a connection handed to
+// net/http stays on that TLS session (as HTTP/1.1: the server offers
+// nothing else).
 
 // FastConfig configures the fast path's timeouts.
 type FastConfig struct {
@@ -231,6 +238,9 @@ func (c *fastConn) serve() {
 		}
 		l.wg.Done()
 	}()
+	if tc, ok := c.rwc.(*tls.Conn); ok && !c.handshake(tc) {
+		return
+	}
 	for {
 		if c.br.Buffered() == 0 {
 			if !c.flush() || !c.waitRequest() {
@@ -250,6 +260,19 @@ func (c *fastConn) serve() {
 			return
 		}
 	}
+}
+
+// handshake completes a TLS connection's handshake within the header's
+// timeout. Left to the first read, a handshake that timed out would fail
+// every later read at once, and waitRequest would spin on it until the
+// idle timeout.
+func (c *fastConn) handshake(tc *tls.Conn) bool {
+	tc.SetDeadline(time.Now().Add(c.l.cfg.ReadHeaderTimeout))
+	if err := tc.Handshake(); err != nil {
+		return false
+	}
+	tc.SetDeadline(time.Time{})
+	return true
 }
 
 // waitRequest waits for the first byte of the next request, closing the
