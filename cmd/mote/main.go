@@ -45,6 +45,8 @@ func init() {
 		"trace":    {"draw an invocation's call tree: trace ID", cmdTrace},
 		"usage":    {"CPU and billed time per function: usage [NAME]", cmdUsage},
 		"dlq":      {"dead letters of async invocations: dlq ls | dlq redrive ID", cmdDLQ},
+		"key":      {"API keys: key create --scope SCOPE... | key ls | key revoke ID", cmdKey},
+		"audit":    {"the audit log of management actions: audit [--since 24h]", cmdAudit},
 	}
 }
 
@@ -78,7 +80,7 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintln(w, "\nClient commands find the server from --server or MOTE_SERVER (default http://127.0.0.1:8080)\nand send MOTE_TOKEN (or --token) as a bearer token. Run 'mote COMMAND -h' for a command's flags.")
+	fmt.Fprintln(w, "\nClient commands find the server from --server or MOTE_SERVER (default http://127.0.0.1:8080)\nand send MOTE_TOKEN (or --token) as a bearer token (an API key or the admin token);\nan https:// server with a self-signed certificate needs --ca-cert or MOTE_CA_CERT. Run 'mote COMMAND -h' for a command's flags.")
 }
 
 // version is set by the build (-ldflags "-X main.version=...").
