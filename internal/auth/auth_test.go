@@ -294,3 +294,106 @@ func TestAuditRetentionAndList(t *testing.T) {
 		t.Errorf("after the age limit: got %q, want i", targets(es))
 	}
 }
+
+// Checks race creates and revocations (run with -race): no race, no lost
+// or resurrected key.
+func TestKeysHammer(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	var clock struct {
+		sync.Mutex
+		t time.Time
+	}
+	clock.t = time.Now()
+	now := func() time.Time {
+		// Each reading is two minutes on: every check writes last use.
+		clock.Lock()
+		defer clock.Unlock()
+		clock.t = clock.t.Add(2 * time.Minute)
+		return clock.t
+	}
+	keys, err := OpenKeys(db, KeysConfig{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var revoked sync.Map
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				k, tok, err := keys.Create("", []string{"invoke:f"}, 0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var inner sync.WaitGroup
+				inner.Add(2)
+				go func() {
+					defer inner.Done()
+					for range 5 {
+						keys.Check([]byte(tok))
+					}
+				}()
+				go func() {
+					defer inner.Done()
+					if (w+i)%2 == 0 {
+						if _, err := keys.Revoke(k.ID); err != nil {
+							t.Error(err)
+						}
+						revoked.Store(k.ID, true)
+					}
+				}()
+				inner.Wait()
+				keys.List()
+			}
+		}()
+	}
+	wg.Wait()
+	db.Close()
+	db = openDB(t, dir)
+	defer db.Close()
+	keys, err = OpenKeys(db, KeysConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := keys.Len(), 100; got != want {
+		t.Errorf("after reopening: %d keys, want %d", got, want)
+	}
+	for _, k := range keys.List() {
+		if _, ok := revoked.Load(k.ID); ok {
+			t.Errorf("revoked key %s came back", k.ID)
+		}
+	}
+}
+
+// A last-use write that lost the race with the key's revocation (its
+// check found the key, the revocation then deleted it) does not write the
+// record back.
+func TestLastUseAfterRevokeDoesNotResurrect(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	keys, err := OpenKeys(db, KeysConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _, err := keys.Create("", []string{"admin"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := (*keys.keys.Load())[k.ID] // as Check holds it
+	if _, err := keys.Revoke(k.ID); err != nil {
+		t.Fatal(err)
+	}
+	keys.storeUsed(e, time.Now().UnixNano())
+	db.Close()
+	db = openDB(t, dir)
+	defer db.Close()
+	if keys, err = OpenKeys(db, KeysConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := keys.Len(); n != 0 {
+		t.Errorf("after the revocation and a late last-use write: %d keys, want 0", n)
+	}
+}
