@@ -46,23 +46,34 @@ const (
 )
 
 // demuxListener hands channels to serve and HTTP connections to
-// serveHTTP, or, when that is nil, to Accept.
+// serveHTTP, or, when that is nil, to Accept. It holds at most
+// limits.maxConns connections at once, counted from their accept to the
+// end of their handler: a connection past the cap is closed at once, not
+// left in the kernel's backlog, so a function that hoards connections
+// sees its own failures, and its neighbours and Mote see none.
 type demuxListener struct {
 	net.Listener
 	serve     func(*spinConn, *bufio.Reader)
 	serveHTTP func(*spinConn, *bufio.Reader)
+	limits    connLimits
 	conns     chan net.Conn
 	done      chan struct{}
 	once      sync.Once
 
 	mu   sync.Mutex
 	err  error                 // the inner listener's Accept error, once it failed
-	open map[net.Conn]struct{} // connections being served, closed with the listener
+	open map[net.Conn]struct{} // connections accepted and not yet done, closed with the listener
 	wg   sync.WaitGroup
 }
 
-func newDemuxListener(ln net.Listener, serve, serveHTTP func(*spinConn, *bufio.Reader)) *demuxListener {
-	d := &demuxListener{Listener: ln, serve: serve, serveHTTP: serveHTTP, conns: make(chan net.Conn), done: make(chan struct{}), open: map[net.Conn]struct{}{}}
+// connLimits bounds what connections to one instance's Runtime API hold.
+type connLimits struct {
+	maxConns int           // open at once; 0: no cap
+	first    time.Duration // for a new connection's first byte; 0: none
+}
+
+func newDemuxListener(ln net.Listener, serve, serveHTTP func(*spinConn, *bufio.Reader), limits connLimits) *demuxListener {
+	d := &demuxListener{Listener: ln, serve: serve, serveHTTP: serveHTTP, limits: limits, conns: make(chan net.Conn), done: make(chan struct{}), open: map[net.Conn]struct{}{}}
 	go d.loop()
 	return d
 }
@@ -77,8 +88,37 @@ func (d *demuxListener) loop() {
 			d.Close()
 			return
 		}
+		if !d.add(c) {
+			c.Close()
+			continue
+		}
 		go d.route(c)
 	}
+}
+
+// add counts c as open, unless the listener is closed or at its cap.
+func (d *demuxListener) add(c net.Conn) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	select {
+	case <-d.done:
+		return false
+	default:
+	}
+	if d.limits.maxConns > 0 && len(d.open) >= d.limits.maxConns {
+		return false
+	}
+	d.open[c] = struct{}{}
+	d.wg.Add(1)
+	return true
+}
+
+// remove forgets c; it is closed by whoever served it.
+func (d *demuxListener) remove(c net.Conn) {
+	d.mu.Lock()
+	delete(d.open, c)
+	d.mu.Unlock()
+	d.wg.Done()
 }
 
 // route reads a connection's first byte to tell the protocols apart.
@@ -88,14 +128,18 @@ func (d *demuxListener) route(nc net.Conn) {
 	}
 	c := newSpinConn(nc, 0) // set per protocol below
 	br := bufio.NewReaderSize(c, 16<<10)
+	c.expect(d.limits.first) // the handlers call idle
 	b, err := br.Peek(1)
 	if err != nil {
 		c.Close()
+		d.remove(nc)
 		return
 	}
 	serve := d.serve
 	if b[0] != hostConnMagic {
 		if d.serveHTTP == nil {
+			c.idle()
+			d.remove(nc) // no longer ours to count
 			select {
 			case d.conns <- &peekedConn{Conn: c, r: br}:
 			case <-d.done:
@@ -105,23 +149,9 @@ func (d *demuxListener) route(nc net.Conn) {
 		}
 		serve = d.serveHTTP
 	}
-	d.mu.Lock()
-	select {
-	case <-d.done:
-		d.mu.Unlock()
-		c.Close()
-		return
-	default:
-	}
-	d.open[nc] = struct{}{}
-	d.wg.Add(1)
-	d.mu.Unlock()
 	defer func() {
-		d.mu.Lock()
-		delete(d.open, nc)
-		d.mu.Unlock()
 		c.Close()
-		d.wg.Done()
+		d.remove(nc)
 	}()
 	serve(c, br)
 }
@@ -171,6 +201,7 @@ func (in *instance) serveHostConn(c *spinConn, br *bufio.Reader) {
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {
 		return
 	}
+	c.idle()
 	switch hdr[1] {
 	case hostConnVersion:
 		c.setWindow(spinHostCall)
@@ -188,11 +219,25 @@ func (in *instance) serveHostConn(c *spinConn, br *bufio.Reader) {
 	default:
 		return
 	}
-	max := uint64(in.m.rt.cfg.MaxResponse)
+	cfg := &in.m.rt.cfg
+	max := uint64(cfg.MaxResponse)
 	bw := bufio.NewWriter(c)
 	var buf, out []byte
 	for {
+		// As on HTTP (serveHTTPConn): idle as long as it likes, then a
+		// frame within the body timeout, its buffer grown as it arrives.
+		c.idle()
+		if cap(buf) > keepBuffer {
+			buf = nil
+		}
+		if br.Buffered() == 0 {
+			if _, err := br.Peek(1); err != nil {
+				return
+			}
+		}
+		c.expect(cfg.APIBodyTimeout)
 		frame, err := readFrame(br, &buf, max)
+		c.idle()
 		if err != nil {
 			return
 		}
@@ -313,6 +358,9 @@ func (in *instance) invokeChannel(ch *invChannel, cl *call) error {
 		return errMalformed
 	}
 	out := bytes.Clone(parts[2])
+	if cap(ch.body) > keepBuffer {
+		ch.body = nil
+	}
 	var ferr error
 	switch string(parts[0]) {
 	case "ok":

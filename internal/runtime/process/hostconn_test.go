@@ -42,7 +42,7 @@ func TestDemuxListener(t *testing.T) {
 			c.Write(b)
 		}
 	}
-	d := newDemuxListener(inner, echo, nil)
+	d := newDemuxListener(inner, echo, nil, connLimits{})
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "http ok") })}
 	go srv.Serve(d)
 	defer srv.Close()

@@ -146,7 +146,7 @@ func (in *instance) start(ctx context.Context) error {
 	if err != nil {
 		return errs.Wrap(errs.Internal, err, "process: runtime api listener")
 	}
-	in.ln = newDemuxListener(ln, in.serveHostConn, in.serveHTTPConn)
+	in.ln = newDemuxListener(ln, in.serveHostConn, in.serveHTTPConn, connLimits{maxConns: cfg.MaxAPIConns, first: cfg.APIHeaderTimeout})
 	api := sandbox.RuntimeAPIAddr
 	if !in.proc.NewNetwork() {
 		api = in.ln.Addr().String()

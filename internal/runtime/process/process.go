@@ -41,6 +41,12 @@ const (
 	DefaultMaxResponse = 6 << 20 // AWS Lambda's synchronous response limit
 	DefaultPath        = "/usr/local/bin:/usr/bin:/bin"
 	DefaultRegion      = "us-east-1"
+	// DefaultMaxAPIConns is well above what an SDK opens (a few; see
+	// Config.MaxAPIConns) and small enough that a function's idle
+	// connections cost Mote at most a few MiB.
+	DefaultMaxAPIConns      = 32
+	DefaultAPIHeaderTimeout = 10 * time.Second
+	DefaultAPIBodyTimeout   = 30 * time.Second
 )
 
 // baseDirPrefix names the default BaseDir, "mote-process-PID".
@@ -93,6 +99,23 @@ type Config struct {
 	// directories below SDKRoot. It must be an ancestor of the function
 	// directories and reachable by the function user.
 	SDKRoot string
+
+	// MaxAPIConns caps the connections one instance may hold open to its
+	// Runtime API (HTTP and framed channels together); connections past
+	// it are closed as soon as they are accepted. An SDK opens a few:
+	// aws-lambda-go one or two (net/http keeps two idle); the Go SDK an
+	// invocation channel and a host-call channel per concurrent host call
+	// (it keeps 8); Python one, plus one per thread making host calls;
+	// Node one, plus up to 8 sockets for concurrent host calls.
+	MaxAPIConns int
+	// APIHeaderTimeout bounds a Runtime API request's line and headers,
+	// and a new connection's first byte, from the moment the server has
+	// to wait for them. A connection idle between requests has no
+	// deadline: the cap bounds what idle connections hold.
+	APIHeaderTimeout time.Duration
+	// APIBodyTimeout bounds a request body or a host-call frame, from its
+	// first byte.
+	APIBodyTimeout time.Duration
 }
 
 // Validate applies defaults and checks c.
@@ -127,6 +150,15 @@ func (c *Config) Validate() error {
 	if c.MaxResponse == 0 {
 		c.MaxResponse = DefaultMaxResponse
 	}
+	if c.MaxAPIConns == 0 {
+		c.MaxAPIConns = DefaultMaxAPIConns
+	}
+	if c.APIHeaderTimeout == 0 {
+		c.APIHeaderTimeout = DefaultAPIHeaderTimeout
+	}
+	if c.APIBodyTimeout == 0 {
+		c.APIBodyTimeout = DefaultAPIBodyTimeout
+	}
 	switch {
 	case c.DefaultMemoryLimit < 4<<20:
 		return fmt.Errorf("process: default memory limit %d is below 4 MiB", c.DefaultMemoryLimit)
@@ -138,6 +170,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("process: uid range must be positive")
 	case c.MaxResponse < 1024:
 		return fmt.Errorf("process: max response %d is below 1 KiB", c.MaxResponse)
+	case c.MaxAPIConns < 2:
+		return fmt.Errorf("process: max runtime api connections %d is below 2", c.MaxAPIConns)
+	case c.APIHeaderTimeout < 0 || c.APIBodyTimeout < 0:
+		return fmt.Errorf("process: runtime api timeouts must be positive")
 	}
 	return nil
 }

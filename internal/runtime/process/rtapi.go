@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"syscall"
 
@@ -37,14 +38,33 @@ type rtRequest struct {
 var errBadRequest = errors.New("process: malformed http request")
 
 // serveHTTPConn serves Runtime API requests on one connection until it
-// closes, a request is malformed or asks to close, or the instance closes.
+// closes, a request is malformed, too slow or asks to close, or the
+// instance closes.
+//
+// What a connection can make Mote hold is bounded: between requests it
+// may idle for as long as it likes (the instance's connection cap bounds
+// how many do), a request must arrive within the header and body
+// timeouts once begun, and a body takes memory only as its bytes arrive,
+// a large one released after its request.
 func (in *instance) serveHTTPConn(c *spinConn, br *bufio.Reader) {
 	bw := bufio.NewWriterSize(c, 16<<10)
 	w := httpwire.NewRecorder()
+	cfg := &in.m.rt.cfg
 	var r rtRequest
 	for {
+		c.idle()
+		if cap(r.body) > keepBuffer {
+			r.body = nil
+		}
+		if br.Buffered() == 0 {
+			if _, err := br.Peek(1); err != nil {
+				return
+			}
+		}
+		c.expect(cfg.APIHeaderTimeout)
 		r = rtRequest{body: r.body[:0]}
-		keepAlive, err := in.readRequest(br, bw, &r)
+		keepAlive, err := in.readRequest(br, bw, &r, c)
+		c.idle()
 		if err != nil {
 			if err == errBadRequest {
 				writeRaw(bw, http.StatusBadRequest, "application/json", []byte(`{"errorMessage":"malformed request","errorType":"InvalidRequest"}`), false)
@@ -64,9 +84,15 @@ func (in *instance) serveHTTPConn(c *spinConn, br *bufio.Reader) {
 	}
 }
 
+// keepBuffer is the largest body buffer a connection keeps between
+// requests; a larger one is dropped, so an idle connection holds little.
+const keepBuffer = 64 << 10
+
 // readRequest parses one request, body included. keepAlive reports
-// whether the connection stays open after the response.
-func (in *instance) readRequest(br *bufio.Reader, bw *bufio.Writer, r *rtRequest) (keepAlive bool, err error) {
+// whether the connection stays open after the response. c, when not nil,
+// is the connection br reads, whose read deadline moves from the headers'
+// to the body's.
+func (in *instance) readRequest(br *bufio.Reader, bw *bufio.Writer, r *rtRequest, c *spinConn) (keepAlive bool, err error) {
 	line, err := readLine(br)
 	if err != nil {
 		return false, err
@@ -143,6 +169,9 @@ func (in *instance) readRequest(br *bufio.Reader, bw *bufio.Writer, r *rtRequest
 			return false, err
 		}
 	}
+	if c != nil && (chunked || length > 0) {
+		c.expect(in.m.rt.cfg.APIBodyTimeout)
+	}
 	switch {
 	case chunked:
 		r.body, err = readChunked(br, r.body, max)
@@ -150,11 +179,7 @@ func (in *instance) readRequest(br *bufio.Reader, bw *bufio.Writer, r *rtRequest
 		r.tooLarge = true
 		return keepAlive, nil
 	case length > 0:
-		if int64(cap(r.body)) < length {
-			r.body = make([]byte, length)
-		}
-		r.body = r.body[:length]
-		_, err = io.ReadFull(br, r.body)
+		r.body, err = appendFull(br, r.body[:0], int(length))
 	}
 	switch {
 	case err == errTooLarge:
@@ -207,18 +232,41 @@ func readChunked(br *bufio.Reader, buf []byte, max int64) ([]byte, error) {
 				}
 			}
 		}
-		if int64(len(buf))+n > max {
+		if n > max-int64(len(buf)) { // not len+n: that can overflow
 			return buf, errTooLarge
 		}
-		start := len(buf)
-		buf = append(buf, make([]byte, n)...)
-		if _, err := io.ReadFull(br, buf[start:]); err != nil {
+		if buf, err = appendFull(br, buf, int(n)); err != nil {
 			return buf, err
 		}
 		if l, err := readLine(br); err != nil || len(l) != 0 {
 			return buf, errBadRequest
 		}
 	}
+}
+
+// growStep is the least a body buffer grows by while its bytes arrive.
+const growStep = 16 << 10
+
+// appendFull appends exactly n bytes read from r to buf. The buffer grows
+// only as the bytes arrive, never by more than it holds already (or
+// growStep), so a peer that declares a large body and sends little makes
+// Mote allocate little.
+func appendFull(r io.Reader, buf []byte, n int) ([]byte, error) {
+	want := len(buf) + n
+	for len(buf) < want {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(want-len(buf), max(len(buf), growStep)))
+		}
+		k, err := io.ReadFull(r, buf[len(buf):min(cap(buf), want)])
+		buf = buf[:len(buf)+k]
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return buf, err
+		}
+	}
+	return buf, nil
 }
 
 // route dispatches one request. It returns false when the connection is

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -233,14 +232,12 @@ func readFrame(br *bufio.Reader, buf *[]byte, limit uint64) ([]byte, error) {
 	if n > limit {
 		return nil, errTooLarge
 	}
-	if uint64(cap(*buf)) < n {
-		*buf = make([]byte, n)
-	}
-	*buf = (*buf)[:n]
-	if _, err := io.ReadFull(br, *buf); err != nil {
+	b, err := appendFull(br, (*buf)[:0], int(n))
+	*buf = b
+	if err != nil {
 		return nil, err
 	}
-	return *buf, nil
+	return b, nil
 }
 
 // writeFrame writes frame with its uvarint length prefix.

@@ -51,6 +51,12 @@ type spinConn struct {
 	raw   syscall.RawConn
 	armed atomic.Bool // a write happened since the last read
 	spin  spinPolicy  // used by the reading goroutine only
+
+	// The read deadline of a message underway (expect), used by the
+	// reading goroutine only.
+	msgTimeout time.Duration // 0: no message is underway
+	msgArmed   bool          // the deadline for this part is set
+	deadline   bool          // a read deadline is set on Conn
 }
 
 // spinProbe: while polling does not pay, one read in spinProbe polls.
@@ -77,7 +83,27 @@ func (s *spinConn) Write(p []byte) (int, error) {
 	return s.Conn.Write(p)
 }
 
+// expect bounds the rest of the message being read (a request's headers,
+// its body, a frame) to d from the next read that has to wait for bytes.
+// The deadline is set lazily, by that read: a message that arrived whole
+// with its first bytes, as on the warm path, costs no deadline at all.
+func (s *spinConn) expect(d time.Duration) { s.msgTimeout, s.msgArmed = d, false }
+
+// idle ends the message: the connection may wait for its next one for as
+// long as it likes (it counts against the instance's connection cap).
+func (s *spinConn) idle() {
+	s.msgTimeout, s.msgArmed = 0, false
+	if s.deadline {
+		s.Conn.SetReadDeadline(time.Time{})
+		s.deadline = false
+	}
+}
+
 func (s *spinConn) Read(p []byte) (int, error) {
+	if s.msgTimeout > 0 && !s.msgArmed {
+		s.Conn.SetReadDeadline(time.Now().Add(s.msgTimeout))
+		s.msgArmed, s.deadline = true, true
+	}
 	if s.raw == nil || len(p) == 0 || !s.armed.Swap(false) || !s.spin.due() {
 		return s.Conn.Read(p)
 	}
