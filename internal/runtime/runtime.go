@@ -41,6 +41,13 @@ type Spec struct {
 	Timeout     time.Duration // per invocation; 0 means the runtime default
 	Network     bool          // process functions: allow network access
 	CacheBudget int64         // bytes for the function-managed cache
+
+	// Output receives what the function writes outside any invocation
+	// (process functions: stdout and stderr between invocations), one
+	// line at a time, stream "stdout" or "stderr", and the runtime's
+	// notices about it, stream "platform". Nil: the runtime's own logger.
+	// It is called from one goroutine at a time and must not block long.
+	Output func(stream, line string)
 }
 
 // Event is one invocation as a runtime sees it.

@@ -520,6 +520,12 @@ func (s *System) load(ctx context.Context, rt runtime.Runtime, v *registry.Versi
 		Timeout:     time.Duration(v.Config.Timeout),
 		Network:     v.Config.Network,
 		CacheBudget: int64(v.Config.Cache),
+		// Output between invocations is the function's, not Mote's: its
+		// log, with no invocation id (and, from the process runtime,
+		// rate-limited per instance).
+		Output: func(stream, line string) {
+			s.Logs.Add(logs.Line{Function: v.Function, Stream: stream, Text: line})
+		},
 	}
 	switch v.Config.Runtime {
 	case runtime.KindWasm:

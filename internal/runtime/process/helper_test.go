@@ -210,6 +210,21 @@ func runTestFunction(name string) int {
 				}
 			}()
 			c.respond(id, []byte(`"ok"`))
+		case "outside":
+			// Answer, then, once the test says the invocation is over,
+			// write outsideLines lines of 1 KiB and exit.
+			c.respond(id, []byte(`"ok"`))
+			for {
+				if _, err := os.Stat(filepath.Join(os.Getenv("TMPDIR"), "go")); err == nil {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			line := strings.Repeat("x", 1023) + "\n"
+			for i := 0; i < outsideLines; i++ {
+				os.Stdout.WriteString(line)
+			}
+			return 0
 		case "orphan":
 			// sh exits at once; its background sleep is orphaned.
 			_ = exec.Command("sh", "-c", "sleep 43.5 &").Run()

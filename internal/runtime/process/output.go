@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"syscall"
@@ -20,7 +21,11 @@ const tailSize = 2 << 10
 
 // output reads a function's stdout and stderr and turns them into log
 // lines: to the running invocation's Host (host.OpLog) while there is
-// one, else to the runtime's logger.
+// one, else, limited by a token bucket (Config.OutputRate, OutputBurst),
+// to the function's own log (Spec.Output) or, without one, the runtime's
+// logger. Output between invocations is work nobody is billed for; the
+// bucket keeps what it can put in a log to a trickle, and what it drops
+// is counted in a single notice instead.
 //
 // Reads happen under mu, through the pipes' raw non-blocking descriptors,
 // so drain can take every byte the function wrote before it answered and
@@ -37,10 +42,13 @@ type output struct {
 	ring    []byte
 	buf     []byte             // drain's read buffer
 	raw     [2]syscall.RawConn // the read ends, for drain
+	outside tokenBucket        // for lines outside an invocation
+	dropped int64              // bytes dropped since the last notice
 }
 
 func newOutput(in *instance) (*output, error) {
-	o := &output{in: in}
+	cfg := &in.m.rt.cfg
+	o := &output{in: in, outside: newTokenBucket(cfg.OutputRate, cfg.OutputBurst, cfg.Now)}
 	var err error
 	if o.stdoutR, o.stdoutW, err = os.Pipe(); err != nil {
 		return nil, err
@@ -86,6 +94,7 @@ func (o *output) pump(stream int, f *os.File) {
 			if n <= 0 {
 				eof = true
 				o.flushPartial(stream)
+				o.noticeDropped()
 				return true
 			}
 			o.take(stream, buf[:n])
@@ -134,6 +143,9 @@ func (o *output) drain(c *call) {
 // setCall sets the invocation that lines belong to.
 func (o *output) setCall(c *call) {
 	o.mu.Lock()
+	if o.dropped > 0 {
+		o.noticeDropped()
+	}
 	o.c = c
 	o.mu.Unlock()
 }
@@ -189,7 +201,64 @@ func (o *output) emit(stream int, line []byte) {
 	if stream == 1 {
 		name = "stderr"
 	}
-	o.in.log.Info("function output", "stream", name, "line", string(line))
+	// A line costs its bytes and its newline, so empty lines cost too.
+	if !o.outside.take(int64(len(line)) + 1) {
+		o.dropped += int64(len(line)) + 1
+		return
+	}
+	o.noticeDropped()
+	o.outsideLine(name, string(line))
+}
+
+// outsideLine hands on a line written outside an invocation. Called with
+// mu held.
+func (o *output) outsideLine(stream, line string) {
+	if f := o.in.m.spec.Output; f != nil {
+		f(stream, line)
+		return
+	}
+	o.in.log.Info("function output outside an invocation", "stream", stream, "line", line)
+}
+
+// noticeDropped reports the output dropped since the last notice, if
+// any. Called with mu held.
+func (o *output) noticeDropped() {
+	if o.dropped == 0 {
+		return
+	}
+	o.outsideLine("platform", fmt.Sprintf("mote: %d bytes of output written outside an invocation were dropped (limit %d bytes/s, bursts of %d)",
+		o.dropped, o.outside.rate, o.outside.burst))
+	o.dropped = 0
+}
+
+// tokenBucket is a rate limit in bytes: it holds up to burst tokens and
+// gains rate a second.
+type tokenBucket struct {
+	rate, burst int64
+	tokens      int64
+	last        time.Time
+	now         func() time.Time
+}
+
+func newTokenBucket(rate, burst int64, now func() time.Time) tokenBucket {
+	if now == nil {
+		now = time.Now
+	}
+	return tokenBucket{rate: rate, burst: burst, tokens: burst, last: now(), now: now}
+}
+
+// take spends n tokens if it has them.
+func (b *tokenBucket) take(n int64) bool {
+	t := b.now()
+	if gained := int64(float64(b.rate) * t.Sub(b.last).Seconds()); gained > 0 {
+		b.tokens = min(b.burst, b.tokens+gained)
+		b.last = t
+	}
+	if n > b.tokens {
+		return false
+	}
+	b.tokens -= n
+	return true
 }
 
 // tail returns the last output the function wrote, trimmed, for error

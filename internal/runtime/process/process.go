@@ -47,6 +47,12 @@ const (
 	DefaultMaxAPIConns      = 32
 	DefaultAPIHeaderTimeout = 10 * time.Second
 	DefaultAPIBodyTimeout   = 30 * time.Second
+	// A function's output between invocations is limited per instance to
+	// DefaultOutputRate bytes a second, with bursts of DefaultOutputBurst:
+	// enough for a background thread's occasional lines, or a stack dump
+	// at exit, but not for flooding the logs with work nobody pays for.
+	DefaultOutputRate  = 64 << 10
+	DefaultOutputBurst = 1 << 20
 )
 
 // baseDirPrefix names the default BaseDir, "mote-process-PID".
@@ -116,6 +122,14 @@ type Config struct {
 	// APIBodyTimeout bounds a request body or a host-call frame, from its
 	// first byte.
 	APIBodyTimeout time.Duration
+
+	// OutputRate and OutputBurst limit, per instance, the output a
+	// function writes outside an invocation (a token bucket, in bytes a
+	// second and bytes); the excess is dropped with one notice saying how
+	// much. Output during an invocation is not limited.
+	OutputRate, OutputBurst int64
+	// Now is the clock the output limit reads; default time.Now.
+	Now func() time.Time
 }
 
 // Validate applies defaults and checks c.
@@ -150,6 +164,15 @@ func (c *Config) Validate() error {
 	if c.MaxResponse == 0 {
 		c.MaxResponse = DefaultMaxResponse
 	}
+	if c.OutputRate == 0 {
+		c.OutputRate = DefaultOutputRate
+	}
+	if c.OutputBurst == 0 {
+		c.OutputBurst = DefaultOutputBurst
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	if c.MaxAPIConns == 0 {
 		c.MaxAPIConns = DefaultMaxAPIConns
 	}
@@ -172,6 +195,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("process: max response %d is below 1 KiB", c.MaxResponse)
 	case c.MaxAPIConns < 2:
 		return fmt.Errorf("process: max runtime api connections %d is below 2", c.MaxAPIConns)
+	case c.OutputRate < 0 || c.OutputBurst < 0:
+		return fmt.Errorf("process: output rate and burst must be positive")
 	case c.APIHeaderTimeout < 0 || c.APIBodyTimeout < 0:
 		return fmt.Errorf("process: runtime api timeouts must be positive")
 	}
