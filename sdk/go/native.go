@@ -111,6 +111,9 @@ func serveEvent(ctx *Context, event []byte) (body []byte, failed, panicked bool)
 	setCurrent(ctx.InvocationID)
 	out, err, panicked := runNative(ctx, event)
 	setCurrent("")
+	if err == nil && len(out) > maxResponse {
+		err = errResponseTooLarge(len(out))
+	}
 	if err == nil {
 		return out, false, false
 	}
@@ -118,8 +121,40 @@ func serveEvent(ctx *Context, event []byte) (body []byte, failed, panicked bool)
 	if panicked {
 		typ = "Runtime.Panic"
 	}
-	body, _ = json.Marshal(lambdaError{Message: err.Error(), Type: typ})
+	var tl *responseTooLargeError
+	if errors.As(err, &tl) {
+		typ = "Function.ResponseSizeTooLarge"
+	}
+	msg := err.Error()
+	if len(msg) > maxErrorMessage { // the error must fit too
+		msg = msg[:maxErrorMessage] + "…"
+	}
+	body, _ = json.Marshal(lambdaError{Message: msg, Type: typ})
 	return body, true, panicked
+}
+
+// maxResponse is the largest response the platform takes
+// (MOTE_MAX_RESPONSE; AWS Lambda's 6 MiB elsewhere). A larger one is
+// reported as that invocation's error, as Lambda does, rather than sent
+// and refused with the connection.
+var maxResponse = func() int {
+	if n, err := strconv.Atoi(os.Getenv("MOTE_MAX_RESPONSE")); err == nil && n > 0 {
+		return n
+	}
+	return 6 << 20
+}()
+
+// maxErrorMessage bounds an error's message, so its JSON is well under
+// any response limit.
+const maxErrorMessage = 64 << 10
+
+// responseTooLargeError is a handler's output over maxResponse.
+type responseTooLargeError struct{ size int }
+
+func errResponseTooLarge(size int) error { return &responseTooLargeError{size} }
+
+func (e *responseTooLargeError) Error() string {
+	return fmt.Sprintf("Response payload size (%d bytes) exceeded maximum allowed payload size (%d bytes).", e.size, maxResponse)
 }
 
 // parseTrace reads Mote's trace header, which names the call tree:

@@ -82,6 +82,36 @@ export function encodeResult(v) {
 
 /** Runs the Runtime API loop, calling `handler(event, context)` for each
  * event. Never resolves. */
+// The largest response the platform takes (AWS Lambda's 6 MiB unless Mote
+// says otherwise). A larger result is reported as that invocation's error,
+// as Lambda does, instead of being sent and refused with the connection.
+const MAX_RESPONSE = Number(process.env.MOTE_MAX_RESPONSE) || 6 << 20;
+const MAX_ERROR_MESSAGE = 64 << 10;
+
+/** result runs the handler and returns [kind, body] to post: "response"
+ * and its result, or "error" and the Runtime API's error JSON. */
+export async function result(handler, event, ctx) {
+  let out;
+  try {
+    out = encodeResult(await handler(decodeEvent(event), ctx));
+  } catch (err) {
+    let body = errorBody(err);
+    if (Buffer.byteLength(body) > MAX_RESPONSE) {
+      const msg = err && err.message !== undefined ? String(err.message) : String(err);
+      body = JSON.stringify({ errorMessage: msg.slice(0, MAX_ERROR_MESSAGE), errorType: (err && err.name) || "Error" });
+    }
+    return ["error", body];
+  }
+  const size = Buffer.byteLength(out);
+  if (size > MAX_RESPONSE) {
+    return ["error", JSON.stringify({
+      errorMessage: `Response payload size (${size} bytes) exceeded maximum allowed payload size (${MAX_RESPONSE} bytes).`,
+      errorType: "Function.ResponseSizeTooLarge",
+    })];
+  }
+  return ["response", out];
+}
+
 export async function start(handler) {
   for (;;) {
     const next = await request("GET", "/runtime/invocation/next");
@@ -91,16 +121,18 @@ export async function start(handler) {
     }
     const ctx = new Context(next.headers);
     setCurrent(ctx.awsRequestId);
-    let out;
-    let path = `/runtime/invocation/${ctx.awsRequestId}/response`;
+    let kind, out;
     try {
-      out = encodeResult(await handler(decodeEvent(next.body), ctx));
-    } catch (err) {
-      out = errorBody(err);
-      path = `/runtime/invocation/${ctx.awsRequestId}/error`;
+      [kind, out] = await result(handler, next.body, ctx);
     } finally {
       setCurrent("");
     }
-    await request("POST", path, out, { "Content-Type": "application/json" });
+    try {
+      await request("POST", `/runtime/invocation/${ctx.awsRequestId}/${kind}`, out, { "Content-Type": "application/json" });
+    } catch (err) {
+      // The platform has ended this invocation already (its deadline,
+      // say): serve the next one.
+      log(`mote: could not post the result of ${ctx.awsRequestId}: ${err.message}`);
+    }
   }
 }

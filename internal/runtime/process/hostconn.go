@@ -357,6 +357,10 @@ func (in *instance) invokeChannel(ch *invChannel, cl *call) error {
 		cl.finish(nil, errs.E(errs.FunctionError, "process: malformed result on the invocation channel"))
 		return errMalformed
 	}
+	if len(parts[2]) > int(max) { // the frame may be a little larger: not its body
+		cl.finish(nil, errs.E(errs.FunctionError, "process: response larger than %d bytes", max))
+		return nil
+	}
 	out := bytes.Clone(parts[2])
 	if cap(ch.body) > keepBuffer {
 		ch.body = nil

@@ -329,3 +329,68 @@ func TestSDKUnitTests(t *testing.T) {
 		}
 	})
 }
+
+// TestSDKResponseTooLarge: a handler whose result is over the response
+// limit gets a clear error for that invocation, as on Lambda, and its
+// instance serves the next one. Before, the Python SDK died posting it
+// (the server refuses the body and closes the connection) and the next
+// caller got "function exited".
+func TestSDKResponseTooLarge(t *testing.T) {
+	// The default limit: a body larger than the socket buffers is still
+	// being sent when the server refuses it and closes the connection.
+	rt := newRuntime(t)
+	for _, lang := range []string{"python", "node", "go-sdk"} {
+		t.Run(lang, func(t *testing.T) {
+			spec := bigResultSpec(t, lang)
+			in := startInstance(t, rt, spec)
+			big, small := `"big"`, `"small"`
+			if lang == "go-sdk" {
+				big, small = "big", "small"
+			}
+			_, _, err := in.Invoke(context.Background(), event(big))
+			if errs.CodeOf(err) != errs.FunctionError || !strings.Contains(errs.MessageOf(err), "6291456 bytes") {
+				t.Errorf("too large a result: got %v, want a function error naming the 6291456 byte limit", err)
+			}
+			res, _, err := in.Invoke(context.Background(), event(small))
+			if err != nil || !strings.Contains(string(res.Output), "small") {
+				t.Fatalf("the next invocation: got %q, %v; want its result", res.Output, err)
+			}
+			if !in.Reusable() {
+				t.Error("Reusable after too large a result: got false, want true")
+			}
+		})
+	}
+}
+
+// bigResultSpec is a function in lang that returns one byte more than
+// MOTE_MAX_RESPONSE for the event "big" and echoes any other.
+func bigResultSpec(t *testing.T, lang string) runtime.Spec {
+	t.Helper()
+	if lang == "go-sdk" {
+		return langSpec(t, lang)
+	}
+	spec := langSpec(t, lang) // skips without the interpreter
+	dir, err := os.MkdirTemp("", "mote-big-*") // reachable by the function user
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	if lang == "node" {
+		// Below the extracted SDK, as langSpec's example, to import "mote".
+		dir = filepath.Join(filepath.Dir(spec.Dir), "big-node")
+		os.Mkdir(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, "handler.mjs"), []byte(`export async function handler(event) {
+  return event === "big" ? "x".repeat(Number(process.env.MOTE_MAX_RESPONSE) + 1) : event;
+}
+`), 0o644)
+	} else {
+		os.WriteFile(filepath.Join(dir, "handler.py"), []byte(`import os
+
+def handler(event, context):
+    return "x" * (int(os.environ["MOTE_MAX_RESPONSE"]) + 1) if event == "big" else event
+`), 0o644)
+	}
+	spec.Function, spec.Dir = "big-"+lang, dir
+	return spec
+}

@@ -438,6 +438,8 @@ func (m *module) env(api, name, tmp string) []string {
 		"LAMBDA_RUNTIME_DIR":              s.Dir,
 		"MOTE_FUNCTION":                   s.Function,
 		"MOTE_INSTANCE":                   name,
+		// The SDKs report a result over it as the invocation's error.
+		"MOTE_MAX_RESPONSE": strconv.FormatInt(m.rt.cfg.MaxResponse, 10),
 	} {
 		vars[k] = v
 	}

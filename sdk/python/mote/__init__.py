@@ -227,6 +227,33 @@ def init_error(exc):
         sys.exit(1)
 
 
+# The largest response the platform takes (AWS Lambda's 6 MiB unless Mote
+# says otherwise). A larger result is reported as that invocation's error,
+# as Lambda does, instead of being sent and refused with the connection.
+_MAX_RESPONSE = int(os.environ.get("MOTE_MAX_RESPONSE") or 6 << 20)
+_MAX_ERROR_MESSAGE = 64 << 10
+
+
+def _result(handler, event, ctx):
+    """Runs the handler and returns (kind, body) to post: "response" and
+    its result, or "error" and the Runtime API's error JSON."""
+    try:
+        out = _encode_result(handler(_decode_event(event), ctx))
+    except Exception as exc:  # the function's failure, reported to the caller
+        body = _error_body(exc)
+        if len(body) > _MAX_RESPONSE:
+            body = json.dumps({"errorMessage": str(exc)[:_MAX_ERROR_MESSAGE],
+                               "errorType": type(exc).__name__}).encode()
+        return "error", body
+    if len(out) > _MAX_RESPONSE:
+        return "error", json.dumps({
+            "errorMessage": f"Response payload size ({len(out)} bytes) exceeded "
+                            f"maximum allowed payload size ({_MAX_RESPONSE} bytes).",
+            "errorType": "Function.ResponseSizeTooLarge",
+        }).encode()
+    return "response", out
+
+
 def start(handler):
     """Runs the Runtime API loop, calling ``handler(event, context)`` for
     each event. Never returns."""
@@ -237,15 +264,17 @@ def start(handler):
             sys.exit(1)
         ctx = Context(headers)
         _current["id"] = ctx.aws_request_id
-        path = f"/runtime/invocation/{ctx.aws_request_id}/response"
         try:
-            out = _encode_result(handler(_decode_event(body), ctx))
-        except Exception as exc:  # the function's failure, reported to the caller
-            out = _error_body(exc)
-            path = f"/runtime/invocation/{ctx.aws_request_id}/error"
+            kind, out = _result(handler, body, ctx)
         finally:
             _current["id"] = ""
-        _request("POST", path, out, {"Content-Type": "application/json"})
+        path = f"/runtime/invocation/{ctx.aws_request_id}/{kind}"
+        try:
+            _request("POST", path, out, {"Content-Type": "application/json"})
+        except (ConnectionError, http.client.HTTPException) as exc:
+            # The platform has ended this invocation already (its deadline,
+            # say): serve the next one.
+            log(f"mote: could not post the result of {ctx.aws_request_id}: {exc}")
 
 
 # The typed wrappers import call and the codec from this module, so they

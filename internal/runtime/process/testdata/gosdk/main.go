@@ -42,6 +42,9 @@ func handle(ctx *mote.Context, event []byte) ([]byte, error) {
 		time.Sleep(time.Minute)
 	case "exit":
 		os.Exit(3)
+	case "big": // one byte over the platform's response limit
+		n, _ := strconv.Atoi(os.Getenv("MOTE_MAX_RESPONSE"))
+		return make([]byte, n+1), nil
 	}
 	return event, nil
 }
