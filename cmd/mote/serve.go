@@ -42,6 +42,7 @@ type serveConfig struct {
 	logLevel   string
 	debugAddr  string
 	history    time.Duration
+	maxConns   int
 }
 
 // defaultDataDir is $MOTE_DATA, else $XDG_DATA_HOME/mote, else
@@ -72,6 +73,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&sc.drain, "drain", 30*time.Second, "how long SIGTERM waits for in-flight invocations")
 	fs.StringVar(&sc.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&sc.history, "history", flow.DefaultRetention, "how long invocation records (call trees) are kept; 0 keeps them forever")
+	fs.IntVar(&sc.maxConns, "max-conns", 0, "most API connections open at once; more are closed at once (default 8192, or half the file descriptor limit)")
 	fs.StringVar(&sc.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this loopback address (e.g. 127.0.0.1:6060)")
 	if _, err := parse(fs, args); err != nil {
 		return 2
@@ -158,16 +160,22 @@ func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(add
 		sys.Shutdown(context.Background())
 		return err
 	}
+	// Header and idle timeouts and a connection cap, the same on the fast
+	// path and net/http's side, so idle clients cannot stall the API. The
+	// cap counts TCP connections, below TLS, so that one stalled in its
+	// handshake counts too.
+	lim := api.Limits{MaxConns: sc.maxConns}.WithDefaults()
+	ln = api.LimitListener(ln, lim.MaxConns, log)
 	if tlsConfig != nil {
 		// Both servers read decrypted bytes: the fast path from the
 		// *tls.Conn it accepts, net/http from the connections handed on.
 		ln = tls.NewListener(ln, tlsConfig)
 	}
-	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := gw.HTTPServer(lim)
 	errc := make(chan error, 1)
 	// Plain invocations are served by the gateway's fast path; every other
 	// connection is handed to srv through fast's Accept.
-	fast := gw.Listen(ln, api.FastConfig{ReadHeaderTimeout: srv.ReadHeaderTimeout})
+	fast := gw.Listen(ln, api.FastConfig{ReadHeaderTimeout: lim.ReadHeaderTimeout, IdleTimeout: lim.IdleTimeout})
 	go func() { errc <- srv.Serve(fast) }()
 	if ready != nil {
 		ready(ln.Addr().String())
