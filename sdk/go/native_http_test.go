@@ -3,6 +3,8 @@
 package mote
 
 import (
+	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -68,5 +70,31 @@ func TestAPIConn(t *testing.T) {
 	}
 	if posted != "hello" {
 		t.Errorf("posted response: got %q, want hello", posted)
+	}
+}
+
+// TestServeEventTooLarge: a result over the platform's limit is reported
+// as the invocation's error, as Lambda does, not sent to be refused.
+func TestServeEventTooLarge(t *testing.T) {
+	defer func(h Handler) { handler = h }(handler)
+	for _, tc := range []struct {
+		size       int
+		err        error
+		wantFailed bool
+		wantType   string
+	}{
+		{maxResponse, nil, false, ""},
+		{maxResponse + 1, nil, true, "Function.ResponseSizeTooLarge"},
+		{0, errors.New(strings.Repeat("x", 2*maxResponse)), true, "FunctionError"},
+	} {
+		handler = func(*Context, []byte) ([]byte, error) { return make([]byte, tc.size), tc.err }
+		body, failed, _ := serveEvent(&Context{InvocationID: "req-1"}, nil)
+		if failed != tc.wantFailed || len(body) > maxResponse {
+			t.Errorf("size %d: got failed %v, %d bytes; want failed %v, at most %d", tc.size, failed, len(body), tc.wantFailed, maxResponse)
+		}
+		var le lambdaError
+		if tc.wantFailed && (json.Unmarshal(body, &le) != nil || le.Type != tc.wantType) {
+			t.Errorf("size %d: error %q, want type %q", tc.size, body[:min(len(body), 200)], tc.wantType)
+		}
 	}
 }

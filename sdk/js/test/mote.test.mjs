@@ -3,7 +3,7 @@
 // exercised end to end by internal/runtime/process's tests, against Mote.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Context, MoteError, call, decodeArgs, decodeEvent, encodeArgs, encodeResult } from "../index.mjs";
+import { Context, MoteError, call, decodeArgs, decodeEvent, encodeArgs, encodeResult, result } from "../index.mjs";
 
 test("args round trip", () => {
   const cases = [[], [""], ["a"], ["key", "", "v".repeat(300)], [Buffer.from([0, 255])]];
@@ -48,4 +48,20 @@ test("results and events", () => {
   assert.equal(decodeEvent(Buffer.alloc(0)), null);
   assert.deepEqual(decodeEvent(Buffer.from('{"a":1}')), { a: 1 });
   assert.deepEqual(decodeEvent(Buffer.from("raw")), Buffer.from("raw"));
+});
+
+test("result: a result over the limit is the invocation's error", async () => {
+  const limit = 6 << 20;
+  const cases = [
+    [async () => "ok", "response", null],
+    [async () => "y".repeat(limit), "response", null],
+    [async () => "y".repeat(limit + 1), "error", "Function.ResponseSizeTooLarge"],
+    [async () => { throw new RangeError("x".repeat(2 * limit)); }, "error", "RangeError"],
+  ];
+  for (const [handler, wantKind, wantType] of cases) {
+    const [kind, body] = await result(handler, Buffer.alloc(0), null);
+    assert.equal(kind, wantKind);
+    assert.ok(Buffer.byteLength(body) <= limit);
+    if (wantType) assert.equal(JSON.parse(body).errorType, wantType);
+  }
 });

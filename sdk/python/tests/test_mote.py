@@ -2,6 +2,7 @@
 runtime, see internal/host) and the Context. The Runtime API loop is
 exercised end to end by internal/runtime/process's tests, against Mote."""
 
+import json
 import os
 import sys
 import time
@@ -67,3 +68,26 @@ class ResultTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ResultTest(unittest.TestCase):
+    """_result: what the loop posts for a handler's outcome."""
+
+    def test_kinds(self):
+        limit = mote._MAX_RESPONSE
+
+        def boom(event, ctx):
+            raise ValueError("x" * (2 * limit))
+
+        cases = [
+            (lambda e, c: "ok", "response", None),
+            (lambda e, c: "y" * limit, "response", None),
+            (lambda e, c: "y" * (limit + 1), "error", "Function.ResponseSizeTooLarge"),
+            (boom, "error", "ValueError"),
+        ]
+        for handler, want_kind, want_type in cases:
+            kind, body = mote._result(handler, b"", None)
+            self.assertEqual(kind, want_kind)
+            self.assertLessEqual(len(body), limit)
+            if want_type:
+                self.assertEqual(json.loads(body)["errorType"], want_type)
