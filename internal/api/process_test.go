@@ -237,3 +237,49 @@ func TestFlowsFromPythonAndNode(t *testing.T) {
 		t.Skip("neither python3 nor node is installed: nothing checked")
 	}
 }
+
+// TestProcessOutputOutsideInvocation: a line a function prints after its
+// invocation ended is in the function's logs, with no invocation id.
+// Before, it went to the server's own log.
+func TestProcessOutputOutsideInvocation(t *testing.T) {
+	if _, err := exec.LookPath("/usr/bin/python3"); err != nil {
+		t.Skip("no /usr/bin/python3")
+	}
+	p := startWithProcess(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "handler.py"), []byte(`import threading, time
+
+def later():
+    time.sleep(0.2)
+    print("printed outside the invocation", flush=True)
+
+def handler(event, context):
+    threading.Thread(target=later).start()
+    return "ok"
+`), 0o644)
+	if r := p.deployDir("late", dir, `{"runtime":"process","handler":"/usr/bin/python3 -m mote handler.handler"}`); r.status != 201 {
+		t.Fatalf("deploy: %d %s", r.status, r.body)
+	}
+	if r := p.invoke("late", `{}`); r.status != 200 {
+		t.Fatalf("invoke: %d %s", r.status, r.body)
+	}
+	// The line comes from another process, some time after: look for it.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var found bool
+		for _, l := range p.sys.Logs.Tail("late", "", 100) {
+			if l.Text == "printed outside the invocation" {
+				if l.Invocation != "" || l.Stream != "stdout" {
+					t.Errorf("line: invocation %q, stream %q; want none, stdout", l.Invocation, l.Stream)
+				}
+				found = true
+			}
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the line printed after the invocation is not in the function's logs: %v", p.sys.Logs.Tail("late", "", 100))
+		}
+	}
+}
