@@ -370,7 +370,9 @@ func bigResultSpec(t *testing.T, lang string) runtime.Spec {
 		return langSpec(t, lang)
 	}
 	spec := langSpec(t, lang) // skips without the interpreter
-	dir, err := os.MkdirTemp("", "mote-big-*") // reachable by the function user
+
+	// Not t.TempDir: the function user must reach it.
+	dir, err := os.MkdirTemp("", "mote-big-*")
 	if err != nil {
 		t.Fatal(err)
 	}
