@@ -32,6 +32,13 @@ func TestMain(m *testing.M) {
 // startWithProcess is start with the process runtime too.
 func startWithProcess(t *testing.T) *platform {
 	t.Helper()
+	return startWithProcessConfig(t, process.Config{})
+}
+
+// startWithProcessConfig is startWithProcess with the process runtime's
+// config (SDKRoot is set here).
+func startWithProcessConfig(t *testing.T, pc process.Config) *platform {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("process functions are sandboxed, which needs root")
 	}
@@ -39,7 +46,8 @@ func startWithProcess(t *testing.T) *platform {
 	os.Chmod(dir, 0o755)
 	fdir := filepath.Join(os.TempDir(), "mote-api-test-functions")
 	os.MkdirAll(fdir, 0o755)
-	pr, err := process.New(context.Background(), process.Config{SDKRoot: fdir})
+	pc.SDKRoot = fdir
+	pr, err := process.New(context.Background(), pc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +253,9 @@ func TestProcessOutputOutsideInvocation(t *testing.T) {
 	if _, err := exec.LookPath("/usr/bin/python3"); err != nil {
 		t.Skip("no /usr/bin/python3")
 	}
-	p := startWithProcess(t)
+	// The line comes 200 ms after the answer: the instance must not be
+	// frozen before (freezing is tested in internal/runtime/process).
+	p := startWithProcessConfig(t, process.Config{FreezeAfter: -1})
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
 	os.WriteFile(filepath.Join(dir, "handler.py"), []byte(`import threading, time
