@@ -8,25 +8,41 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
 	"github.com/mote-run/mote/internal/errs"
 )
 
-// Limits on a process function's directory archive.
-const (
-	maxUnpackedBytes = 1 << 30
-	maxUnpackedFiles = 20000
+// Limits on a process function's directory archive. Lambda allows 250 MB
+// unpacked; these leave room for a runtime bundled with the code, and stop
+// an archive from filling the disk or the name space. Variables so that a
+// test can reach them without writing a gigabyte.
+var (
+	maxUnpackedBytes int64 = 1 << 30   // all regular files together
+	maxFileBytes     int64 = 512 << 20 // one regular file
 )
 
+const (
+	maxUnpackedFiles = 20000 // entries of any type
+	maxPathLen       = 1024  // bytes in an entry's name or a link's target
+	maxPathDepth     = 64    // components in an entry's name
+	maxNameLen       = 255   // bytes in one component (NAME_MAX)
+)
+
+// completeMark is the file Unpack writes last into a finished directory.
+const completeMark = ".mote-complete"
+
 // Unpack extracts the tar.gz artifact sum into root/sum (once; later calls
-// return the existing directory) and returns that directory. Entries that
-// would escape the directory, links that point outside it, and device files
-// are refused with errs.BadRequest.
+// return the existing directory) and returns that directory, read-only.
+// An archive that would write outside the directory, holds a link that
+// leads outside it (alone or through other links), a hard link to
+// anything but one of its own regular files, a device or fifo, or is too
+// large, is refused with errs.BadRequest and leaves nothing on disk.
 func (r *Registry) Unpack(sum, root string) (string, error) {
 	dst := filepath.Join(root, sum)
-	if _, err := os.Stat(filepath.Join(dst, ".mote-complete")); err == nil {
+	if _, err := os.Stat(filepath.Join(dst, completeMark)); err == nil {
 		return dst, nil
 	}
 	f, err := os.Open(r.ArtifactPath(sum))
@@ -42,29 +58,9 @@ func (r *Registry) Unpack(sum, root string) (string, error) {
 		return "", fmt.Errorf("registry: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	if err := untar(f, tmp); err != nil {
+	if err := unpackInto(f, tmp); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(tmp, ".mote-complete"), nil, 0o444); err != nil {
-		return "", fmt.Errorf("registry: %w", err)
-	}
-	// Everything read-only, and readable by the unprivileged user that
-	// sandboxed functions run as: a function may not change its own code.
-	filepath.WalkDir(tmp, func(p string, d fs.DirEntry, err error) error {
-		switch {
-		case err != nil:
-		case d.IsDir():
-			os.Chmod(p, 0o755)
-		case d.Type().IsRegular():
-			info, _ := d.Info()
-			mode := fs.FileMode(0o444)
-			if info.Mode().Perm()&0o111 != 0 {
-				mode |= 0o111
-			}
-			os.Chmod(p, mode)
-		}
-		return nil
-	})
 	os.RemoveAll(dst)
 	if err := os.Rename(tmp, dst); err != nil {
 		return "", fmt.Errorf("registry: %w", err)
@@ -72,18 +68,33 @@ func (r *Registry) Unpack(sum, root string) (string, error) {
 	return dst, nil
 }
 
-func untar(src io.Reader, dir string) error {
-	bad := func(f string, a ...any) error { return errs.E(errs.BadRequest, "function archive: "+f, a...) }
+// unpackInto extracts the tar.gz archive read from src into the empty
+// directory dir, and marks it complete.
+//
+// Every write goes through an os.Root at dir, which never follows a link
+// out of it; and the archive is checked against a model of the tree it
+// builds (tree), so that no entry is written below a link or a file, no
+// name is used twice, and no link, followed through the links around it,
+// leads outside dir. The model catches what os.Root cannot see: a link
+// that is harmless while unpacking but leads out when the function, or
+// Mote, follows it later.
+func unpackInto(src io.Reader, dir string) error {
 	zr, err := gzip.NewReader(src)
 	if err != nil {
 		return bad("not a tar.gz archive: %v", err)
 	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	defer root.Close()
+	t := newTree()
 	tr := tar.NewReader(zr)
 	var total int64
 	for files := 0; ; files++ {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return nil
+			break
 		}
 		if err != nil {
 			return bad("%v", err)
@@ -91,57 +102,299 @@ func untar(src io.Reader, dir string) error {
 		if files >= maxUnpackedFiles {
 			return bad("more than %d entries", maxUnpackedFiles)
 		}
-		name := filepath.Clean(h.Name)
-		if name == "." {
-			continue
+		name, err := entryName(h.Name)
+		if err != nil {
+			return err
 		}
-		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
-			return bad("entry %q escapes the function directory", h.Name)
+		if name == "" {
+			continue // the archive's own root, "./"
 		}
-		p := filepath.Join(dir, name)
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			total += h.Size
-			if total > maxUnpackedBytes {
-				return bad("unpacks to more than %d bytes", maxUnpackedBytes)
-			}
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				return err
-			}
-			out, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, fs.FileMode(h.Mode)&0o755|0o400)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(out, io.LimitReader(tr, h.Size))
-			if cerr := out.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-		case tar.TypeSymlink:
-			target := h.Linkname
-			if filepath.IsAbs(target) {
-				return bad("link %q points outside the function directory", h.Name)
-			}
-			resolved := filepath.Clean(filepath.Join(filepath.Dir(name), target))
-			if resolved == ".." || strings.HasPrefix(resolved, "../") {
-				return bad("link %q points outside the function directory", h.Name)
-			}
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				return err
-			}
-			if err := os.Symlink(target, p); err != nil {
-				return err
-			}
-		default:
-			return bad("entry %q has unsupported type %q", h.Name, h.Typeflag)
+		if err := t.add(name, h); err != nil {
+			return err
+		}
+		if err := extract(root, tr, name, h, &total); err != nil {
+			return err
 		}
 	}
+	if err := t.checkLinks(); err != nil {
+		return err
+	}
+	// Directories 0755 whatever the umask: the function's user reads them.
+	for _, name := range append(t.dirs, ".") {
+		if err := root.Chmod(name, 0o755); err != nil {
+			return fmt.Errorf("registry: %w", err)
+		}
+	}
+	if err := root.WriteFile(completeMark, nil, 0o444); err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	return nil
+}
+
+// extract writes the entry h, named name and checked by tree.add, through
+// root.
+func extract(root *os.Root, tr io.Reader, name string, h *tar.Header, total *int64) error {
+	if dir := path.Dir(name); dir != "." {
+		if err := root.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("registry: %w", err)
+		}
+	}
+	switch h.Typeflag {
+	case tar.TypeDir:
+		if err := root.Mkdir(name, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("registry: %w", err)
+		}
+	case tar.TypeReg:
+		if h.Size > maxFileBytes {
+			return bad("file %q has %d bytes, more than %d", h.Name, h.Size, maxFileBytes)
+		}
+		if *total += h.Size; *total > maxUnpackedBytes {
+			return bad("unpacks to more than %d bytes", maxUnpackedBytes)
+		}
+		// Read-only, and readable by the function's user: a function may
+		// not change its own code. Set-id bits are dropped.
+		mode := fs.FileMode(0o444)
+		if h.Mode&0o111 != 0 {
+			mode |= 0o111
+		}
+		out, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("registry: %w", err)
+		}
+		_, err = io.Copy(out, tr)
+		if err == nil {
+			err = out.Chmod(mode)
+		}
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return bad("file %q is cut short", h.Name)
+		}
+		if err != nil {
+			return fmt.Errorf("registry: %w", err)
+		}
+	case tar.TypeSymlink:
+		if err := root.Symlink(h.Linkname, name); err != nil {
+			return fmt.Errorf("registry: %w", err)
+		}
+	case tar.TypeLink:
+		target, _ := entryName(h.Linkname) // checked by tree.add
+		if err := root.Link(target, name); err != nil {
+			return fmt.Errorf("registry: %w", err)
+		}
+	}
+	return nil
+}
+
+func bad(format string, args ...any) error {
+	return errs.E(errs.BadRequest, "function archive: "+format, args...)
+}
+
+// entryName returns an archive name cleaned and relative to the archive's
+// root ("" for the root itself), or an error if it is absolute, has a ".."
+// component, or is too long or too deep.
+func entryName(name string) (string, error) {
+	if len(name) > maxPathLen {
+		return "", bad("name %.40q... is longer than %d bytes", name, maxPathLen)
+	}
+	if strings.HasPrefix(name, "/") || strings.ContainsRune(name, 0) {
+		return "", bad("entry %q escapes the function directory", name)
+	}
+	parts := strings.Split(name, "/")
+	for _, p := range parts {
+		if p == ".." {
+			return "", bad("entry %q escapes the function directory", name)
+		}
+		if len(p) > maxNameLen {
+			return "", bad("entry %q has a component longer than %d bytes", name, maxNameLen)
+		}
+	}
+	if len(parts) > maxPathDepth {
+		return "", bad("entry %q is deeper than %d directories", name, maxPathDepth)
+	}
+	if clean := path.Clean(name); clean != "." {
+		return clean, nil
+	}
+	return "", nil
+}
+
+// tree is the model of what an archive has built so far: a node per
+// entry, and per directory made implicitly for an entry below it.
+type tree struct {
+	root node
+	dirs []string // every directory but the root, to set their modes
+}
+
+type node struct {
+	name   string // from the archive's root, for messages
+	typ    byte   // tar.TypeDir, TypeReg or TypeSymlink (a hard link is TypeReg)
+	link   string // a symlink's target
+	parent *node
+	kids   map[string]*node
+
+	// What a symlink leads to, once checkLinks resolved it.
+	resolving, resolved bool
+	to                  *node // the deepest existing node on the way
+	missing             int   // components below to that do not exist
+}
+
+func newTree() *tree { return &tree{root: node{typ: tar.TypeDir}} }
+
+// add checks the entry h named name against what the archive built before
+// it, and records it.
+func (t *tree) add(name string, h *tar.Header) error {
+	if name == completeMark {
+		return bad("entry %q has a name Mote reserves", h.Name)
+	}
+	typ := h.Typeflag
+	switch typ {
+	case tar.TypeDir, tar.TypeReg:
+	case tar.TypeSymlink:
+		if err := checkTarget(name, h.Linkname); err != nil {
+			return err
+		}
+	case tar.TypeLink:
+		target, err := entryName(h.Linkname)
+		if err != nil {
+			return err
+		}
+		if n := t.lookup(target); n == nil || n.typ != tar.TypeReg {
+			return bad("hard link %q must name a regular file earlier in the archive, not %q", h.Name, h.Linkname)
+		}
+		typ = tar.TypeReg
+	default:
+		return bad("entry %q has unsupported type %q (devices, fifos and the like are not part of a function)", h.Name, h.Typeflag)
+	}
+	// Every directory above name must be one, never a link or a file: the
+	// entry is then written where its name says, and a link's directory
+	// in the model is the one it really is in.
+	dir := &t.root
+	parts := strings.Split(name, "/")
+	for i, p := range parts[:len(parts)-1] {
+		n := dir.kids[p]
+		switch {
+		case n == nil:
+			n = dir.mkdir(strings.Join(parts[:i+1], "/"), p)
+			t.dirs = append(t.dirs, n.name)
+		case n.typ == tar.TypeSymlink:
+			return bad("entry %q is below the link %q", h.Name, n.name)
+		case n.typ != tar.TypeDir:
+			return bad("entry %q is below the file %q", h.Name, n.name)
+		}
+		dir = n
+	}
+	last := parts[len(parts)-1]
+	if n := dir.kids[last]; n != nil {
+		if n.typ == tar.TypeDir && typ == tar.TypeDir {
+			return nil
+		}
+		return bad("entry %q appears twice", h.Name)
+	}
+	n := dir.mkdir(name, last)
+	n.typ, n.link = typ, h.Linkname
+	if typ == tar.TypeDir {
+		t.dirs = append(t.dirs, name)
+	}
+	return nil
+}
+
+// mkdir adds the child base, named name, to n as a directory.
+func (n *node) mkdir(name, base string) *node {
+	if n.kids == nil {
+		n.kids = map[string]*node{}
+	}
+	k := &node{name: name, typ: tar.TypeDir, parent: n}
+	n.kids[base] = k
+	return k
+}
+
+// lookup returns the node named name (cleaned), without following links,
+// or nil.
+func (t *tree) lookup(name string) *node {
+	n := &t.root
+	for _, p := range strings.Split(name, "/") {
+		if n = n.kids[p]; n == nil {
+			return nil
+		}
+	}
+	return n
+}
+
+// checkTarget refuses a link target that is absolute, too long, or leaves
+// the archive's root when read, as text, from the link's own directory.
+// Chains through other links are checked once the tree is complete.
+func checkTarget(name, target string) error {
+	switch {
+	case target == "" || strings.ContainsRune(target, 0):
+		return bad("link %q has no valid target", name)
+	case len(target) > maxPathLen:
+		return bad("link %q has a target longer than %d bytes", name, maxPathLen)
+	case path.IsAbs(target):
+		return bad("link %q points to the absolute path %q; links must be relative and stay inside the function directory", name, target)
+	}
+	if p := path.Join(path.Dir(name), target); p == ".." || strings.HasPrefix(p, "../") {
+		return bad("link %q -> %q points outside the function directory", name, target)
+	}
+	return nil
+}
+
+// checkLinks resolves every link as the kernel would, following the links
+// it passes through, and refuses one that leads outside the root at any
+// step, or a loop. Each link is resolved once (its directory is a real
+// one, as no entry lies below a link, so what it leads to does not depend
+// on how it was reached), which keeps the work linear in the targets'
+// lengths.
+func (t *tree) checkLinks() error {
+	var walk func(n *node) error
+	walk = func(n *node) error {
+		if n.typ == tar.TypeSymlink {
+			return n.resolve()
+		}
+		for _, k := range n.kids {
+			if err := walk(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return walk(&t.root)
+}
+
+// resolve sets what the link n leads to.
+func (n *node) resolve() error {
+	if n.resolved {
+		return nil
+	}
+	if n.resolving {
+		return bad("links through %q form a loop", n.name)
+	}
+	n.resolving = true
+	at, missing := n.parent, 0
+	for _, c := range strings.Split(n.link, "/") {
+		switch {
+		case c == "" || c == ".":
+		case c == ".." && missing > 0:
+			missing--
+		case c == "..":
+			if at.parent == nil {
+				return bad("link %q -> %q points outside the function directory", n.name, n.link)
+			}
+			at = at.parent
+		case missing > 0 || at.kids[c] == nil:
+			missing++
+		case at.kids[c].typ == tar.TypeSymlink:
+			k := at.kids[c]
+			if err := k.resolve(); err != nil {
+				return err
+			}
+			at, missing = k.to, k.missing
+		default:
+			at = at.kids[c]
+		}
+	}
+	n.to, n.missing, n.resolved = at, missing, true
+	return nil
 }
 
 // Pack writes dir as a tar.gz archive to w, the form Unpack reads. Files
