@@ -107,6 +107,9 @@ func queryInt(r *http.Request, name string, def int64) (int64, error) {
 
 func writeOptions(r *http.Request) (store.WriteOptions, error) {
 	ttl, err := duration(r, "ttl")
+	if err == nil {
+		err = store.CheckTTL(ttl)
+	}
 	if err != nil {
 		return store.WriteOptions{}, err
 	}
@@ -264,6 +267,9 @@ func (s *Service) httpKVBatch(w http.ResponseWriter, r *http.Request) error {
 			ttl, err := time.ParseDuration(op.TTL)
 			if err != nil {
 				return errs.E(errs.BadRequest, "batch op %d: bad ttl %q", i, op.TTL)
+			}
+			if err := store.CheckTTL(ttl); err != nil {
+				return errs.E(errs.BadRequest, "batch op %d: %s", i, errs.MessageOf(err))
 			}
 			ops[i].TTL = ttl
 		}

@@ -107,6 +107,48 @@ func TestHTTPKV(t *testing.T) {
 	}
 }
 
+// TestKVTTLOutOfRange sends TTLs out of range through every door (the
+// PUT query, a batch's query and ops, host calls) and checks each is
+// refused with bad_request naming the limit, and that the old value
+// survives. ?ttl=2100000h was acknowledged, then the key read 404 and its
+// old value was gone (fails without the fix).
+func TestKVTTLOutOfRange(t *testing.T) {
+	s := newService(t)
+	c := httpClient{t, s.Handler()}
+	wantStatus(t, c.do("PUT", "/v1/kv/b/k", strings.NewReader("old")), 200, "")
+	for _, tc := range []struct{ method, path, body string }{
+		{"PUT", "/v1/kv/b/k?ttl=2100000h", "new"},
+		{"PUT", "/v1/kv/b/k?ttl=876001h", "new"},
+		{"PUT", "/v1/kv/b/k?ttl=4000000000", "new"}, // seconds
+		{"PUT", "/v1/kv/b/k?ttl=-1s", "new"},
+		{"POST", "/v1/kv/b?op=batch&ttl=2100000h", `{"ops":[{"op":"put","key":"k","value":"bmV3"}]}`},
+		{"POST", "/v1/kv/b?op=batch", `{"ops":[{"op":"put","key":"k","value":"bmV3","ttl":"2100000h"}]}`},
+		{"POST", "/v1/kv/b?op=batch", `{"ops":[{"op":"put","key":"k","value":"bmV3","ttl":"-1s"}]}`},
+	} {
+		rec := c.do(tc.method, tc.path, strings.NewReader(tc.body))
+		if rec.Code != 400 || rec.Header().Get("X-Mote-Error-Code") != string(errs.BadRequest) {
+			t.Errorf("%s %s: %d %s, want 400 bad_request", tc.method, tc.path, rec.Code, rec.Body)
+		}
+		if !strings.Contains(tc.path+tc.body, "-1s") && !strings.Contains(rec.Body.String(), "876000h") {
+			t.Errorf("%s %s: %s, want the maximum named", tc.method, tc.path, rec.Body)
+		}
+	}
+	for _, args := range [][]string{
+		{OpKVPut, "b", "k", "new", "7560000000000"}, // 2,100,000 h in ms
+		{OpKVCAS, "b", "k", "0", "new", "7560000000000"},
+		{OpKVPut, "b", "k", "new", "-1"},
+	} {
+		if _, err := call(t, s, admin, args[0], args[1:]...); errs.CodeOf(err) != errs.BadRequest {
+			t.Errorf("%q: %v, want bad_request", args, err)
+		}
+	}
+	rec := c.do("GET", "/v1/kv/b/k", nil)
+	if rec.Code != 200 || rec.Body.String() != "old" || rec.Header().Get("X-Mote-Expires") != "" {
+		t.Errorf("after refused writes: %d %q expires %q; want old, never", rec.Code, rec.Body, rec.Header().Get("X-Mote-Expires"))
+	}
+	wantStatus(t, c.do("PUT", "/v1/kv/b/max?ttl=876000h", strings.NewReader("x")), 200, "")
+}
+
 func TestHTTPObjects(t *testing.T) {
 	s := newService(t)
 	c := httpClient{t, s.Handler()}

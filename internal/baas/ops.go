@@ -210,8 +210,10 @@ func (a args) ms(i int, name string) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	if n < 0 || n > int64(100*365*24*time.Hour/time.Millisecond) {
-		return 0, errs.E(errs.BadRequest, "%s: %s must be a non-negative number of milliseconds", a.op, name)
+	// MaxTTL bounds every duration: a TTL, and a wait or timeout that is
+	// added to the time now.
+	if n < 0 || n > store.MaxTTL.Milliseconds() {
+		return 0, errs.E(errs.BadRequest, "%s: %s must be a number of milliseconds from 0 to %d (100 years)", a.op, name, store.MaxTTL.Milliseconds())
 	}
 	return time.Duration(n) * time.Millisecond, nil
 }

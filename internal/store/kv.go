@@ -320,15 +320,29 @@ func (kv *KV) check(bucket, key string) error {
 	return ValidKey(key)
 }
 
+// MaxTTL is the longest TTL a write may set, 100 years. A record holds its
+// expiry as unix nanoseconds, which end in 2262: a longer TTL wrapped to
+// an expiry in the past, and the write deleted the key it meant to keep.
+const MaxTTL = 100 * 365 * 24 * time.Hour
+
+// CheckTTL returns a bad_request error if ttl is negative or more than
+// MaxTTL; 0 means no expiry.
+func CheckTTL(ttl time.Duration) error {
+	switch {
+	case ttl < 0:
+		return errs.E(errs.BadRequest, "ttl must not be negative")
+	case ttl > MaxTTL:
+		return errs.E(errs.BadRequest, "ttl %v is more than the maximum, %v (100 years)", ttl, MaxTTL)
+	}
+	return nil
+}
+
 func (kv *KV) checkValue(val []byte, ttl time.Duration) error {
 	if len(val) > kv.cfg.MaxValueBytes {
 		return errs.Wrap(errs.PayloadTooLarge, ErrTooLarge,
 			fmt.Sprintf("value is %d bytes; the limit is %d", len(val), kv.cfg.MaxValueBytes))
 	}
-	if ttl < 0 {
-		return errs.E(errs.BadRequest, "ttl must not be negative")
-	}
-	return nil
+	return CheckTTL(ttl)
 }
 
 func (kv *KV) expiresAt(ttl time.Duration) int64 {

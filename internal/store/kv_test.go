@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -286,6 +287,42 @@ func TestKVTTL(t *testing.T) {
 	db.Scan([]byte(PrefixExpiry), func(_, _ []byte) bool { idx++; return true })
 	if idx != 1 {
 		t.Errorf("expiry index has %d entries, want 1 (renewed's)", idx)
+	}
+}
+
+// TestKVTTLTooLarge checks that a TTL whose expiry the record cannot hold
+// (unix nanoseconds end in 2262) is refused before anything is written.
+// 2,100,000 h was accepted, the expiry wrapped to a negative time, and the
+// key read as expired, its old value gone (fails without the fix).
+func TestKVTTLTooLarge(t *testing.T) {
+	kv, _ := newTestKV(t, KVConfig{})
+	if _, err := kv.Put("b", "k", []byte("old"), WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ttl := range []time.Duration{MaxTTL + time.Millisecond, 2_100_000 * time.Hour, math.MaxInt64} {
+		_, err := kv.Put("b", "k", []byte("new"), WriteOptions{TTL: ttl})
+		if errs.CodeOf(err) != errs.BadRequest || !strings.Contains(err.Error(), MaxTTL.String()) {
+			t.Errorf("Put ttl %v: %v, want bad_request naming the maximum", ttl, err)
+		}
+		if _, err := kv.CAS("b", "k", 0, []byte("new"), WriteOptions{TTL: ttl}); errs.CodeOf(err) != errs.BadRequest {
+			t.Errorf("CAS ttl %v: %v, want bad_request", ttl, err)
+		}
+		_, err = kv.Batch([]BatchOp{{Bucket: "b", Key: "k", Value: []byte("new"), TTL: ttl}}, WriteOptions{})
+		if errs.CodeOf(err) != errs.BadRequest {
+			t.Errorf("Batch ttl %v: %v, want bad_request", ttl, err)
+		}
+		if err := kv.Ephemeral().Put("root", "k", []byte("x"), ttl, DefaultDurability); errs.CodeOf(err) != errs.BadRequest {
+			t.Errorf("ephemeral Put ttl %v: %v, want bad_request", ttl, err)
+		}
+	}
+	if e, err := kv.Get("b", "k"); err != nil || string(e.Value) != "old" || !e.Expires.IsZero() {
+		t.Errorf("after refused writes: %q expires %v, %v; want old, never", e.Value, e.Expires, err)
+	}
+	if _, err := kv.Put("b", "max", []byte("x"), WriteOptions{TTL: MaxTTL}); err != nil {
+		t.Fatalf("Put ttl %v: %v", MaxTTL, err)
+	}
+	if e, err := kv.Get("b", "max"); err != nil || time.Until(e.Expires) < MaxTTL-time.Hour {
+		t.Errorf("ttl %v: expires %v, %v; want about %v from now", MaxTTL, e.Expires, err, MaxTTL)
 	}
 }
 
