@@ -145,6 +145,35 @@ func TestServeRefusesOpenDoor(t *testing.T) {
 	}
 }
 
+// TestServeRefusesExposedTokenFile checks that serve, as ssh does for a
+// key, refuses a token file that group or others may read or write, and
+// says how to fix it. The README's recipe made a 0644 file and serve took
+// it (fails without the fix).
+func TestServeRefusesExposedTokenFile(t *testing.T) {
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o620, 0o602, 0o666} {
+		tok := writeFile(t, "a-long-enough-admin-token")
+		if err := os.Chmod(tok, mode); err != nil {
+			t.Fatal(err)
+		}
+		// A data directory that cannot be opened, so that a serve that
+		// takes the token fails soon instead of serving.
+		var out, errOut bytes.Buffer
+		code := run([]string{"serve", "--addr", "127.0.0.1:0", "--data", writeFile(t, "not a directory"), "--token-file", tok}, &out, &errOut)
+		if code == 0 || !strings.Contains(errOut.String(), "chmod 600 "+tok) {
+			t.Errorf("token file %v: got code %d, %q; want a refusal naming chmod 600", mode, code, errOut.String())
+		}
+	}
+	for _, mode := range []os.FileMode{0o600, 0o400} {
+		tok := writeFile(t, "a-long-enough-admin-token")
+		if err := os.Chmod(tok, mode); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := readToken(tok); err != nil || got != "a-long-enough-admin-token" {
+			t.Errorf("token file %v: got %q, %v; want the token", mode, got, err)
+		}
+	}
+}
+
 func TestServeWithToken(t *testing.T) {
 	tok := writeFile(t, "a-long-enough-admin-token")
 	s := startServer(t, "--token-file", tok)

@@ -284,13 +284,34 @@ func loadTLS(certFile, keyFile string) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}, nil
 }
 
+// readToken reads the admin token from path. As ssh does for a private
+// key, it refuses a file that group or others may read or write, or that
+// another user owns: anyone who can read the token is the admin.
 func readToken(path string) (string, error) {
 	if path == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("reading token file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("reading token file: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("token file %s has mode %04o: group or others can read or change it; run chmod 600 %s", path, perm, path)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Getuid() {
+		return "", fmt.Errorf("token file %s belongs to uid %d, not to the user running mote (uid %d)", path, st.Uid, os.Getuid())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4097))
+	if err != nil {
+		return "", fmt.Errorf("reading token file: %w", err)
+	}
+	if len(b) > 4096 {
+		return "", fmt.Errorf("token file %s is larger than 4 KiB", path)
 	}
 	t := strings.TrimSpace(string(b))
 	if len(t) < 16 {
