@@ -99,11 +99,26 @@ type entry struct {
 	size       int64 // the header's size when not len(body)
 }
 
+// archive returns entries as a tar.gz archive, the form Unpack reads.
 func archive(t testing.TB, entries ...entry) []byte {
 	t.Helper()
+	return gzipped(tarball(t, entries...))
+}
+
+func gzipped(b []byte) []byte {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
+	zw.Write(b)
+	zw.Close()
+	return buf.Bytes()
+}
+
+// tarball returns entries as a tar archive. An entry whose size is more
+// than its body must come last: the archive ends inside it.
+func tarball(t testing.TB, entries ...entry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
 		h := &tar.Header{Name: e.name, Typeflag: e.typ, Linkname: e.link, Mode: e.mode, Size: int64(len(e.body))}
 		if h.Mode == 0 {
@@ -121,7 +136,6 @@ func archive(t testing.TB, entries ...entry) []byte {
 		tw.Write([]byte(e.body))
 	}
 	tw.Close()
-	zw.Close()
 	return buf.Bytes()
 }
 
