@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -120,7 +118,10 @@ func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(add
 	if err != nil {
 		return err
 	}
-	fdir := functionsDir(sc.dataDir)
+	fdir, err := functionsDir(sc.dataDir)
+	if err != nil {
+		return err
+	}
 	rts, err := newRuntimes(ctx, sc.dataDir, fdir, log)
 	if err != nil {
 		return err
@@ -224,7 +225,7 @@ func newRuntimes(ctx context.Context, dataDir, functionsDir string, log *slog.Lo
 	rts := map[runtime.Kind]runtime.Runtime{runtime.KindWasm: w}
 	// The SDKs go beside the function directories, so functions import
 	// them without bundling a copy.
-	if err := os.MkdirAll(functionsDir, 0o755); err != nil {
+	if err := os.MkdirAll(functionsDir, 0o700); err != nil {
 		return nil, err
 	}
 	p, err := process.New(ctx, process.Config{Logger: log.With("runtime", "process"), SDKRoot: functionsDir})
@@ -237,33 +238,16 @@ func newRuntimes(ctx context.Context, dataDir, functionsDir string, log *slog.Lo
 	return rts, nil
 }
 
-// functionsDir is where process functions are unpacked: in the data
-// directory when an unprivileged user can reach it, else in a root-owned
-// directory under the system's temporary directory (the unpacked tree is a
-// cache, rebuilt from the artifacts when missing).
-func functionsDir(dataDir string) string {
+// functionsDir is where process functions are unpacked: DataDir/functions,
+// absolute, as the sandbox mounts each function's directory and the SDKs at
+// their host paths in the function's own root. Like the data directory it
+// is Mote's alone (0700); functions never need to reach it from the host.
+func functionsDir(dataDir string) (string, error) {
 	abs, err := filepath.Abs(dataDir)
-	if err == nil && traversable(filepath.Dir(abs)) {
-		os.MkdirAll(abs, 0o755)
-		os.Chmod(abs, 0o711)
-		return filepath.Join(abs, "functions")
+	if err != nil {
+		return "", err
 	}
-	sum := sha256.Sum256([]byte(abs))
-	return filepath.Join(os.TempDir(), "mote-functions-"+hex.EncodeToString(sum[:6]))
-}
-
-// traversable reports whether every directory from / down to dir lets
-// others pass (the x bit for others).
-func traversable(dir string) bool {
-	for d := dir; ; d = filepath.Dir(d) {
-		fi, err := os.Stat(d)
-		if err != nil || fi.Mode().Perm()&0o001 == 0 {
-			return false
-		}
-		if d == filepath.Dir(d) {
-			return true
-		}
-	}
+	return filepath.Join(abs, "functions"), nil
 }
 
 // loadTLS returns the HTTPS configuration of --tls-cert and --tls-key, or

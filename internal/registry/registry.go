@@ -58,9 +58,14 @@ type Registry struct {
 	mu sync.Mutex // serialises read-modify-write of function records
 }
 
-// Open returns a registry over db, keeping artifacts in dir.
+// Open returns a registry over db, keeping artifacts in dir, which it
+// makes 0700: an artifact may hold a function's config, env values and
+// all.
 func Open(db *store.DB, dir string) (*Registry, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
 	return &Registry{db: db, dir: dir}, nil

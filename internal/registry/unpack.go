@@ -34,6 +34,10 @@ const (
 // completeMark is the file Unpack writes last into a finished directory.
 const completeMark = ".mote-complete"
 
+// configName is a function directory's config file, which mote deploy
+// reads and packs along with the code.
+const configName = "mote.json"
+
 // Unpack extracts the tar.gz artifact sum into root/sum (once; later calls
 // return the existing directory) and returns that directory, read-only.
 // An archive that would write outside the directory, holds a link that
@@ -50,7 +54,7 @@ func (r *Registry) Unpack(sum, root string) (string, error) {
 		return "", fmt.Errorf("registry: %w", err)
 	}
 	defer f.Close()
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	if err := os.MkdirAll(root, 0o700); err != nil {
 		return "", fmt.Errorf("registry: %w", err)
 	}
 	tmp, err := os.MkdirTemp(root, ".unpack-*")
@@ -152,10 +156,15 @@ func extract(root *os.Root, tr io.Reader, name string, h *tar.Header, total *int
 			return bad("unpacks to more than %d bytes", maxUnpackedBytes)
 		}
 		// Read-only, and readable by the function's user: a function may
-		// not change its own code. Set-id bits are dropped.
+		// not change its own code. Set-id bits are dropped. The config
+		// the CLI packs along may hold env values, which the function
+		// gets as its environment: it is root's alone.
 		mode := fs.FileMode(0o444)
 		if h.Mode&0o111 != 0 {
 			mode |= 0o111
+		}
+		if name == configName {
+			mode = 0o600
 		}
 		out, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 		if err != nil {

@@ -119,6 +119,8 @@ func TestUnpackKeepsWhatIsInside(t *testing.T) {
 		entry{name: "dangling", typ: tar.TypeSymlink, link: "lib/missing"},
 		entry{name: "hard", typ: tar.TypeLink, link: "lib/a.txt"},
 		entry{name: "lib/", typ: tar.TypeDir},
+		entry{name: "mote.json", typ: tar.TypeReg, body: "{}"},
+		entry{name: "lib/mote.json", typ: tar.TypeReg, body: "[]"},
 	)), 1<<20)
 	if err != nil {
 		t.Fatal(err)
@@ -136,6 +138,8 @@ func TestUnpackKeepsWhatIsInside(t *testing.T) {
 		{"up/a.txt", "a", 0o444},
 		{"lib/sub/top", "a", 0o444},
 		{"hard", "a", 0o444},
+		{"mote.json", "{}", 0o600}, // the config, with env values
+		{"lib/mote.json", "[]", 0o444},
 	} {
 		p := filepath.Join(dir, tc.path)
 		b, err := os.ReadFile(p)

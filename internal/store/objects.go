@@ -109,7 +109,10 @@ func OpenObjects(db *DB, cfg ObjectsConfig) (*Objects, error) {
 	}
 	cfg = cfg.WithDefaults()
 	o := &Objects{db: db, cfg: cfg, seed: maphash.MakeSeed()}
-	if err := os.MkdirAll(o.tmpDir(), 0o750); err != nil {
+	if err := os.MkdirAll(o.tmpDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("store: objects dir: %w", err)
+	}
+	if err := os.Chmod(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: objects dir: %w", err)
 	}
 	if err := o.cleanup(); err != nil {
@@ -191,7 +194,7 @@ func (o *Objects) Put(bucket, key string, r io.Reader, contentType string) (Obje
 		return ObjectInfo{}, internalErr(err, "objects: close failed")
 	}
 	final := o.dataPath(id)
-	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
 		return ObjectInfo{}, internalErr(err, "objects: mkdir failed")
 	}
 	if err := os.Rename(tmp, final); err != nil {

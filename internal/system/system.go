@@ -44,9 +44,9 @@ type Config struct {
 	// 0 is the flow engine's default (7 days), negative keeps them forever.
 	History time.Duration
 	// FunctionsDir is where process functions' directories are unpacked
-	// (a cache of the artifacts). Sandboxed functions run as an
-	// unprivileged user who must be able to reach it. Default:
-	// DataDir/functions.
+	// (a cache of the artifacts); Open makes it 0700, as the sandbox
+	// mounts each function's directory into the function's own root.
+	// Default: DataDir/functions.
 	FunctionsDir string
 }
 
@@ -128,8 +128,15 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("system: %w", err)
+	// The data directory holds every bucket's values (Pebble's files), the
+	// artifacts, and the functions' code and configs: it is Mote's alone.
+	// One that an earlier version made 0755 is closed here too. Functions
+	// reach their own code through the sandbox, which mounts it into
+	// their root.
+	for _, d := range []string{cfg.DataDir, cfg.FunctionsDir} {
+		if err := privateDir(d); err != nil {
+			return nil, err
+		}
 	}
 	db, err := store.Open(filepath.Join(cfg.DataDir, "db"))
 	if err != nil {
@@ -181,6 +188,18 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// privateDir makes dir, and its parents that do not exist, with mode 0700,
+// and sets an existing dir's to 0700.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("system: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("system: %w", err)
+	}
+	return nil
 }
 
 // openServices starts the BaaS layer, the usage ledger and the flow engine.
