@@ -225,5 +225,36 @@ func FuzzUnpack(f *testing.F) {
 		if b, err := os.ReadFile(secret); err != nil || string(b) != "secret" {
 			t.Fatalf("archive changed a file outside its directory: %q, %v", b, err)
 		}
+		if err == nil {
+			if l := escapingLink(t, root); l != "" {
+				t.Fatalf("accepted archive has a link that leads outside: %s", l)
+			}
+		}
 	})
+}
+
+// escapingLink returns a symlink under root that, followed, leads outside
+// root, or "".
+func escapingLink(t *testing.T, root string) string {
+	t.Helper()
+	root, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad string
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink == 0 {
+			return nil
+		}
+		to, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			return nil // dangling, and the directory is read-only
+		}
+		if rel, err := filepath.Rel(root, to); err != nil || !filepath.IsLocal(rel) && rel != "." {
+			bad = p + " -> " + to
+			return fs.SkipAll
+		}
+		return nil
+	})
+	return bad
 }
