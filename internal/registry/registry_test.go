@@ -130,6 +130,9 @@ func tarball(t testing.TB, entries ...entry) []byte {
 		if e.size != 0 {
 			h.Size = e.size
 		}
+		if e.typ == tar.TypeXGlobalHeader {
+			h = &tar.Header{Typeflag: e.typ, PAXRecords: map[string]string{"comment": "f08c0f3"}}
+		}
 		if err := tw.WriteHeader(h); err != nil {
 			t.Fatal(err)
 		}

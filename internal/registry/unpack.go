@@ -106,6 +106,9 @@ func unpackInto(src io.Reader, dir string) error {
 		if files >= maxUnpackedFiles {
 			return bad("more than %d entries", maxUnpackedFiles)
 		}
+		if h.Typeflag == tar.TypeXGlobalHeader {
+			continue // metadata, such as the commit git archive records
+		}
 		name, err := entryName(h.Name)
 		if err != nil {
 			return err
