@@ -25,10 +25,11 @@ var (
 )
 
 const (
-	maxUnpackedFiles = 20000 // entries of any type
-	maxPathLen       = 1024  // bytes in an entry's name or a link's target
-	maxPathDepth     = 64    // components in an entry's name
-	maxNameLen       = 255   // bytes in one component (NAME_MAX)
+	maxUnpackedFiles = 20000   // entries of any type
+	maxPathLen       = 1024    // bytes in an entry's name or a link's target
+	maxPathDepth     = 64      // components in an entry's name
+	maxNameLen       = 255     // bytes in one component (NAME_MAX)
+	maxTrailing      = 1 << 20 // bytes after the end of the tar (padding)
 )
 
 // completeMark is the file Unpack writes last into a finished directory.
@@ -123,6 +124,13 @@ func unpackInto(src io.Reader, dir string) error {
 			return err
 		}
 	}
+	// Read the compressed stream to its end, which checks its checksum;
+	// past tar's end there is only padding.
+	if n, err := io.Copy(io.Discard, io.LimitReader(zr, maxTrailing+1)); err != nil {
+		return bad("after the last entry: %v", err)
+	} else if n > maxTrailing {
+		return bad("more than %d bytes after the last entry", maxTrailing)
+	}
 	if err := t.checkLinks(); err != nil {
 		return err
 	}
@@ -173,19 +181,17 @@ func extract(root *os.Root, tr io.Reader, name string, h *tar.Header, total *int
 		if err != nil {
 			return fmt.Errorf("registry: %w", err)
 		}
-		_, err = io.Copy(out, tr)
+		_, err = io.Copy(out, archiveReader{tr, h.Name})
 		if err == nil {
 			err = out.Chmod(mode)
 		}
 		if cerr := out.Close(); err == nil {
 			err = cerr
 		}
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return bad("file %q is cut short", h.Name)
-		}
-		if err != nil {
+		if err != nil && errs.CodeOf(err) != errs.BadRequest {
 			return fmt.Errorf("registry: %w", err)
 		}
+		return err
 	case tar.TypeSymlink:
 		if err := root.Symlink(h.Linkname, name); err != nil {
 			return fmt.Errorf("registry: %w", err)
@@ -197,6 +203,25 @@ func extract(root *os.Root, tr io.Reader, name string, h *tar.Header, total *int
 		}
 	}
 	return nil
+}
+
+// archiveReader reads a file's bytes from the archive, and tells a fault
+// in the archive (cut short, corrupt) from one in writing it out.
+type archiveReader struct {
+	r    io.Reader
+	name string
+}
+
+func (a archiveReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	switch {
+	case err == nil || err == io.EOF:
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		err = bad("file %q is cut short", a.name)
+	default:
+		err = bad("file %q: %v", a.name, err)
+	}
+	return n, err
 }
 
 func bad(format string, args ...any) error {

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -258,4 +259,37 @@ func escapingLink(t *testing.T, root string) string {
 		return nil
 	})
 	return bad
+}
+
+// TestUnpackCorruptArchive checks that an archive whose compressed
+// stream breaks inside a file's bytes, or that ends there, is a
+// bad_request (not an internal error) and leaves nothing.
+func TestUnpackCorruptArchive(t *testing.T) {
+	body := make([]byte, 256<<10)
+	rand.NewChaCha8([32]byte{1}).Read(body) // incompressible: the break is inside the file
+	good := archive(t, entry{name: "big", typ: tar.TypeReg, body: string(body)})
+	corrupt := bytes.Clone(good)
+	for i := len(corrupt) / 2; i < len(corrupt)/2+64; i++ {
+		corrupt[i] ^= 0xff
+	}
+	for name, data := range map[string][]byte{
+		"corrupt": corrupt,
+		"cut":     good[:len(good)/2],
+		"no tail": good[:len(good)-4], // the gzip checksum's length missing
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := openTest(t)
+			sum, _, err := r.PutArtifact(bytes.NewReader(data), 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			root := t.TempDir()
+			if _, err := r.Unpack(sum, root); errs.CodeOf(err) != errs.BadRequest {
+				t.Errorf("got %v (%s), want bad_request", err, errs.CodeOf(err))
+			}
+			if left, _ := os.ReadDir(root); len(left) != 0 {
+				t.Errorf("refused archive left %d entries", len(left))
+			}
+		})
+	}
 }
