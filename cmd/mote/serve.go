@@ -41,6 +41,7 @@ type serveConfig struct {
 	debugAddr  string
 	history    time.Duration
 	maxConns   int
+	unconfined bool
 }
 
 // defaultDataDir is $MOTE_DATA, else $XDG_DATA_HOME/mote, else
@@ -71,6 +72,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&sc.drain, "drain", 30*time.Second, "how long SIGTERM waits for in-flight invocations")
 	fs.StringVar(&sc.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&sc.history, "history", flow.DefaultRetention, "how long invocation records (call trees) are kept; 0 keeps them forever")
+	fs.BoolVar(&sc.unconfined, "unconfined-processes", false, "run process functions even where they cannot be sandboxed (not root): they then see the host's files and run as your user; for your own code only")
 	fs.IntVar(&sc.maxConns, "max-conns", 0, "most API connections open at once; more are closed at once (default 8192, or half the file descriptor limit)")
 	fs.StringVar(&sc.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this loopback address (e.g. 127.0.0.1:6060)")
 	if _, err := parse(fs, args); err != nil {
@@ -122,7 +124,7 @@ func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(add
 	if err != nil {
 		return err
 	}
-	rts, err := newRuntimes(ctx, sc.dataDir, fdir, log)
+	rts, err := newRuntimes(ctx, sc.dataDir, fdir, sc.unconfined, log)
 	if err != nil {
 		return err
 	}
@@ -215,9 +217,10 @@ func history(d time.Duration) time.Duration {
 }
 
 // newRuntimes starts the runtimes available on this machine. The process
-// runtime needs to sandbox processes; where it cannot start (not root, no
-// cgroups), Mote serves wasm functions alone and says why.
-func newRuntimes(ctx context.Context, dataDir, functionsDir string, log *slog.Logger) (map[runtime.Kind]runtime.Runtime, error) {
+// runtime needs to sandbox processes; where it cannot (not root, no
+// namespaces) and --unconfined-processes was not given, Mote serves wasm
+// functions alone and says why.
+func newRuntimes(ctx context.Context, dataDir, functionsDir string, unconfined bool, log *slog.Logger) (map[runtime.Kind]runtime.Runtime, error) {
 	w, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(dataDir, "wasm-cache"), Logger: log.With("runtime", "wasm")})
 	if err != nil {
 		return nil, err
@@ -228,7 +231,7 @@ func newRuntimes(ctx context.Context, dataDir, functionsDir string, log *slog.Lo
 	if err := os.MkdirAll(functionsDir, 0o700); err != nil {
 		return nil, err
 	}
-	p, err := process.New(ctx, process.Config{Logger: log.With("runtime", "process"), SDKRoot: functionsDir})
+	p, err := process.New(ctx, process.Config{Logger: log.With("runtime", "process"), SDKRoot: functionsDir, Unconfined: unconfined})
 	if err != nil {
 		log.Warn("process functions are not available on this server", "err", err)
 	} else {

@@ -215,6 +215,16 @@ func (s *Sandbox) probe(flags uintptr) error {
 	return cmd.Run()
 }
 
+// Confined reports whether processes get the whole sandbox: a root of
+// their own, a user of their own, and their own PID and network
+// namespaces. Without it (Mote not root, or a kernel refusing those
+// namespaces) a process runs with the host's files, and as Mote's own
+// user when Mote is not root.
+func (s *Sandbox) Confined() bool {
+	const need = unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWNET
+	return s.root != "" && s.flags&need == need && os.Geteuid() == 0
+}
+
 // Namespaces names the namespaces sandboxed processes get.
 func (s *Sandbox) Namespaces() []string {
 	var names []string

@@ -61,6 +61,9 @@ func TestDetects(t *testing.T) {
 	if len(s.Namespaces()) == 0 && len(s.Controllers()) == 0 {
 		t.Errorf("root, but no namespace and no cgroup controller works")
 	}
+	if !s.Confined() {
+		t.Errorf("root with namespaces %v, but not confined", s.Namespaces())
+	}
 }
 
 func TestIdentityAndNamespaces(t *testing.T) {

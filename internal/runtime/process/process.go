@@ -16,6 +16,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -55,6 +56,10 @@ const (
 	DefaultOutputBurst = 1 << 20
 )
 
+// ErrUnconfined is returned by New where the sandbox cannot confine
+// functions and Config.Unconfined is not set.
+var ErrUnconfined = errors.New("process: process functions need root and mount, PID and network namespaces to be sandboxed; run mote as root (or set Unconfined, for your own code only)")
+
 // baseDirPrefix names the default BaseDir, "mote-process-PID".
 const baseDirPrefix = "mote-process-"
 
@@ -86,6 +91,12 @@ type Config struct {
 	// UIDBase and UIDCount reserve the user ids instances run as, one per
 	// live instance (see sandbox.Config); 0: the sandbox's defaults.
 	UIDBase, UIDCount int
+	// Unconfined lets the runtime start where the sandbox cannot confine
+	// functions (see sandbox.Sandbox.Confined): not root, or no mount, PID
+	// or network namespace. Functions then see the host's files, and run
+	// as Mote's own user when Mote is not root: for trying Mote with
+	// one's own code only.
+	Unconfined bool
 	// ReadOnly are host paths every instance sees read-only at the same
 	// path in its own root, besides its code and the SDKs: an operator's
 	// shared libraries, say. Functions cannot add to it.
@@ -278,6 +289,13 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	sb, err := sandbox.New(sandbox.Config{Logger: cfg.Logger, UIDBase: cfg.UIDBase, UIDCount: cfg.UIDCount, InitPath: cfg.InitPath})
 	if err != nil {
 		return nil, err
+	}
+	if !sb.Confined() {
+		if !cfg.Unconfined {
+			sb.Close()
+			return nil, ErrUnconfined
+		}
+		cfg.Logger.Warn("process: functions are NOT sandboxed (Unconfined): they see the host's files and, without root, run as Mote's user")
 	}
 	r := &Runtime{cfg: cfg, log: cfg.Logger, sb: sb, live: map[*instance]struct{}{}, epoch: time.Now(), stop: make(chan struct{})}
 	r.readOnly = append(r.readOnly, cfg.ReadOnly...)

@@ -40,6 +40,8 @@ func newRuntime(t testing.TB) *Runtime {
 		// The SDKs the tests lay out: the repository's Python SDK, and
 		// extracted copies below the test function's directory.
 		ReadOnly: []string{fnDir, filepath.Join(repoRoot(t), "sdk", "python")},
+		// Not root: the tests run unconfined, as a developer's own code.
+		Unconfined: os.Geteuid() != 0,
 	})
 	if err != nil {
 		t.Fatal(err)
