@@ -49,6 +49,7 @@ type instance struct {
 	// then thaws under fz.
 	fz        sync.Mutex
 	frozen    bool
+	closing   bool // set by Close under fz: no freeze after it
 	idleSince atomic.Int64 // when the last invocation ended, in Runtime.since units
 
 	readyOnce, closeOnce sync.Once
@@ -329,7 +330,7 @@ func (in *instance) freezeIfIdle(cutoff int64) bool {
 	}
 	in.fz.Lock()
 	defer in.fz.Unlock()
-	if in.frozen || in.busy.Load() {
+	if in.frozen || in.closing || in.busy.Load() {
 		return false
 	}
 	if err := in.proc.Freeze(); err != nil {
@@ -415,6 +416,12 @@ func (in *instance) Close(ctx context.Context) error {
 	var err error
 	in.closeOnce.Do(func() {
 		in.reusable.Store(false)
+		// A process frozen after Kill's thaw would never die: once closing
+		// is set the freezer leaves the instance alone (Kill thaws one
+		// frozen before).
+		in.fz.Lock()
+		in.closing = true
+		in.fz.Unlock()
 		close(in.quit)
 		if in.proc != nil {
 			err = in.proc.Close()

@@ -599,3 +599,35 @@ func TestIdleInstanceIsFrozen(t *testing.T) {
 		t.Fatalf("invoke after freeze: %q, %v", res.Output, err)
 	}
 }
+
+// TestCloseRacesTheFreezer: instances closed while the freezer looks at
+// them every millisecond all end. A freeze that lands after Close's kill
+// (and its thaw) would keep the killed processes frozen, and Close would
+// wait for them forever.
+func TestCloseRacesTheFreezer(t *testing.T) {
+	rt, err := New(context.Background(), Config{
+		BaseDir: baseDir(t), FreezeAfter: time.Millisecond,
+		ReadOnly: []string{fnDir}, Unconfined: os.Geteuid() != 0,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close(context.Background()) })
+	if rt.Sandbox().Controllers()["freezer"] == "" {
+		t.Skip("no cgroup freezer")
+	}
+	for i := 0; i < 20; i++ {
+		in := startInstance(t, rt, testSpec("echo"))
+		if _, _, err := in.Invoke(context.Background(), event("x")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(i%4) * 500 * time.Microsecond)
+		done := make(chan struct{})
+		go func() { in.Close(context.Background()); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Close %d hangs", i)
+		}
+	}
+}
