@@ -66,7 +66,7 @@ func Flows(ctx context.Context, o Options) error {
 	// The parent recurses for the chain (11 instances at once); the leaf
 	// pool is kept small, as more instances than cores only add cold
 	// starts for sub-µs children (nested calls may still go past it).
-	if err := deploy(ctx, o.Mote, mote.URL, "flow", wasmPath, "--max-instances", "32", "--min-warm", "1"); err != nil {
+	if err := deploy(ctx, o.Mote, mote.URL, "flow", wasmPath, "--max-instances", "32", "--min-warm", "1", "--invoke", "flow,leaf"); err != nil {
 		return err
 	}
 	if err := deploy(ctx, o.Mote, mote.URL, "leaf", wasmPath, "--max-instances", "4", "--min-warm", "4", "--max-queue", "20000"); err != nil {

@@ -33,11 +33,11 @@ func cmdDeploy(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	c := clientFlags(fs)
 	var (
-		memory, cache, configFile, read, write string
-		timeout, idle                          time.Duration
-		env                                    = envList{}
-		cfg                                    registry.Config
-		kind                                   string
+		memory, cache, configFile, read, write, invoke string
+		timeout, idle                                  time.Duration
+		env                                            = envList{}
+		cfg                                            registry.Config
+		kind                                           string
 	)
 	fs.StringVar(&memory, "memory", "", "memory limit, e.g. 128MiB")
 	fs.DurationVar(&timeout, "timeout", 0, "per-invocation timeout, e.g. 30s")
@@ -52,6 +52,7 @@ func cmdDeploy(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cache, "cache", "", "budget of the function's local cache, e.g. 16MiB")
 	fs.StringVar(&read, "read", "", "buckets the function may read (comma-separated, '*' for all)")
 	fs.StringVar(&write, "write", "", "buckets the function may write")
+	fs.StringVar(&invoke, "invoke", "", "functions the function may invoke, start or map over (comma-separated, 'img-*' patterns, '*' for all; default none)")
 	fs.StringVar(&configFile, "config", "", "JSON config file (default: DIR/"+manifestName+" if present)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -115,6 +116,8 @@ func cmdDeploy(args []string, stdout, stderr io.Writer) int {
 			base.Permissions.Read = splitList(read)
 		case "write":
 			base.Permissions.Write = splitList(write)
+		case "invoke":
+			base.Permissions.Invoke = splitList(invoke)
 		case "env":
 			if base.Env == nil {
 				base.Env = map[string]string{}

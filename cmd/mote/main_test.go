@@ -280,7 +280,7 @@ func TestCLIStorageAndFlows(t *testing.T) {
 		wantCode int
 		wantOut  string
 	}{
-		{[]string{"deploy", "g", guest, "--read", "b", "--write", "b"}, 0, "version 1"},
+		{[]string{"deploy", "g", guest, "--read", "b", "--write", "b", "--invoke", "g"}, 0, "version 1"},
 		{[]string{"kv", "put", "b", "greeting", "hello"}, 0, "version"},
 		{[]string{"kv", "get", "b", "greeting"}, 0, "hello"},
 		{[]string{"invoke", "g", "-d", "kvget:b:greeting"}, 0, "hello"},
@@ -501,7 +501,7 @@ func TestBenchExamplesRun(t *testing.T) {
 	s := startServer(t)
 	for _, d := range [][]string{
 		{"deploy", "kvw", kv, "--read", "bench", "--write", "bench"},
-		{"deploy", "flow", fl},
+		{"deploy", "flow", fl, "--invoke", "flow,leaf"},
 		{"deploy", "leaf", fl},
 	} {
 		if code, _, errOut := s.mote(t, d...); code != 0 {

@@ -137,7 +137,7 @@ func TestProcessFunctionHostAPI(t *testing.T) {
 	if err := gobuild.Native("../system/testdata/flowguest", filepath.Join(dir, "bootstrap")); err != nil {
 		t.Fatal(err)
 	}
-	if r := p.deployDir("pg", dir, `{"runtime":"process","handler":"./bootstrap","permissions":{"read":["b"],"write":["b"]}}`); r.status != 201 {
+	if r := p.deployDir("pg", dir, `{"runtime":"process","handler":"./bootstrap","permissions":{"read":["b"],"write":["b"],"invoke":["echo"]}}`); r.status != 201 {
 		t.Fatalf("deploy: %d %s", r.status, r.body)
 	}
 	p.mustDeploy("echo", guest, "")
@@ -150,6 +150,12 @@ func TestProcessFunctionHostAPI(t *testing.T) {
 		{"kvput:secret:k:v", "forbidden", 502},
 		{"kvget:secret:k", "forbidden", 502},
 		{"call:echo:echo:from a process", "from a process", 200},
+		// Invoke grants hold for a process function's host calls too:
+		// pg may call echo, not itself.
+		{"call:pg:echo:x", `forbidden: function \"pg\" may not invoke \"pg\"`, 502},
+		{"asyncto:pg:echo:x", `forbidden: function \"pg\" may not invoke \"pg\"`, 502},
+		{"mapto:pg:2", `forbidden: function \"pg\" may not invoke \"pg\"`, 502},
+		{"mapto:echo:2", "0,1", 200},
 	} {
 		r := p.invoke("pg", tc.event)
 		if r.status != tc.status || !strings.Contains(r.body, tc.want) {
@@ -219,7 +225,7 @@ func TestFlowsFromPythonAndNode(t *testing.T) {
 		dir := t.TempDir()
 		os.Chmod(dir, 0o755)
 		copyTree(t, tc.src, filepath.Join(dir, tc.file))
-		if r := p.deployDir(tc.name, dir, `{"runtime":"process","handler":"`+tc.handler+`"}`); r.status != 201 {
+		if r := p.deployDir(tc.name, dir, `{"runtime":"process","handler":"`+tc.handler+`","permissions":{"invoke":["echo"]}}`); r.status != 201 {
 			t.Fatalf("deploy %s: %d %s", tc.name, r.status, r.body)
 		}
 		r := p.invoke(tc.name, "{}")

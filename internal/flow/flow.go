@@ -50,6 +50,20 @@ type Functions interface {
 	Policy(fn string) (Policy, error)
 }
 
+// Grants is an optional capability of Functions: which functions a
+// function may call. When Config.Functions implements it, every invoke,
+// invoke_async and map a function makes is checked before the call starts
+// (and before a journaled result is replayed), with the caller's grants as
+// they are at the time of the call, so a redeploy that removes a grant
+// takes effect at the next call. Without it every call is allowed.
+// Destinations (Policy.OnSuccess, OnFailure) are not checked: they are set
+// by whoever deployed the function, not chosen by its code.
+type Grants interface {
+	// MayInvoke returns nil if caller may invoke callee, or an
+	// *errs.Error with code forbidden that names both.
+	MayInvoke(caller, callee string) error
+}
+
 // Policy is how the Engine runs one function. The zero value is usable:
 // one attempt, no cap, the Engine's default timeout.
 type Policy struct {
@@ -241,6 +255,7 @@ type Engine struct {
 	w         *writer
 	ledger    *meter.Ledger
 	ownLedger bool
+	grants    Grants // Config.Functions, if it implements Grants
 
 	slots sync.Map // function name → *atomic.Int64, attempts running
 	live  liveSet  // invocations running whose records are written at the end
@@ -297,6 +312,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, ledger: cfg.Ledger}
+	e.grants, _ = cfg.Functions.(Grants)
 	_, e.sysClock = cfg.Clock.(systemClock)
 	if e.ledger == nil {
 		l, err := meter.NewLedger(cfg.DB, meter.LedgerConfig{Logger: cfg.Logger})

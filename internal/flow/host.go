@@ -140,6 +140,22 @@ func (a *attempt) Call(ctx context.Context, op string, args [][]byte) ([]byte, e
 // the attempt's context, marked as called from hctx, the host call's: the
 // child may run on the caller's thread, and its runtime needs to know.
 func (a *attempt) call(hctx context.Context, fn string, payload []byte, seq uint64) ([]byte, error) {
+	if err := a.mayInvoke(fn); err != nil {
+		return nil, err
+	}
+	return a.callGranted(hctx, fn, payload, seq)
+}
+
+// mayInvoke checks that the attempt's function may call fn (Grants).
+func (a *attempt) mayInvoke(fn string) error {
+	if a.e.grants == nil {
+		return nil
+	}
+	return a.e.grants.MayInvoke(a.in.node.Function, fn)
+}
+
+// callGranted is call once the grant is checked.
+func (a *attempt) callGranted(hctx context.Context, fn string, payload []byte, seq uint64) ([]byte, error) {
 	if j := a.in.replayed(seq, fn, payload); j != nil {
 		return j.Output, nil
 	}
@@ -156,6 +172,9 @@ func (a *attempt) call(hctx context.Context, fn string, payload []byte, seq uint
 }
 
 func (a *attempt) invokeAsync(fn string, payload []byte) ([]byte, error) {
+	if err := a.mayInvoke(fn); err != nil {
+		return nil, err
+	}
 	seq := a.seq.Add(1) - 1
 	if j := a.in.replayed(seq, fn, payload); j != nil {
 		p := &pending{done: make(chan struct{}), out: j.Output}
@@ -306,6 +325,10 @@ func (a *attempt) mapCall(hctx context.Context, args [][]byte) ([]byte, error) {
 	if n == 0 {
 		return nil, nil
 	}
+	// One check for the whole map: a refused map starts no call.
+	if err := a.mayInvoke(fn); err != nil {
+		return nil, err
+	}
 	// Reserve the sequence numbers up front: event i is call base+i
 	// whatever order the calls end in, so a retry replays the same ones.
 	base := a.seq.Add(n) - n
@@ -322,7 +345,7 @@ func (a *attempt) mapCall(hctx context.Context, args [][]byte) ([]byte, error) {
 			if i >= n {
 				return
 			}
-			outs[i], errsOut[i] = a.call(hctx, fn, events[i], base+i)
+			outs[i], errsOut[i] = a.callGranted(hctx, fn, events[i], base+i)
 		}
 	}
 	var wg sync.WaitGroup

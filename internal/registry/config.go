@@ -32,11 +32,36 @@ type Config struct {
 	Concurrency  int               `json:"concurrency,omitempty"` // cap on concurrent invocations, 0 = max_instances+max_queue
 }
 
-// Permissions lists the storage buckets a function may use. An entry is a
-// bucket name, a prefix ending in '*', or "*" for all.
+// Permissions lists the storage buckets a function may use and the
+// functions it may invoke. An entry is a name, a prefix ending in '*', or
+// "*" for all. With no Invoke list a function may invoke nothing (invoke,
+// invoke_async and map are all refused); its on_success and on_failure
+// destinations, set by the deployer, need no grant.
 type Permissions struct {
-	Read  []string `json:"read,omitempty"`
-	Write []string `json:"write,omitempty"`
+	Read   []string `json:"read,omitempty"`
+	Write  []string `json:"write,omitempty"`
+	Invoke []string `json:"invoke,omitempty"`
+}
+
+// MayInvoke reports whether the permissions grant invoking fn.
+func (p Permissions) MayInvoke(fn string) bool { return MatchPattern(p.Invoke, fn) }
+
+// MatchPattern reports whether name matches one of patterns: an exact
+// name, "prefix*" or "*".
+func MatchPattern(patterns []string, name string) bool {
+	for _, p := range patterns {
+		if p == name || p == "*" {
+			return true
+		}
+		if n := len(p) - 1; n >= 0 && p[n] == '*' && strings.HasPrefix(name, p[:n]) {
+			return true
+		}
+	}
+	return false
+}
+
+func validPattern(p string) bool {
+	return p != "" && !strings.Contains(strings.TrimSuffix(p, "*"), "*")
 }
 
 // Retry is a function's retry policy for failed invocations.
@@ -121,6 +146,13 @@ func (c Config) Validate() error {
 		return bad("concurrency must not be negative")
 	case c.Retry.Attempts < 0 || c.Retry.Attempts > 100:
 		return bad("retry.attempts out of range 0..100")
+	}
+	for _, list := range [][]string{c.Permissions.Read, c.Permissions.Write, c.Permissions.Invoke} {
+		for _, p := range list {
+			if !validPattern(p) {
+				return bad("permissions: pattern %q: use a name, \"prefix*\" or \"*\"", p)
+			}
+		}
 	}
 	for k := range c.Env {
 		if !envName.MatchString(k) {

@@ -274,6 +274,19 @@ func (s *System) Policy(fn string) (flow.Policy, error) {
 	return a.policy, nil
 }
 
+// MayInvoke reports whether caller's current version grants invoking
+// callee (flow.Grants): permissions.invoke in its config. A function with
+// no list may invoke nothing.
+func (s *System) MayInvoke(caller, callee string) error {
+	a := s.lookup(caller)
+	if a != nil && a.version.Config.Permissions.MayInvoke(callee) {
+		return nil
+	}
+	return errs.E(errs.Forbidden, "function %q may not invoke %q: add it to permissions.invoke in %s's config", caller, callee, caller)
+}
+
+var _ flow.Grants = (*System)(nil)
+
 // DB returns the platform's store (for the parts that keep data there).
 func (s *System) DB() *store.DB { return s.db }
 

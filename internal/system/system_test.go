@@ -27,15 +27,20 @@ var (
 )
 
 // withGuest returns a system with the flow guest deployed as "g" (and
-// more names if given), with permissions on bucket "b".
+// more names if given), with permissions on bucket "b" and, unless cfg
+// lists its own, to invoke one another.
 func withGuest(t *testing.T, cfg registry.Config, names ...string) *system.System {
 	t.Helper()
 	guestOnce.Do(func() { guestWasm = testutil.BuildWasm(t, "testdata/flowguest", true) })
 	s := openSystem(t)
+	all := append([]string{"g"}, names...)
 	if cfg.Permissions.Read == nil {
-		cfg.Permissions = registry.Permissions{Read: []string{"b"}, Write: []string{"b"}}
+		cfg.Permissions.Read, cfg.Permissions.Write = []string{"b"}, []string{"b"}
 	}
-	for _, n := range append([]string{"g"}, names...) {
+	if cfg.Permissions.Invoke == nil {
+		cfg.Permissions.Invoke = all
+	}
+	for _, n := range all {
 		if _, err := s.Deploy(context.Background(), n, cfg, bytes.NewReader(guestWasm)); err != nil {
 			t.Fatal(err)
 		}

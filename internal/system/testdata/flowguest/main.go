@@ -5,6 +5,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -136,6 +137,45 @@ func handle(ctx *mote.Context, event []byte) ([]byte, error) {
 			}
 		}
 		return []byte(fmt.Sprint("attempt ", attempt)), nil
+	case "mapto": // mapto:FN:N maps echo over N events on FN
+		fn, a, _ := strings.Cut(arg, ":")
+		n, _ := strconv.Atoi(a)
+		events := make([][]byte, n)
+		for i := range events {
+			events[i] = []byte("echo:" + strconv.Itoa(i))
+		}
+		rs, err := mote.Map(fn, events, 0)
+		if err != nil {
+			return nil, err
+		}
+		var outs []string
+		for _, r := range rs {
+			if r.Err != nil {
+				return nil, r.Err
+			}
+			outs = append(outs, string(r.Output))
+		}
+		return []byte(strings.Join(outs, ",")), nil
+	case "asyncto": // asyncto:FN:PAYLOAD starts FN and awaits it
+		fn, payload, _ := strings.Cut(arg, ":")
+		c, err := mote.InvokeAsync(fn, []byte(payload))
+		if err != nil {
+			return nil, err
+		}
+		rs, err := mote.AwaitAll(5*time.Second, c)
+		if err != nil {
+			return nil, err
+		}
+		if rs[0].Err != nil {
+			return nil, rs[0].Err
+		}
+		return rs[0].Output, nil
+	case "env": // env:NAME returns the variable's value, or "<unset>"
+		v, ok := os.LookupEnv(arg)
+		if !ok {
+			return []byte("<unset>"), nil
+		}
+		return []byte(v), nil
 	case "kvget": // kvget:BUCKET:KEY
 		b, k, _ := strings.Cut(arg, ":")
 		return mote.KV(b).Get(k)
