@@ -66,6 +66,7 @@ type Stats struct {
 
 type slot struct {
 	inst     runtime.Instance
+	mod      runtime.Module // the module inst was started from
 	lastUsed time.Time
 }
 
@@ -85,7 +86,6 @@ type waiter struct {
 // held (instances are started and closed outside it).
 type Pool struct {
 	key  string
-	mod  runtime.Module
 	cfg  PoolConfig
 	log  *slog.Logger
 	now  func() time.Time
@@ -102,18 +102,99 @@ type Pool struct {
 	closed      bool
 	retiring    bool // no longer current: scale to zero when idle
 
+	// mod is the module new instances start from; Replace changes it.
+	// uses counts, per module, the instances started or starting from it:
+	// a module Replace took out of service is closed when its count falls
+	// to zero, and with the pool otherwise (closeModules).
+	mod        runtime.Module
+	uses       map[runtime.Module]int
+	modsClosed bool
+
 	coldStarts, rejected, retired atomic.Uint64
 }
 
 func newPool(key string, mod runtime.Module, cfg PoolConfig, log *slog.Logger, now func() time.Time) *Pool {
-	return &Pool{key: key, mod: mod, cfg: cfg, log: log.With("pool", key), now: now, done: make(chan struct{})}
+	return &Pool{key: key, mod: mod, uses: map[runtime.Module]int{}, cfg: cfg, log: log.With("pool", key), now: now, done: make(chan struct{})}
 }
 
 // Key returns the pool's function version key.
 func (p *Pool) Key() string { return p.key }
 
 // Module returns the loaded module the pool starts instances of.
-func (p *Pool) Module() runtime.Module { return p.mod }
+func (p *Pool) Module() runtime.Module {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mod
+}
+
+// Replace makes the pool start new instances from mod (the same version
+// loaded again, with a new environment: a rotated secret). Idle instances
+// of the module it replaces stop now; busy ones finish their invocation
+// and stop instead of going back to the idle list, so every invocation
+// that starts after Replace returns runs on an instance of mod. The old
+// module is closed once its last instance has stopped. On a closed pool
+// Replace closes mod and returns an error.
+func (p *Pool) Replace(ctx context.Context, mod runtime.Module) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		_ = mod.Close(ctx)
+		return errs.E(errs.Unavailable, "function version %s is shutting down", p.key)
+	}
+	old := p.mod
+	p.mod = mod
+	idle := p.idle
+	p.idle = nil
+	p.live -= len(idle)
+	p.serveWaiterLocked()
+	unused := p.uses[old] == 0
+	if unused {
+		delete(p.uses, old)
+	}
+	p.mu.Unlock()
+	p.retired.Add(uint64(len(idle)))
+	for _, s := range idle {
+		p.closeInstance(s)
+	}
+	if unused {
+		_ = old.Close(ctx)
+	}
+	return nil
+}
+
+// dropUse counts an instance of mod as stopped (or never started), and
+// closes mod if Replace took it out of service and this was its last.
+func (p *Pool) dropUse(mod runtime.Module) {
+	p.mu.Lock()
+	p.uses[mod]--
+	last := p.uses[mod] <= 0 && mod != p.mod && !p.modsClosed
+	if p.uses[mod] <= 0 {
+		delete(p.uses, mod)
+	}
+	p.mu.Unlock()
+	if last {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = mod.Close(ctx)
+	}
+}
+
+// closeModules closes the pool's module and every replaced one still in
+// use, after close: what Remove, Reap and Close do with a dropped pool.
+func (p *Pool) closeModules(ctx context.Context) {
+	p.mu.Lock()
+	p.modsClosed = true
+	mods := []runtime.Module{p.mod}
+	for m := range p.uses {
+		if m != p.mod {
+			mods = append(mods, m)
+		}
+	}
+	p.mu.Unlock()
+	for _, m := range mods {
+		_ = m.Close(ctx)
+	}
+}
 
 // Invoke runs ev on an instance of the pool and reports whether that
 // instance was started for it (a cold start).
@@ -213,15 +294,20 @@ func (p *Pool) acquire(ctx context.Context, nested bool, deadline time.Time) (*s
 func (p *Pool) start(ctx context.Context) (*slot, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.StartTimeout)
 	defer cancel()
-	inst, err := p.mod.NewInstance(ctx)
+	p.mu.Lock()
+	mod := p.mod
+	p.uses[mod]++
+	p.mu.Unlock()
+	inst, err := mod.NewInstance(ctx)
 	if err != nil {
+		p.dropUse(mod)
 		if errs.CodeOf(err) == errs.Internal {
 			err = errs.Wrap(errs.InitError, err, "function "+p.key+" failed to start: "+err.Error())
 		}
 		return nil, err
 	}
 	p.coldStarts.Add(1)
-	return &slot{inst: inst}, nil
+	return &slot{inst: inst, mod: mod}, nil
 }
 
 // startIdle starts an instance in the background (live already counts it)
@@ -243,7 +329,7 @@ func (p *Pool) startIdle() {
 func (p *Pool) release(s *slot, reuse bool) {
 	p.mu.Lock()
 	p.busy--
-	if reuse && !p.closed {
+	if reuse && !p.closed && s.mod == p.mod {
 		if len(p.waiters) > 0 {
 			w := p.waiters[0]
 			p.waiters = p.waiters[1:]
@@ -301,6 +387,7 @@ func (p *Pool) closeInstance(s *slot) {
 	if err := s.inst.Close(ctx); err != nil {
 		p.log.Debug("closing instance", "err", err)
 	}
+	p.dropUse(s.mod)
 }
 
 // Warm starts instances until n are live (at most MaxInstances), waiting

@@ -18,6 +18,10 @@ type fakeModule struct {
 	started, closed atomic.Int64
 	startErr        error
 	startDelay      time.Duration
+
+	entered   chan struct{} // if set, "block" sends on it once running
+	modClosed chan struct{} // if set, closed by the module's Close
+	closeOnce sync.Once
 }
 
 type fakeInstance struct {
@@ -37,7 +41,12 @@ func (m *fakeModule) NewInstance(ctx context.Context) (runtime.Instance, error) 
 	return &fakeInstance{m: m}, nil
 }
 
-func (m *fakeModule) Close(context.Context) error { return nil }
+func (m *fakeModule) Close(context.Context) error {
+	if m.modClosed != nil {
+		m.closeOnce.Do(func() { close(m.modClosed) })
+	}
+	return nil
+}
 
 func (i *fakeInstance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Result, runtime.Usage, error) {
 	if i.closed.Load() {
@@ -45,6 +54,9 @@ func (i *fakeInstance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.R
 	}
 	switch string(ev.Payload) {
 	case "block":
+		if i.m.entered != nil {
+			i.m.entered <- struct{}{}
+		}
 		<-ctx.Done()
 		return runtime.Result{}, runtime.Usage{}, ctx.Err()
 	case "trap":
@@ -422,4 +434,56 @@ func BenchmarkPoolInvokeParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestReplaceRetiresOldInstances: after Replace, idle instances of the old
+// module are stopped at once, a busy one finishes its invocation and is
+// stopped instead of reused, new invocations start from the new module,
+// and the old module is closed with its last instance.
+func TestReplaceRetiresOldInstances(t *testing.T) {
+	_, p, m1, _ := newTestPool(t, PoolConfig{MaxInstances: 4, MaxQueue: 4})
+	m1.entered = make(chan struct{}, 1)
+	m1.modClosed = make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	blocked := make(chan error, 1)
+	go func() {
+		_, _, _, err := p.Invoke(ctx, &runtime.Event{Payload: []byte("block")})
+		blocked <- err
+	}()
+	<-m1.entered
+	if _, err := invoke(p, "x", time.Second); err != nil { // a second instance, left idle
+		t.Fatal(err)
+	}
+	m2 := &fakeModule{}
+	if err := p.Replace(context.Background(), m2); err != nil {
+		t.Fatal(err)
+	}
+	if got := m1.closed.Load(); got != 1 {
+		t.Errorf("after Replace: %d old instances stopped, want 1 (the idle one)", got)
+	}
+	select {
+	case <-m1.modClosed:
+		t.Fatal("the old module was closed under its busy instance")
+	default:
+	}
+	cold, err := invoke(p, "x", time.Second)
+	if err != nil || !cold || m2.started.Load() != 1 {
+		t.Errorf("first invocation after Replace: cold %v, err %v, %d new-module instances; want a cold start on the new module", cold, err, m2.started.Load())
+	}
+	cancel()
+	if err := <-blocked; !errors.Is(err, context.Canceled) {
+		t.Errorf("the in-flight invocation: got %v, want it to end as its context did", err)
+	}
+	<-m1.modClosed // closed once its last instance stopped
+	if got := m1.closed.Load(); got != 2 {
+		t.Errorf("old instances stopped: got %d, want 2", got)
+	}
+	for i := 0; i < 3; i++ {
+		if cold, err := invoke(p, "x", time.Second); err != nil || cold {
+			t.Errorf("invocation %d after the old instance ended: cold %v, err %v; want the new module's warm instance", i, cold, err)
+		}
+	}
+	if got := m1.started.Load(); got != 2 {
+		t.Errorf("old module started %d instances, want 2 (none after Replace)", got)
+	}
 }

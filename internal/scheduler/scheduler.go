@@ -103,7 +103,7 @@ func (s *Scheduler) Remove(ctx context.Context, key string) {
 	s.mu.Unlock()
 	if p != nil {
 		p.close()
-		_ = p.mod.Close(ctx)
+		p.closeModules(ctx)
 	}
 }
 
@@ -123,7 +123,7 @@ func (s *Scheduler) Reap(ctx context.Context) {
 	for _, p := range s.Pools() {
 		if p.reap() && s.drop(p) {
 			p.close()
-			_ = p.mod.Close(ctx)
+			p.closeModules(ctx)
 		}
 	}
 }
@@ -175,7 +175,7 @@ func (s *Scheduler) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	for _, p := range pools {
 		p.close()
-		_ = p.mod.Close(ctx)
+		p.closeModules(ctx)
 	}
 	return nil
 }
