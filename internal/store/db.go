@@ -22,10 +22,11 @@ var ErrNotFound = errors.New("store: key not found")
 
 // Key prefixes, one per subsystem. A prefix ends in '/'.
 const (
-	PrefixRegistry = "r/" // function registry (internal/registry)
-	PrefixFlow     = "f/" // call trees, async queue, dead letters, journal (internal/flow)
-	PrefixUsage    = "u/" // usage ledger per function per hour (internal/meter)
-	PrefixAuth     = "a/" // API keys and the audit log (internal/auth)
+	PrefixRegistry = "r/"   // function registry (internal/registry)
+	PrefixFlow     = "f/"   // call trees, async queue, dead letters, journal (internal/flow)
+	PrefixUsage    = "u/"   // usage ledger per function per hour (internal/meter)
+	PrefixAuth     = "a/"   // API keys and the audit log (internal/auth)
+	PrefixSecrets  = "sec/" // secrets, sealed (internal/secrets)
 
 	// The BaaS layer's prefixes (internal/store kv.go, objects.go,
 	// ephemeral.go, coord.go).
