@@ -2,6 +2,7 @@ package secrets
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -31,8 +32,10 @@ func openStore(t *testing.T, db *store.DB, keyFile string) *Store {
 	return s
 }
 
-// TestEncryptedAtRest: a value set is nowhere in the store's files, WAL
-// and tables alike, and the key file is created 0600.
+// TestEncryptedAtRest: a value set is nowhere in the store's files (the
+// WAL, which holds what was written as written: tables may be compressed,
+// so the test reads them before a flush), and the key file is created
+// 0600.
 func TestEncryptedAtRest(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "secrets.key")
@@ -45,10 +48,6 @@ func TestEncryptedAtRest(t *testing.T) {
 	if _, err := s.Set("DB_PASSWORD", append(plain, "-v2"...)); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Pebble().Flush(); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
 	st, err := os.Stat(keyFile)
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("key file: %v, mode %v; want 0600", err, st.Mode().Perm())
@@ -63,7 +62,7 @@ func TestEncryptedAtRest(t *testing.T) {
 			t.Fatal(err)
 		}
 		files++
-		if bytes.Contains(b, plain[:12]) {
+		if leaks(b, plain) {
 			t.Errorf("%s holds the secret's plaintext", p)
 		}
 		return nil
@@ -71,6 +70,7 @@ func TestEncryptedAtRest(t *testing.T) {
 	if files == 0 {
 		t.Fatal("no store files scanned")
 	}
+	db.Close()
 	// And the value does come back with the key.
 	db = openDB(t, filepath.Join(dir, "db"))
 	defer db.Close()
@@ -78,6 +78,21 @@ func TestEncryptedAtRest(t *testing.T) {
 	if err != nil || string(v) != string(plain)+"-v2" || info.Version != 2 {
 		t.Errorf("Value: got %q version %d, %v; want the second value, version 2", v, info.Version, err)
 	}
+}
+
+// leaks reports whether b holds plain, as it is or base64-encoded (the
+// form []byte takes in JSON) at any alignment.
+func leaks(b, plain []byte) bool {
+	if bytes.Contains(b, plain) {
+		return true
+	}
+	for off := 0; off < 3; off++ {
+		enc := base64.StdEncoding.EncodeToString(plain[off:])
+		if bytes.Contains(b, []byte(enc[:len(enc)-4])) {
+			return true
+		}
+	}
+	return false
 }
 
 // TestWrongKeyFile: a server started with another key, or with the key
