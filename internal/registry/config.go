@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -23,6 +25,7 @@ type Config struct {
 	MaxQueue     int               `json:"max_queue,omitempty"`     // waiting invocations beyond the ceiling
 	IdleTimeout  Duration          `json:"idle_timeout,omitempty"`  // idle instances above min_warm stop after this
 	Env          map[string]string `json:"env,omitempty"`
+	Secrets      []SecretGrant     `json:"secrets,omitempty"` // secrets injected as env; values never in the config
 	Network      bool              `json:"network,omitempty"` // process functions: allow network
 	Cache        Size              `json:"cache,omitempty"`   // budget of the function-managed cache
 	Permissions  Permissions       `json:"permissions,omitempty"`
@@ -62,6 +65,59 @@ func MatchPattern(patterns []string, name string) bool {
 
 func validPattern(p string) bool {
 	return p != "" && !strings.Contains(strings.TrimSuffix(p, "*"), "*")
+}
+
+// SecretGrant grants a function one secret, injected at instance start as
+// the environment variable Env (default: the secret's name). In JSON it is
+// the name alone, "DB_PASSWORD", or {"name": "DB_PASSWORD", "env": "PGPASSWORD"}.
+type SecretGrant struct {
+	Name string `json:"name"`
+	Env  string `json:"env,omitempty"`
+}
+
+// EnvName is the variable the secret is injected as.
+func (g SecretGrant) EnvName() string {
+	if g.Env != "" {
+		return g.Env
+	}
+	return g.Name
+}
+
+// UnmarshalJSON accepts a name or an object.
+func (g *SecretGrant) UnmarshalJSON(b []byte) error {
+	var name string
+	if err := json.Unmarshal(b, &name); err == nil {
+		*g = SecretGrant{Name: name}
+		return nil
+	}
+	type plain SecretGrant
+	var p plain
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return errs.E(errs.BadRequest, `config: a secrets entry is a name or {"name": "...", "env": "..."}`)
+	}
+	*g = SecretGrant(p)
+	return nil
+}
+
+// MarshalJSON writes a grant without Env as its name alone.
+func (g SecretGrant) MarshalJSON() ([]byte, error) {
+	if g.Env == "" {
+		return json.Marshal(g.Name)
+	}
+	type plain SecretGrant
+	return json.Marshal(plain(g))
+}
+
+// Grants reports whether c grants the secret name.
+func (c Config) Grants(secret string) bool {
+	for _, g := range c.Secrets {
+		if g.Name == secret {
+			return true
+		}
+	}
+	return false
 }
 
 // Retry is a function's retry policy for failed invocations.
@@ -159,6 +215,22 @@ func (c Config) Validate() error {
 			return bad("env name %q is not a valid variable name", k)
 		}
 	}
+	vars := map[string]string{}
+	for _, g := range c.Secrets {
+		switch v := g.EnvName(); {
+		case !envName.MatchString(g.Name):
+			return bad("secrets: %q is not a secret name (letters, digits and _, not starting with a digit)", g.Name)
+		case !envName.MatchString(v):
+			return bad("secrets: env name %q for secret %q is not a valid variable name", v, g.Name)
+		case hasKey(c.Env, v):
+			return bad("secrets: secret %q would be injected as %s, which env sets too", g.Name, v)
+		case vars[v] != "":
+			return bad("secrets: secrets %q and %q are both injected as %s", vars[v], g.Name, v)
+		case strings.HasPrefix(v, "AWS_LAMBDA_") || strings.HasPrefix(v, "MOTE_") || strings.HasPrefix(v, "_"):
+			return bad("secrets: %s is a name the runtime sets; choose another env for secret %q", v, g.Name)
+		}
+		vars[g.EnvName()] = g.Name
+	}
 	for _, code := range c.Retry.On {
 		if !errs.Code(code).Known() {
 			return bad("retry.on: unknown error code %q", code)
@@ -170,6 +242,11 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+func hasKey(m map[string]string, k string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 var (

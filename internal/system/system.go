@@ -27,6 +27,7 @@ import (
 	"github.com/mote-run/mote/internal/registry"
 	"github.com/mote-run/mote/internal/runtime"
 	"github.com/mote-run/mote/internal/scheduler"
+	"github.com/mote-run/mote/internal/secrets"
 	"github.com/mote-run/mote/internal/store"
 )
 
@@ -48,6 +49,9 @@ type Config struct {
 	// mounts each function's directory into the function's own root.
 	// Default: DataDir/functions.
 	FunctionsDir string
+	// SecretsKeyFile holds the key that seals secrets at rest. Default:
+	// DataDir/secrets.key, created 0600 on first start.
+	SecretsKeyFile string
 }
 
 // Defaults.
@@ -72,6 +76,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FunctionsDir == "" {
 		c.FunctionsDir = filepath.Join(c.DataDir, "functions")
+	}
+	if c.SecretsKeyFile == "" {
+		c.SecretsKeyFile = filepath.Join(c.DataDir, "secrets.key")
 	}
 	if len(c.Runtimes) == 0 {
 		return errors.New("system: no runtimes configured")
@@ -107,6 +114,7 @@ type System struct {
 	usage *meter.Ledger
 	keys  *auth.Keys
 	audit *auth.Audit
+	sec   *secrets.Store
 
 	// fns is the active version of every function, by name: a map that
 	// is never changed once published, replaced whole under fnsMu by
@@ -147,11 +155,17 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 		db.Close()
 		return nil, err
 	}
+	sec, err := secrets.Open(secrets.Config{DB: db, KeyFile: cfg.SecretsKeyFile})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	s := &System{
 		cfg:   cfg,
 		log:   cfg.Logger,
 		db:    db,
 		reg:   reg,
+		sec:   sec,
 		sched: scheduler.New(scheduler.Config{Logger: cfg.Logger, ReapEvery: cfg.ReapEvery}),
 		Logs:  logs.New(0),
 	}
@@ -542,12 +556,16 @@ func (s *System) switchTo(v *registry.Version, pool *scheduler.Pool, record bool
 
 // load turns a stored version into a runtime module.
 func (s *System) load(ctx context.Context, rt runtime.Runtime, v *registry.Version) (runtime.Module, error) {
+	env, err := s.env(v)
+	if err != nil {
+		return nil, err
+	}
 	spec := runtime.Spec{
 		Function:    v.Function,
 		Version:     fmt.Sprint(v.Number),
 		Kind:        v.Config.Runtime,
 		Handler:     v.Config.Handler,
-		Env:         v.Config.Env,
+		Env:         env,
 		MemoryLimit: int64(v.Config.Memory),
 		Timeout:     time.Duration(v.Config.Timeout),
 		Network:     v.Config.Network,

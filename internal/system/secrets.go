@@ -1,0 +1,186 @@
+package system
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/registry"
+	"github.com/mote-run/mote/internal/secrets"
+)
+
+// Secret describes a secret without its value: its Info and the functions
+// whose current version is granted it.
+type Secret struct {
+	secrets.Info
+	Functions []string `json:"functions"`
+}
+
+// SecretSet is what SetSecret did: the secret, and the function versions
+// whose instances were replaced to pick up the new value.
+type SecretSet struct {
+	Secret
+	// Refreshed lists the versions (fn@N) now starting instances with the
+	// new value; Failed those whose reload failed (their instances keep
+	// the old value until the next deploy or restart), with the reason.
+	Refreshed []string          `json:"refreshed"`
+	Failed    map[string]string `json:"failed,omitempty"`
+}
+
+// env is v's environment: its config's env, and the value of each secret
+// it is granted under the grant's variable name. A granted secret that
+// does not exist fails the load, so a deploy that names one fails before
+// anything is recorded.
+func (s *System) env(v *registry.Version) (map[string]string, error) {
+	if len(v.Config.Secrets) == 0 {
+		return v.Config.Env, nil
+	}
+	env := make(map[string]string, len(v.Config.Env)+len(v.Config.Secrets))
+	maps.Copy(env, v.Config.Env)
+	for _, g := range v.Config.Secrets {
+		val, _, err := s.sec.Value(g.Name)
+		if errs.CodeOf(err) == errs.NotFound {
+			return nil, errs.Wrap(errs.BadRequest, err, fmt.Sprintf("function %s: its config grants secret %q, which does not exist: set it first with mote secret set %s", v.Function, g.Name, g.Name))
+		}
+		if err != nil {
+			return nil, err
+		}
+		env[g.EnvName()] = string(val)
+	}
+	return env, nil
+}
+
+// SetSecret stores a secret's new value and makes every function version
+// granted it pick the value up without a redeploy: each such pool
+// (current or retiring) gets its version loaded again with the new
+// environment (scheduler.Pool.Replace). Idle instances stop at once;
+// invocations already running finish with the old value on their
+// instance, which then stops; every invocation that starts after
+// SetSecret returns runs with the new value. A current version with
+// min_warm is warmed again before SetSecret returns.
+func (s *System) SetSecret(ctx context.Context, name string, value []byte) (*SecretSet, error) {
+	// Under deployMu no version is loaded meanwhile: a pool made after the
+	// store is written has the new value, one made before is refreshed.
+	s.deployMu.Lock()
+	defer s.deployMu.Unlock()
+	info, err := s.sec.Set(name, value)
+	if err != nil {
+		return nil, err
+	}
+	out := &SecretSet{Secret: Secret{Info: info, Functions: s.grantedTo(name)}, Refreshed: []string{}}
+	for _, p := range s.sched.Pools() {
+		v, err := s.poolVersion(p.Key())
+		if err != nil || !v.Config.Grants(name) {
+			continue
+		}
+		err = s.reload(ctx, v, p.Key())
+		if err != nil {
+			s.log.Warn("secret rotation: reloading a version failed; its instances keep the old value", "version", p.Key(), "secret", name, "err", err)
+			if out.Failed == nil {
+				out.Failed = map[string]string{}
+			}
+			out.Failed[p.Key()] = errs.MessageOf(err)
+			continue
+		}
+		out.Refreshed = append(out.Refreshed, p.Key())
+	}
+	sort.Strings(out.Refreshed)
+	return out, nil
+}
+
+// reload loads v again and has its pool start instances from the new
+// module; a current version is warmed to its min_warm again.
+func (s *System) reload(ctx context.Context, v *registry.Version, key string) error {
+	rt, ok := s.cfg.Runtimes[v.Config.Runtime]
+	if !ok {
+		return errs.E(errs.Unavailable, "runtime %q is not available on this server", v.Config.Runtime)
+	}
+	mod, err := s.load(ctx, rt, v)
+	if err != nil {
+		return err
+	}
+	p := s.sched.Pool(key)
+	if p == nil {
+		mod.Close(ctx)
+		return nil // dropped meanwhile: nothing runs the old value
+	}
+	if err := p.Replace(ctx, mod); err != nil {
+		return err
+	}
+	if a := s.lookup(v.Function); a != nil && a.pool == p && v.Config.MinWarm > 0 {
+		if err := p.Warm(ctx, v.Config.MinWarm); err != nil {
+			s.log.Warn("secret rotation: warming", "version", key, "err", err)
+		}
+	}
+	return nil
+}
+
+// poolVersion returns the version a pool key (fn@N) names.
+func (s *System) poolVersion(key string) (*registry.Version, error) {
+	i := strings.LastIndexByte(key, '@')
+	if i < 0 {
+		return nil, errs.E(errs.Internal, "pool key %q names no version", key)
+	}
+	n, err := strconv.Atoi(key[i+1:])
+	if err != nil {
+		return nil, errs.E(errs.Internal, "pool key %q names no version", key)
+	}
+	return s.reg.Version(key[:i], n)
+}
+
+// grantedTo returns the functions whose current version is granted secret.
+func (s *System) grantedTo(secret string) []string {
+	fns := []string{}
+	for name, a := range *s.fns.Load() {
+		if a.version.Config.Grants(secret) {
+			fns = append(fns, name)
+		}
+	}
+	sort.Strings(fns)
+	return fns
+}
+
+// Secrets lists every secret, without values.
+func (s *System) Secrets() ([]Secret, error) {
+	infos, err := s.sec.List()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Secret, len(infos))
+	for i, info := range infos {
+		out[i] = Secret{Info: info, Functions: s.grantedTo(info.Name)}
+	}
+	return out, nil
+}
+
+// SecretInfo describes one secret, without its value.
+func (s *System) SecretInfo(name string) (*Secret, error) {
+	if err := secrets.ValidName(name); err != nil {
+		return nil, err
+	}
+	info, err := s.sec.Info(name)
+	if err != nil {
+		return nil, err
+	}
+	return &Secret{Info: info, Functions: s.grantedTo(name)}, nil
+}
+
+// RemoveSecret deletes a secret that no function's current version is
+// granted; otherwise it fails with conflict, naming them. (An earlier
+// version that names it can no longer be rolled back to until the secret
+// is set again: the rollback fails with a clear error.)
+func (s *System) RemoveSecret(ctx context.Context, name string) error {
+	s.deployMu.Lock()
+	defer s.deployMu.Unlock()
+	if err := secrets.ValidName(name); err != nil {
+		return err
+	}
+	if fns := s.grantedTo(name); len(fns) > 0 {
+		return errs.E(errs.Conflict, "secret %q is granted to %s: deploy them without it first", name, strings.Join(fns, ", "))
+	}
+	return s.sec.Delete(name)
+}

@@ -1,0 +1,154 @@
+package system_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/registry"
+)
+
+// TestSecretsReachOnlyGrantedFunctions: a function sees a secret as an
+// environment variable only if its config grants it (under its own name
+// or the env the grant gives); nothing that describes the function holds
+// the value.
+func TestSecretsReachOnlyGrantedFunctions(t *testing.T) {
+	s := withGuest(t, registry.Config{})
+	ctx := context.Background()
+	const value = "s3cr3t-value-for-the-test"
+	if _, err := s.SetSecret(ctx, "DB_PASSWORD", []byte(value)); err != nil {
+		t.Fatal(err)
+	}
+	granted := registry.Config{Secrets: []registry.SecretGrant{{Name: "DB_PASSWORD"}, {Name: "DB_PASSWORD", Env: "PGPASSWORD"}}}
+	if _, err := s.Deploy(ctx, "granted", granted, bytes.NewReader(guestWasm)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ fn, event, want string }{
+		{"granted", "env:DB_PASSWORD", value},
+		{"granted", "env:PGPASSWORD", value},
+		{"g", "env:DB_PASSWORD", "<unset>"},
+	} {
+		if out := call(t, s, tc.fn, tc.event); out.Err != nil || string(out.Output) != tc.want {
+			t.Errorf("%s %s: got %q, %v; want %q", tc.fn, tc.event, out.Output, out.Err, tc.want)
+		}
+	}
+	f, err := s.Describe("granted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(f)
+	if strings.Contains(string(b), value) || !strings.Contains(string(b), `"secrets":["DB_PASSWORD",{"name":"DB_PASSWORD","env":"PGPASSWORD"}]`) {
+		t.Errorf("Describe: want the grants and never the value, got %s", b)
+	}
+	list, err := s.Secrets()
+	if err != nil || len(list) != 1 || strings.Join(list[0].Functions, ",") != "granted" {
+		t.Errorf("Secrets: got %+v, %v; want DB_PASSWORD granted to granted", list, err)
+	}
+	if b, _ := json.Marshal(list); strings.Contains(string(b), value) {
+		t.Errorf("Secrets holds the value: %s", b)
+	}
+}
+
+// TestSecretRotationReachesWarmInstances: setting a secret again changes
+// what the next invocation sees, on the same version (no redeploy), with
+// the function's warm instance retired; fails without the rotation (the
+// warm instance kept the old environment).
+func TestSecretRotationReachesWarmInstances(t *testing.T) {
+	s := withGuest(t, registry.Config{})
+	ctx := context.Background()
+	if _, err := s.SetSecret(ctx, "API_KEY", []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := registry.Config{MinWarm: 1, Secrets: []registry.SecretGrant{{Name: "API_KEY"}}}
+	if _, err := s.Deploy(ctx, "fn", cfg, bytes.NewReader(guestWasm)); err != nil {
+		t.Fatal(err)
+	}
+	if out := call(t, s, "fn", "env:API_KEY"); string(out.Output) != "one" {
+		t.Fatalf("before rotation: got %q, %v", out.Output, out.Err)
+	}
+	set, err := s.SetSecret(ctx, "API_KEY", []byte("two"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(set.Refreshed, ",") != "fn@1" || set.Version != 2 || len(set.Failed) != 0 {
+		t.Errorf("SetSecret: got %+v; want version 2, fn@1 refreshed", set)
+	}
+	for i := 0; i < 3; i++ {
+		out := call(t, s, "fn", "env:API_KEY")
+		if string(out.Output) != "two" || out.Version != 1 {
+			t.Errorf("after rotation, call %d: got %q from version %d, %v; want two from version 1", i, out.Output, out.Version, out.Err)
+		}
+	}
+	f, _ := s.Describe("fn")
+	if f.Pool == nil || f.Pool.Live < 1 {
+		t.Errorf("after rotation the pool has %+v, want min_warm kept", f.Pool)
+	}
+}
+
+// TestDeployNamingMissingSecretFails: a deploy that grants a secret that
+// does not exist fails with bad_request naming it, records nothing, and
+// the version serving before keeps serving.
+func TestDeployNamingMissingSecretFails(t *testing.T) {
+	s := withGuest(t, registry.Config{})
+	ctx := context.Background()
+	cfg := registry.Config{Secrets: []registry.SecretGrant{{Name: "NOPE"}}}
+	_, err := s.Deploy(ctx, "g", cfg, bytes.NewReader(guestWasm))
+	if errs.CodeOf(err) != errs.BadRequest || !strings.Contains(errs.MessageOf(err), `"NOPE"`) {
+		t.Errorf("deploy with a missing secret: got %v, want bad_request naming NOPE", err)
+	}
+	if f, _ := s.Describe("g"); f == nil || f.Current != 1 || f.Latest != 1 {
+		t.Errorf("after the failed deploy: %+v, want g still at version 1 of 1", f)
+	}
+	if out := call(t, s, "g", "echo:still"); string(out.Output) != "still" {
+		t.Errorf("the old version: got %q, %v", out.Output, out.Err)
+	}
+}
+
+// TestRemoveGrantedSecretRefused: a secret a current version is granted
+// is not removed (conflict, naming the function); once no function is
+// granted it, it is.
+func TestRemoveGrantedSecretRefused(t *testing.T) {
+	s := withGuest(t, registry.Config{})
+	ctx := context.Background()
+	s.SetSecret(ctx, "TOKEN", []byte("t"))
+	if _, err := s.Deploy(ctx, "user", registry.Config{Secrets: []registry.SecretGrant{{Name: "TOKEN"}}}, bytes.NewReader(guestWasm)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveSecret(ctx, "TOKEN"); errs.CodeOf(err) != errs.Conflict || !strings.Contains(errs.MessageOf(err), "user") {
+		t.Errorf("removing a granted secret: got %v, want conflict naming user", err)
+	}
+	if _, err := s.Deploy(ctx, "user", registry.Config{}, bytes.NewReader(guestWasm)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveSecret(ctx, "TOKEN"); err != nil {
+		t.Errorf("removing it once no function is granted it: %v", err)
+	}
+}
+
+func TestSecretGrantValidated(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  registry.Config
+		want string
+	}{
+		{registry.Config{Secrets: []registry.SecretGrant{{Name: "1X"}}}, "not a secret name"},
+		{registry.Config{Secrets: []registry.SecretGrant{{Name: "A", Env: "bad-name"}}}, "not a valid variable name"},
+		{registry.Config{Env: map[string]string{"A": "x"}, Secrets: []registry.SecretGrant{{Name: "A"}}}, "env sets too"},
+		{registry.Config{Secrets: []registry.SecretGrant{{Name: "A"}, {Name: "B", Env: "A"}}}, "both injected as A"},
+		{registry.Config{Secrets: []registry.SecretGrant{{Name: "A", Env: "AWS_LAMBDA_RUNTIME_API"}}}, "the runtime sets"},
+	} {
+		err := tc.cfg.WithDefaults().Validate()
+		if errs.CodeOf(err) != errs.BadRequest || !strings.Contains(errs.MessageOf(err), tc.want) {
+			t.Errorf("%+v: got %v, want bad_request with %q", tc.cfg.Secrets, err, tc.want)
+		}
+	}
+	var c registry.Config
+	if err := json.Unmarshal([]byte(`{"secrets": ["A", {"name": "B", "env": "C"}]}`), &c); err != nil || len(c.Secrets) != 2 || c.Secrets[1].EnvName() != "C" {
+		t.Errorf("decoding grants: %+v, %v", c.Secrets, err)
+	}
+	if err := json.Unmarshal([]byte(`{"secrets": [{"name": "B", "file": "/x"}]}`), &c); err == nil {
+		t.Error("a grant with an unknown field decoded")
+	}
+}
