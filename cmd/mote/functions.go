@@ -33,11 +33,11 @@ func cmdDeploy(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	c := clientFlags(fs)
 	var (
-		memory, cache, configFile, read, write, invoke string
-		timeout, idle                                  time.Duration
-		env                                            = envList{}
-		cfg                                            registry.Config
-		kind                                           string
+		memory, cache, configFile, read, write, invoke, secretList string
+		timeout, idle                                              time.Duration
+		env                                                        = envList{}
+		cfg                                                        registry.Config
+		kind                                                       string
 	)
 	fs.StringVar(&memory, "memory", "", "memory limit, e.g. 128MiB")
 	fs.DurationVar(&timeout, "timeout", 0, "per-invocation timeout, e.g. 30s")
@@ -53,6 +53,7 @@ func cmdDeploy(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&read, "read", "", "buckets the function may read (comma-separated, '*' for all)")
 	fs.StringVar(&write, "write", "", "buckets the function may write")
 	fs.StringVar(&invoke, "invoke", "", "functions the function may invoke, start or map over (comma-separated, 'img-*' patterns, '*' for all; default none)")
+	fs.StringVar(&secretList, "secrets", "", "secrets injected as env vars of the same name (comma-separated; see mote secret)")
 	fs.StringVar(&configFile, "config", "", "JSON config file (default: DIR/"+manifestName+" if present)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -118,6 +119,11 @@ func cmdDeploy(args []string, stdout, stderr io.Writer) int {
 			base.Permissions.Write = splitList(write)
 		case "invoke":
 			base.Permissions.Invoke = splitList(invoke)
+		case "secrets":
+			base.Secrets = nil
+			for _, n := range splitList(secretList) {
+				base.Secrets = append(base.Secrets, registry.SecretGrant{Name: n})
+			}
 		case "env":
 			if base.Env == nil {
 				base.Env = map[string]string{}
@@ -314,6 +320,25 @@ func cmdInfo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%s\n", mark, v.Number, v.Config.Runtime, v.Size, v.Config.Memory, v.Config.Timeout, v.Created.Local().Format(time.DateTime))
 	}
 	tw.Flush()
+	for _, v := range f.Versions {
+		if v.Number != f.Current {
+			continue
+		}
+		if len(v.Config.Secrets) > 0 {
+			var gs []string
+			for _, g := range v.Config.Secrets {
+				if g.EnvName() != g.Name {
+					gs = append(gs, g.Name+" as "+g.EnvName())
+				} else {
+					gs = append(gs, g.Name)
+				}
+			}
+			fmt.Fprintf(stdout, "secrets: %s (values never shown)\n", strings.Join(gs, ", "))
+		}
+		if inv := v.Config.Permissions.Invoke; len(inv) > 0 {
+			fmt.Fprintf(stdout, "may invoke: %s\n", strings.Join(inv, ", "))
+		}
+	}
 	if f.Pool != nil {
 		fmt.Fprintf(stdout, "instances: %d live, %d idle, %d busy, %d waiting; %d invocations, %d cold starts\n",
 			f.Pool.Live, f.Pool.Idle, f.Pool.Busy, f.Pool.Waiting, f.Pool.Invocations, f.Pool.ColdStarts)

@@ -47,6 +47,7 @@ func init() {
 		"dlq":      {"dead letters of async invocations: dlq ls | dlq redrive ID", cmdDLQ},
 		"key":      {"API keys: key create --scope SCOPE... | key ls | key revoke ID", cmdKey},
 		"audit":    {"the audit log of management actions: audit [--since 24h]", cmdAudit},
+		"secret":   {"secrets granted to functions: secret set NAME (value on stdin) | ls | rm NAME", cmdSecret},
 	}
 }
 

@@ -42,6 +42,7 @@ type serveConfig struct {
 	history    time.Duration
 	maxConns   int
 	unconfined bool
+	secretsKey string
 }
 
 // defaultDataDir is $MOTE_DATA, else $XDG_DATA_HOME/mote, else
@@ -74,6 +75,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&sc.history, "history", flow.DefaultRetention, "how long invocation records (call trees) are kept; 0 keeps them forever")
 	fs.BoolVar(&sc.unconfined, "unconfined-processes", false, "run process functions even where they cannot be sandboxed (not root): they then see the host's files and run as your user; for your own code only")
 	fs.IntVar(&sc.maxConns, "max-conns", 0, "most API connections open at once; more are closed at once (default 8192, or half the file descriptor limit)")
+	fs.StringVar(&sc.secretsKey, "secrets-key-file", "", "file holding the key that seals secrets at rest (default DATA/secrets.key, created 0600 on first start)")
 	fs.StringVar(&sc.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this loopback address (e.g. 127.0.0.1:6060)")
 	if _, err := parse(fs, args); err != nil {
 		return 2
@@ -129,12 +131,13 @@ func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(add
 		return err
 	}
 	sys, err := system.Open(ctx, system.Config{
-		DataDir:      sc.dataDir,
-		Logger:       log,
-		MaxPayload:   int64(sc.maxPayload),
-		Runtimes:     rts,
-		FunctionsDir: fdir,
-		History:      history(sc.history),
+		DataDir:        sc.dataDir,
+		Logger:         log,
+		MaxPayload:     int64(sc.maxPayload),
+		Runtimes:       rts,
+		FunctionsDir:   fdir,
+		History:        history(sc.history),
+		SecretsKeyFile: sc.secretsKey,
 	})
 	if err != nil {
 		for _, rt := range rts {

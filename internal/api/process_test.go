@@ -137,7 +137,10 @@ func TestProcessFunctionHostAPI(t *testing.T) {
 	if err := gobuild.Native("../system/testdata/flowguest", filepath.Join(dir, "bootstrap")); err != nil {
 		t.Fatal(err)
 	}
-	if r := p.deployDir("pg", dir, `{"runtime":"process","handler":"./bootstrap","permissions":{"read":["b"],"write":["b"],"invoke":["echo"]}}`); r.status != 201 {
+	if r := p.do("PUT", "/v1/secrets/PG_TOKEN", strings.NewReader("tok-1"), nil); r.status != 200 {
+		t.Fatalf("setting a secret: %d %s", r.status, r.body)
+	}
+	if r := p.deployDir("pg", dir, `{"runtime":"process","handler":"./bootstrap","secrets":["PG_TOKEN"],"permissions":{"read":["b"],"write":["b"],"invoke":["echo"]}}`); r.status != 201 {
 		t.Fatalf("deploy: %d %s", r.status, r.body)
 	}
 	p.mustDeploy("echo", guest, "")
@@ -156,7 +159,18 @@ func TestProcessFunctionHostAPI(t *testing.T) {
 		{"asyncto:pg:echo:x", `forbidden: function \"pg\" may not invoke \"pg\"`, 502},
 		{"mapto:pg:2", `forbidden: function \"pg\" may not invoke \"pg\"`, 502},
 		{"mapto:echo:2", "0,1", 200},
+		// Its granted secret is in its environment, and a new value
+		// reaches the warm instance without a redeploy.
+		{"env:PG_TOKEN", "tok-1", 200},
+		{"rotate", "", 0},
+		{"env:PG_TOKEN", "tok-2", 200},
 	} {
+		if tc.event == "rotate" {
+			if r := p.do("PUT", "/v1/secrets/PG_TOKEN", strings.NewReader("tok-2"), nil); r.status != 200 || !strings.Contains(r.body, "pg@1") {
+				t.Errorf("rotating the secret: %d %s", r.status, r.body)
+			}
+			continue
+		}
 		r := p.invoke("pg", tc.event)
 		if r.status != tc.status || !strings.Contains(r.body, tc.want) {
 			t.Errorf("%s: got %d %q, want %d containing %q", tc.event, r.status, r.body, tc.status, tc.want)
