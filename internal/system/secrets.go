@@ -51,7 +51,72 @@ func (s *System) env(v *registry.Version) (map[string]string, error) {
 		}
 		env[g.EnvName()] = string(val)
 	}
+	s.remember(v.Function, v.Config.Secrets, env)
 	return env, nil
+}
+
+// redactor replaces the values of a function's secrets in its log lines
+// with "[secret NAME]": a function that prints its environment does not
+// put its secrets in `mote logs`. It knows, per secret, the value its
+// instances were last loaded with and the one before (instances started
+// before a rotation may still be running).
+type redactor struct {
+	values map[string][]string // secret name → [latest, previous]
+	r      *strings.Replacer
+}
+
+// minRedacted is the shortest value redacted: shorter ones would blank
+// out ordinary words.
+const minRedacted = 4
+
+// remember records the secret values a version of fn was loaded with.
+func (s *System) remember(fn string, grants []registry.SecretGrant, env map[string]string) {
+	s.redactMu.Lock()
+	defer s.redactMu.Unlock()
+	cur := (*s.redactors.Load())[fn]
+	next := &redactor{values: map[string][]string{}}
+	for _, g := range grants {
+		v := env[g.EnvName()]
+		if len(v) < minRedacted {
+			continue
+		}
+		vals := []string{v}
+		if cur != nil {
+			if old := cur.values[g.Name]; len(old) > 0 && old[0] != v {
+				vals = append(vals, old[0])
+			}
+		}
+		next.values[g.Name] = vals
+	}
+	var pairs []string
+	for name, vals := range next.values {
+		for _, v := range vals {
+			pairs = append(pairs, v, "[secret "+name+"]")
+		}
+	}
+	// Longest first, so a value that holds another is replaced whole
+	// (strings.Replacer tries old strings in argument order).
+	for i := 2; i < len(pairs); i += 2 {
+		for j := i; j > 0 && len(pairs[j]) > len(pairs[j-2]); j -= 2 {
+			pairs[j], pairs[j+1], pairs[j-2], pairs[j-1] = pairs[j-2], pairs[j-1], pairs[j], pairs[j+1]
+		}
+	}
+	m := maps.Clone(*s.redactors.Load())
+	if len(pairs) == 0 {
+		delete(m, fn)
+	} else {
+		next.r = strings.NewReplacer(pairs...)
+		m[fn] = next
+	}
+	s.redactors.Store(&m)
+}
+
+// redact returns text with fn's secret values replaced.
+func (s *System) redact(fn, text string) string {
+	if r := (*s.redactors.Load())[fn]; r != nil {
+		return r.r.Replace(text)
+	}
+	return text
 }
 
 // SetSecret stores a secret's new value and makes every function version

@@ -88,6 +88,31 @@ func TestSecretRotationReachesWarmInstances(t *testing.T) {
 	}
 }
 
+// TestSecretValuesRedactedInLogs: a function that logs its secret leaves
+// "[secret NAME]" in the log, not the value, the one before a rotation
+// included; fails without the redaction.
+func TestSecretValuesRedactedInLogs(t *testing.T) {
+	s := withGuest(t, registry.Config{})
+	ctx := context.Background()
+	s.SetSecret(ctx, "DB_PASSWORD", []byte("first-password"))
+	cfg := registry.Config{Secrets: []registry.SecretGrant{{Name: "DB_PASSWORD", Env: "PGPASS"}}}
+	if _, err := s.Deploy(ctx, "fn", cfg, bytes.NewReader(guestWasm)); err != nil {
+		t.Fatal(err)
+	}
+	call(t, s, "fn", "logenv:PGPASS")
+	s.SetSecret(ctx, "DB_PASSWORD", []byte("second-password"))
+	call(t, s, "fn", "logenv:PGPASS")
+	lines := s.Logs.Tail("fn", "", 10)
+	var text []string
+	for _, l := range lines {
+		text = append(text, l.Text)
+	}
+	all := strings.Join(text, "\n")
+	if strings.Contains(all, "password") || strings.Count(all, "PGPASS is [secret DB_PASSWORD]") != 2 {
+		t.Errorf("logs: %q; want each value as [secret DB_PASSWORD]", all)
+	}
+}
+
 // TestDeployNamingMissingSecretFails: a deploy that grants a secret that
 // does not exist fails with bad_request naming it, records nothing, and
 // the version serving before keeps serving.

@@ -116,6 +116,12 @@ type System struct {
 	audit *auth.Audit
 	sec   *secrets.Store
 
+	// redactors hold, per function with secrets, the values its log
+	// lines are cleaned of (secrets.go): a map replaced whole under
+	// redactMu, read with one atomic load per log line.
+	redactMu  sync.Mutex
+	redactors atomic.Pointer[map[string]*redactor]
+
 	// fns is the active version of every function, by name: a map that
 	// is never changed once published, replaced whole under fnsMu by
 	// deploys and removals, so the invocation path reads it with one
@@ -170,6 +176,7 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 		Logs:  logs.New(0),
 	}
 	s.fns.Store(&map[string]*active{})
+	s.redactors.Store(&map[string]*redactor{})
 	if err := s.openServices(); err != nil {
 		s.Shutdown(ctx)
 		return nil, err
@@ -675,7 +682,7 @@ func (s *System) hostFor(ref flow.Ref) host.Host {
 			if len(args) != 1 {
 				return nil, errs.E(errs.BadRequest, "log takes one argument")
 			}
-			s.Logs.Add(logs.Line{Function: ref.Function, Invocation: ref.ID, Stream: "log", Text: string(args[0])})
+			s.Logs.Add(logs.Line{Function: ref.Function, Invocation: ref.ID, Stream: "log", Text: s.redact(ref.Function, string(args[0]))})
 			return nil, nil
 		}
 		return s.baas.Call(ctx, caller, op, args)

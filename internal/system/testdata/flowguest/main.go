@@ -176,6 +176,9 @@ func handle(ctx *mote.Context, event []byte) ([]byte, error) {
 			return []byte("<unset>"), nil
 		}
 		return []byte(v), nil
+	case "logenv": // logenv:NAME logs the variable's value
+		mote.Log("%s is %s", arg, os.Getenv(arg))
+		return []byte("logged"), nil
 	case "kvget": // kvget:BUCKET:KEY
 		b, k, _ := strings.Cut(arg, ":")
 		return mote.KV(b).Get(k)
