@@ -111,6 +111,15 @@ func (s *System) remember(fn string, grants []registry.SecretGrant, env map[stri
 	s.redactors.Store(&m)
 }
 
+// forget drops fn's redactor (the function is removed).
+func (s *System) forget(fn string) {
+	s.redactMu.Lock()
+	defer s.redactMu.Unlock()
+	m := maps.Clone(*s.redactors.Load())
+	delete(m, fn)
+	s.redactors.Store(&m)
+}
+
 // redact returns text with fn's secret values replaced.
 func (s *System) redact(fn, text string) string {
 	if r := (*s.redactors.Load())[fn]; r != nil {

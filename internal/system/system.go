@@ -397,6 +397,7 @@ func (s *System) Remove(ctx context.Context, name string) error {
 	}
 	s.Logs.Drop(name)
 	s.baas.DropCache(name)
+	s.forget(name)
 	return s.reg.Delete(name)
 }
 
