@@ -487,3 +487,61 @@ func TestReplaceRetiresOldInstances(t *testing.T) {
 		t.Errorf("old module started %d instances, want 2 (none after Replace)", got)
 	}
 }
+
+// TestReplaceHammer: invocations from many goroutines while the module is
+// replaced again and again. No instance is invoked after it was closed or
+// closed twice (the fake panics), every invocation succeeds, and once the
+// pool is quiet every replaced module is closed and all its instances
+// stopped.
+func TestReplaceHammer(t *testing.T) {
+	_, p, m0, _ := newTestPool(t, PoolConfig{MaxInstances: 8, MaxQueue: 1000})
+	m0.modClosed = make(chan struct{})
+	mods := []*fakeModule{m0}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := invoke(p, "x", 5*time.Second); err != nil {
+					failures.Add(1)
+				}
+			}
+		}()
+	}
+	for i := 0; i < 50; i++ {
+		m := &fakeModule{modClosed: make(chan struct{})}
+		mods = append(mods, m)
+		if err := p.Replace(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Microsecond) // let invocations run on each module
+	}
+	close(stop)
+	wg.Wait()
+	if n := failures.Load(); n > 0 {
+		t.Errorf("%d invocations failed", n)
+	}
+	for i, m := range mods[:len(mods)-1] {
+		select {
+		case <-m.modClosed:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("replaced module %d not closed", i)
+		}
+		if s, c := m.started.Load(), m.closed.Load(); s != c {
+			t.Errorf("replaced module %d: %d instances started, %d stopped", i, s, c)
+		}
+	}
+	select {
+	case <-mods[len(mods)-1].modClosed:
+		t.Error("the current module was closed")
+	default:
+	}
+}
