@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -230,13 +231,33 @@ func TestSizes(t *testing.T) {
 func FuzzConfig(f *testing.F) {
 	f.Add(`{"memory":"64MiB"}`)
 	f.Add(`{"runtime":"process","handler":"x","env":{"A":"b"}}`)
+	f.Add(`{"secrets":["DB_PASSWORD",{"name":"K","env":"V"}],"permissions":{"invoke":["img-*","*"]}}`)
+	f.Add(`{"secrets":[{"name":"K","file":"/x"}, 3, null]}`)
 	f.Fuzz(func(t *testing.T, s string) {
 		var c Config
 		if json.Unmarshal([]byte(s), &c) != nil {
 			return
 		}
-		if err := c.WithDefaults().Validate(); err != nil && errs.CodeOf(err) != errs.BadRequest {
+		err := c.WithDefaults().Validate()
+		if err != nil && errs.CodeOf(err) != errs.BadRequest {
 			t.Fatalf("validation error without a code: %v", err)
+		}
+		if err != nil {
+			return
+		}
+		// A valid config survives its own JSON: what deploy stores is
+		// what a restart reads.
+		b, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Config
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("%s does not decode: %v", b, err)
+		}
+		// (%+v: an empty list and none read the same, as omitempty writes both.)
+		if fmt.Sprintf("%+v %+v", back.Secrets, back.Permissions) != fmt.Sprintf("%+v %+v", c.Secrets, c.Permissions) {
+			t.Fatalf("round trip: %+v %+v became %+v %+v", c.Secrets, c.Permissions, back.Secrets, back.Permissions)
 		}
 	})
 }
