@@ -113,12 +113,14 @@ func BenchmarkChain10(b *testing.B) {
 	timed(b, invoker(s, "g", "chain:10"))
 }
 
-// deployed returns a system with the module built from dir deployed as fn.
+// deployed returns a system with the module built from dir deployed as fn,
+// which may invoke itself.
 func deployed(b *testing.B, fn, dir string) *system.System {
 	b.Helper()
 	s := openSystem(b)
 	mod := testutil.BuildWasm(b, dir, true)
-	if _, err := s.Deploy(context.Background(), fn, registry.Config{}, bytes.NewReader(mod)); err != nil {
+	cfg := registry.Config{Permissions: registry.Permissions{Invoke: []string{fn}}}
+	if _, err := s.Deploy(context.Background(), fn, cfg, bytes.NewReader(mod)); err != nil {
 		b.Fatal(err)
 	}
 	return s
