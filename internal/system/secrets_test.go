@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -49,6 +52,27 @@ func TestSecretsReachOnlyGrantedFunctions(t *testing.T) {
 	}
 	if b, _ := json.Marshal(list); strings.Contains(string(b), value) {
 		t.Errorf("Secrets holds the value: %s", b)
+	}
+	// Nothing under the data directory holds it in clear: the store
+	// (its WAL is not compressed), artifacts, unpacked functions.
+	scanned := 0
+	filepath.WalkDir(s.Config().DataDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Errorf("reading %s: %v", p, err)
+			return nil
+		}
+		scanned++
+		if bytes.Contains(b, []byte(value)) {
+			t.Errorf("%s holds the secret's value in clear", p)
+		}
+		return nil
+	})
+	if scanned < 5 {
+		t.Errorf("scanned only %d files under the data directory", scanned)
 	}
 }
 
