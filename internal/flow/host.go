@@ -172,10 +172,12 @@ func (a *attempt) callGranted(hctx context.Context, fn string, payload []byte, s
 }
 
 func (a *attempt) invokeAsync(fn string, payload []byte) ([]byte, error) {
+	// A refused call uses its sequence number too, as invoke's does, so
+	// the calls after it number alike whatever the grant says.
+	seq := a.seq.Add(1) - 1
 	if err := a.mayInvoke(fn); err != nil {
 		return nil, err
 	}
-	seq := a.seq.Add(1) - 1
 	if j := a.in.replayed(seq, fn, payload); j != nil {
 		p := &pending{done: make(chan struct{}), out: j.Output}
 		close(p.done)
@@ -325,13 +327,13 @@ func (a *attempt) mapCall(hctx context.Context, args [][]byte) ([]byte, error) {
 	if n == 0 {
 		return nil, nil
 	}
+	// Reserve the sequence numbers up front: event i is call base+i
+	// whatever order the calls end in, so a retry replays the same ones.
+	base := a.seq.Add(n) - n
 	// One check for the whole map: a refused map starts no call.
 	if err := a.mayInvoke(fn); err != nil {
 		return nil, err
 	}
-	// Reserve the sequence numbers up front: event i is call base+i
-	// whatever order the calls end in, so a retry replays the same ones.
-	base := a.seq.Add(n) - n
 	if conc == 0 {
 		conc = uint64(a.e.cfg.MapConcurrency)
 	}
