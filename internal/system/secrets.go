@@ -2,6 +2,7 @@ package system
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"sort"
@@ -109,6 +110,28 @@ func (s *System) remember(fn string, grants []registry.SecretGrant, env map[stri
 		m[fn] = next
 	}
 	s.redactors.Store(&m)
+}
+
+// redactErr returns err with fn's secret values replaced in its message:
+// a start failure carries the tail of the function's output, and a
+// function's error its own message, both of which reach whoever invoked
+// or deployed it. The code is kept; the cause too, unless its text holds
+// a value. Errors that hold no value are returned as they are.
+func (s *System) redactErr(fn string, err error) error {
+	r := (*s.redactors.Load())[fn]
+	var e *errs.Error
+	if r == nil || !errors.As(err, &e) {
+		return err
+	}
+	msg := r.r.Replace(e.Message)
+	cause := e.Err
+	if cause != nil && r.r.Replace(cause.Error()) != cause.Error() {
+		cause = nil
+	}
+	if msg == e.Message && cause == e.Err {
+		return err
+	}
+	return &errs.Error{Code: e.Code, Message: msg, Err: cause}
 }
 
 // forget drops fn's redactor (the function is removed).

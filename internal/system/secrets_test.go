@@ -114,7 +114,9 @@ func TestSecretRotationReachesWarmInstances(t *testing.T) {
 
 // TestSecretValuesRedactedInLogs: a function that logs its secret leaves
 // "[secret NAME]" in the log, not the value, the one before a rotation
-// included; fails without the redaction.
+// included, and one that fails with it in its message leaves the same in
+// the error its caller gets and in the invocation's record; fails without
+// the redaction.
 func TestSecretValuesRedactedInLogs(t *testing.T) {
 	s := withGuest(t, registry.Config{})
 	ctx := context.Background()
@@ -124,6 +126,13 @@ func TestSecretValuesRedactedInLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	call(t, s, "fn", "logenv:PGPASS")
+	out := call(t, s, "fn", "failenv:PGPASS")
+	if msg := errs.MessageOf(out.Err); strings.Contains(msg, "password") || !strings.Contains(msg, "cannot connect with [secret DB_PASSWORD]") {
+		t.Errorf("the function's error: %q; want the value as [secret DB_PASSWORD]", msg)
+	}
+	if n, err := s.Flow().Get(out.ID); err != nil || strings.Contains(n.ErrorMessage, "password") {
+		t.Errorf("the invocation's record: %q, %v; want no value", n.ErrorMessage, err)
+	}
 	s.SetSecret(ctx, "DB_PASSWORD", []byte("second-password"))
 	call(t, s, "fn", "logenv:PGPASS")
 	lines := s.Logs.Tail("fn", "", 10)

@@ -282,6 +282,9 @@ func (s *System) Run(ctx context.Context, fn string, ev *runtime.Event) (runtime
 		return runtime.Result{}, runtime.Usage{}, false, "", errs.E(errs.NotFound, "function %q not found", fn)
 	}
 	res, u, cold, err := a.pool.Invoke(ctx, ev)
+	if err != nil {
+		err = s.redactErr(fn, err)
+	}
 	return res, u, cold, a.version.numberText, err
 }
 
@@ -354,7 +357,7 @@ func (s *System) Deploy(ctx context.Context, name string, cfg registry.Config, a
 		return nil, err
 	}
 	if err := s.activateModule(ctx, v, mod, true); err != nil {
-		return v, err
+		return v, s.redactErr(name, err)
 	}
 	return v, nil
 }

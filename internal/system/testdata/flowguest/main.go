@@ -176,6 +176,8 @@ func handle(ctx *mote.Context, event []byte) ([]byte, error) {
 			return []byte("<unset>"), nil
 		}
 		return []byte(v), nil
+	case "failenv": // failenv:NAME fails with the variable's value in the message
+		return nil, errors.New("cannot connect with " + os.Getenv(arg))
 	case "logenv": // logenv:NAME logs the variable's value
 		mote.Log("%s is %s", arg, os.Getenv(arg))
 		return []byte("logged"), nil
