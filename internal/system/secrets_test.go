@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/registry"
+	"github.com/mote-run/mote/internal/system"
 )
 
 // TestSecretsReachOnlyGrantedFunctions: a function sees a secret as an
@@ -208,5 +211,65 @@ func TestSecretGrantValidated(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(`{"secrets": [{"name": "B", "file": "/x"}]}`), &c); err == nil {
 		t.Error("a grant with an unknown field decoded")
+	}
+}
+
+// TestSecretRotationUnderLoad: invocations keep running while the secret
+// is set again; none fails, and every invocation that starts after
+// SetSecret returns sees the new value (the ones already running may
+// finish with the old one).
+func TestSecretRotationUnderLoad(t *testing.T) {
+	s := withGuest(t, registry.Config{})
+	ctx := context.Background()
+	s.SetSecret(ctx, "API_KEY", []byte("old-value"))
+	cfg := registry.Config{MinWarm: 2, MaxInstances: 4, Secrets: []registry.SecretGrant{{Name: "API_KEY"}}}
+	if _, err := s.Deploy(ctx, "fn", cfg, bytes.NewReader(guestWasm)); err != nil {
+		t.Fatal(err)
+	}
+	var rotated atomic.Bool
+	stop := make(chan struct{})
+	errc := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					errc <- nil
+					return
+				default:
+				}
+				after := rotated.Load() // read before the invocation starts
+				out, err := s.Invoke(ctx, system.Invocation{Function: "fn", Payload: []byte("env:API_KEY")})
+				if err == nil {
+					err = out.Err
+				}
+				switch {
+				case err != nil:
+					errc <- err
+					return
+				case after && string(out.Output) != "new-value":
+					errc <- fmt.Errorf("an invocation started after the rotation saw %q", out.Output)
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < 20; i++ { // let the load start on the old value
+		call(t, s, "fn", "env:API_KEY")
+	}
+	if _, err := s.SetSecret(ctx, "API_KEY", []byte("new-value")); err != nil {
+		t.Fatal(err)
+	}
+	rotated.Store(true)
+	for i := 0; i < 50; i++ {
+		if out := call(t, s, "fn", "env:API_KEY"); string(out.Output) != "new-value" {
+			t.Fatalf("after the rotation: got %q, %v", out.Output, out.Err)
+		}
+	}
+	close(stop)
+	for g := 0; g < 4; g++ {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
 	}
 }
