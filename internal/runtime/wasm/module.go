@@ -113,18 +113,36 @@ func validEnv(env map[string]string) error {
 func (m *Module) NewInstance(ctx context.Context) (runtime.Instance, error) {
 	i := &instance{m: m, g: newGuest(m.spec.Function, m.log, m.limit)}
 	i.reusable.Store(true)
-	if m.conv == conventionReactor {
-		if err := i.initReactor(ctx); err != nil {
-			return nil, err
-		}
-	}
+	// The instance joins the module before its guest runs, and holds mu
+	// while it initialises, as Invoke does: Close (the module's or the
+	// runtime's) then stops the initialisation and waits for it. Joining
+	// after would let the runtime's Close unmap the memory of a guest
+	// still in _initialize, which kills the process.
+	i.mu.Lock()
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.closed {
-		i.closeModule()
+		m.mu.Unlock()
+		i.mu.Unlock()
 		return nil, errs.E(errs.Unavailable, "wasm: module is closed")
 	}
 	m.instances[i] = struct{}{}
+	m.mu.Unlock()
+	var err error
+	if m.conv == conventionReactor {
+		err = i.initReactor(ctx)
+	}
+	i.mu.Unlock()
+
+	i.cmu.Lock()
+	closed := i.closed
+	i.cmu.Unlock()
+	if closed { // Close stopped the initialisation or came right after it
+		return nil, errs.E(errs.Unavailable, "wasm: module is closed")
+	}
+	if err != nil {
+		_ = i.Close(ctx)
+		return nil, err
+	}
 	return i, nil
 }
 
