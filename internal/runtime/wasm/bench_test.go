@@ -103,3 +103,40 @@ func BenchmarkHostCall(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/call")
 }
+
+// BenchmarkLoadGoReactor is what loading the Go SDK test guest costs a
+// freshly started runtime (as after a restart): compiling it, or reading
+// it from the compilation cache in CacheDir (Config.CacheDir). Each
+// iteration starts a new runtime, so nothing is found in memory.
+func BenchmarkLoadGoReactor(b *testing.B) {
+	bin := guestModule(b)
+	ctx := context.Background()
+	for _, bm := range []struct {
+		name string
+		dir  func(b *testing.B) string
+	}{
+		{"compile", func(*testing.B) string { return "" }},
+		{"file-cache", func(b *testing.B) string {
+			dir := b.TempDir()
+			r, err := New(ctx, Config{CacheDir: dir})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer r.Close(ctx)
+			load(b, r, bin, runtime.Spec{}) // fills the cache
+			return dir
+		}},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			cfg := Config{CacheDir: bm.dir(b)}
+			for b.Loop() {
+				r, err := New(ctx, cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				load(b, r, bin, runtime.Spec{})
+				r.Close(ctx)
+			}
+		})
+	}
+}

@@ -2,9 +2,14 @@ package wasm
 
 import (
 	"context"
+	"fmt"
+	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -137,4 +142,85 @@ func TestCloseStopsInitialisation(t *testing.T) {
 			})
 		}
 	}
+}
+
+// A module compiled by one process runs from the compilation cache in
+// another, as after a restart of mote serve (Config.CacheDir): wazero's
+// cache key covers the module's bytes (so Mote's instrumentation),
+// close-on-context-done and the CPU's features, and Mote's host modules
+// are never cached. The second process must load every module from the
+// cache rather than compile it again.
+func TestCompilationCacheAcrossProcesses(t *testing.T) {
+	const dirEnv = "MOTE_WASM_TEST_CACHE_DIR"
+	if dir := os.Getenv(dirEnv); dir != "" {
+		if !inChild(t) {
+			t.Fatal("the cache directory is only for the child")
+		}
+		useCache(t, dir)
+		return
+	}
+	dir := t.TempDir()
+	t.Setenv(dirEnv, dir)
+	inChild(t) // compiles and fills the cache
+	before := cacheEntries(t, dir)
+	if len(before) == 0 {
+		t.Fatal("the first process left the cache empty")
+	}
+	inChild(t) // loads from the cache
+	if after := cacheEntries(t, dir); !maps.Equal(before, after) {
+		t.Errorf("the second process changed the cache (compiled again?): before %v, after %v", before, after)
+	}
+}
+
+// useCache loads the test guest, instrumented and not, from a runtime on
+// dir and runs it: instances, host calls, results copied out of its memory.
+func useCache(t *testing.T, dir string) {
+	ctx := context.Background()
+	for _, mode := range stopModes {
+		r, err := New(ctx, Config{CacheDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode == "fallback" {
+			r.instrument = func([]byte) (instrumented, error) { return instrumented{}, errUninstrumentable }
+		}
+		m := load(t, r, guestModule(t), runtime.Spec{})
+		for k := range 20 {
+			inst := newInstance(t, m)
+			for _, tc := range []struct{ payload, want string }{
+				{"echo:hi", "hi"},
+				{"call:test.echo:a", "a"},
+				{"calln:100", ""},
+				{"call:test.big:100000", strings.Repeat("b", 100000)},
+			} {
+				res, _, err := inst.Invoke(ctx, event(tc.payload, &testHost{}))
+				if err != nil || string(res.Output) != tc.want {
+					t.Fatalf("%s: instance %d: Invoke(%q) = %.40q, %v; want %.40q", mode, k, tc.payload, res.Output, err, tc.want)
+				}
+			}
+			inst.Close(ctx)
+		}
+		r.Close(ctx)
+	}
+}
+
+// cacheEntries maps each file under dir to its size and modification time.
+func cacheEntries(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	entries := make(map[string]string)
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		entries[path] = fmt.Sprint(info.Size(), info.ModTime().UnixNano())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return entries
 }
