@@ -43,14 +43,17 @@ type instance struct {
 
 	oomSeen uint64 // OOM kills counted so far; read on failures only
 
-	// Freezing between invocations (see Runtime.freezeIdle). fz orders a
-	// freeze against the next invocation's thaw: the freezer freezes only
-	// an instance that is not busy, under fz; Invoke marks it busy first,
-	// then thaws under fz.
-	fz        sync.Mutex
-	frozen    bool
-	closing   bool // set by Close under fz: no freeze after it
-	idleSince atomic.Int64 // when the last invocation ended, in Runtime.since units
+	// Freezing between invocations. freezeTimer fires FreezeAfter after
+	// the last invocation ended (each end pushes it back, so an instance
+	// under steady traffic costs no wakeup). fz orders a freeze against
+	// the next invocation's thaw: the timer freezes only an instance that
+	// is not busy, under fz; Invoke marks it busy first, then thaws under
+	// fz.
+	freezeTimer *time.Timer
+	fz          sync.Mutex
+	frozen      bool
+	closing     bool         // set by Close under fz: no freeze after it
+	idleSince   atomic.Int64 // when the last invocation ended, in Runtime.since units
 
 	readyOnce, closeOnce sync.Once
 }
@@ -104,6 +107,9 @@ func (m *module) NewInstance(ctx context.Context) (runtime.Instance, error) {
 	}
 	in.idleSince.Store(rt.since())
 	in.reusable.Store(true)
+	if rt.freeze {
+		in.freezeTimer = time.AfterFunc(rt.cfg.FreezeAfter, func() { in.freezeIfIdle() })
+	}
 	return in, nil
 }
 
@@ -301,6 +307,9 @@ func (in *instance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Resu
 func (in *instance) idle() {
 	in.idleSince.Store(in.m.rt.since())
 	in.busy.Store(false)
+	if in.freezeTimer != nil {
+		in.freezeTimer.Reset(in.m.rt.cfg.FreezeAfter)
+	}
 }
 
 // thaw lets a frozen instance run again; the caller has marked it busy.
@@ -322,9 +331,10 @@ func (in *instance) isFrozen() bool {
 	return in.frozen
 }
 
-// freezeIfIdle freezes the instance if it is warm and has been idle since
-// before cutoff, and reports whether it did.
-func (in *instance) freezeIfIdle(cutoff int64) bool {
+// freezeIfIdle freezes the instance if it is warm and has been idle for
+// FreezeAfter (freezeTimer calls it), and reports whether it did.
+func (in *instance) freezeIfIdle() bool {
+	cutoff := in.m.rt.since() - int64(in.m.rt.cfg.FreezeAfter)
 	if in.busy.Load() || !in.reusable.Load() || in.idleSince.Load() > cutoff {
 		return false
 	}
@@ -422,6 +432,9 @@ func (in *instance) Close(ctx context.Context) error {
 		in.fz.Lock()
 		in.closing = true
 		in.fz.Unlock()
+		if in.freezeTimer != nil {
+			in.freezeTimer.Stop()
+		}
 		close(in.quit)
 		if in.proc != nil {
 			err = in.proc.Close()

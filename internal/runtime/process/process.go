@@ -229,42 +229,12 @@ type Runtime struct {
 	live   map[*instance]struct{}
 	closed bool
 
-	epoch time.Time     // since's zero
-	stop  chan struct{} // closed by Close: ends freezeLoop
-	wg    sync.WaitGroup
+	epoch  time.Time // since's zero
+	freeze bool      // instances are frozen when idle (FreezeAfter > 0 and a freezer)
 }
 
 // since is the monotonic time since the runtime started, in nanoseconds.
 func (r *Runtime) since() int64 { return int64(time.Since(r.epoch)) }
-
-// freezeLoop freezes instances idle for longer than FreezeAfter, checking
-// every half of it. A freeze costs nothing on the warm path of an
-// instance kept busy; the next invocation of a frozen one thaws it.
-func (r *Runtime) freezeLoop() {
-	defer r.wg.Done()
-	every := max(r.cfg.FreezeAfter/2, time.Millisecond)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	var batch []*instance
-	for {
-		select {
-		case <-r.stop:
-			return
-		case <-t.C:
-		}
-		cutoff := r.since() - int64(r.cfg.FreezeAfter)
-		r.mu.Lock()
-		batch = batch[:0]
-		for in := range r.live {
-			batch = append(batch, in)
-		}
-		r.mu.Unlock()
-		for _, in := range batch {
-			in.freezeIfIdle(cutoff)
-		}
-		clear(batch)
-	}
-}
 
 var (
 	_ runtime.Runtime        = (*Runtime)(nil)
@@ -297,7 +267,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		}
 		cfg.Logger.Warn("process: functions are NOT sandboxed (Unconfined): they see the host's files and, without root, run as Mote's user")
 	}
-	r := &Runtime{cfg: cfg, log: cfg.Logger, sb: sb, live: map[*instance]struct{}{}, epoch: time.Now(), stop: make(chan struct{})}
+	r := &Runtime{cfg: cfg, log: cfg.Logger, sb: sb, live: map[*instance]struct{}{}, epoch: time.Now()}
 	r.readOnly = append(r.readOnly, cfg.ReadOnly...)
 	if cfg.SDKRoot != "" {
 		sdks, err := ExtractSDKs(cfg.SDKRoot)
@@ -308,10 +278,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		r.sdks = &sdks
 		r.readOnly = append(r.readOnly, sdks.PythonPath(), filepath.Dir(sdks.JSDir()))
 	}
-	if cfg.FreezeAfter > 0 && sb.Controllers()["freezer"] != "" {
-		r.wg.Add(1)
-		go r.freezeLoop()
-	}
+	r.freeze = cfg.FreezeAfter > 0 && sb.Controllers()["freezer"] != ""
 	return r, nil
 }
 
@@ -378,9 +345,6 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 // Close closes every live instance and releases the sandbox's cgroups.
 func (r *Runtime) Close(ctx context.Context) error {
 	r.mu.Lock()
-	if !r.closed {
-		close(r.stop)
-	}
 	r.closed = true
 	live := make([]*instance, 0, len(r.live))
 	for in := range r.live {
@@ -390,7 +354,6 @@ func (r *Runtime) Close(ctx context.Context) error {
 	for _, in := range live {
 		_ = in.Close(ctx)
 	}
-	r.wg.Wait()
 	err := r.sb.Close()
 	_ = os.Remove(r.cfg.BaseDir)
 	return err
