@@ -24,7 +24,7 @@ func TestRestartRunsCachedWasm(t *testing.T) {
 	cache := filepath.Join(data, "wasm-cache")
 
 	s := startServerIn(t, data)
-	if code, _, errOut := s.mote(t, "deploy", "g", guest); code != 0 {
+	if code, _, errOut := s.mote(t, "deploy", "g", guest, "--invoke", "g"); code != 0 {
 		t.Fatalf("deploy: %s", errOut)
 	}
 	chains(t, s, 20)

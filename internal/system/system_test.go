@@ -135,7 +135,7 @@ func TestBillingCountsCPUNotWaiting(t *testing.T) {
 	// set beside the same work without the sleep, run alternately.
 	n20 := calibrate(t, s, "g", 20*time.Millisecond)
 	var with, without []int64
-	for i := 0; i < 3; i++ {
+	for i := 0; i < 5; i++ {
 		w := call(t, s, "g", fmt.Sprintf("worksleep:%d:200", n20))
 		o := call(t, s, "g", fmt.Sprint("work:", n20))
 		if w.Err != nil || o.Err != nil {
@@ -148,8 +148,12 @@ func TestBillingCountsCPUNotWaiting(t *testing.T) {
 	}
 	slices.Sort(with)
 	slices.Sort(without)
-	b, ref := with[1], without[1]
-	if diff := b - ref; diff < -3-ref/4 || diff > 3+ref/4 || b > 60 {
+	// Medians of 5. A billed sleep would add 200 ms; the band around the
+	// same work alone is wide enough for what contention does to 20 ms
+	// of work in CI (medians of 3 of 10-21 ms against 12-20 ms failed a
+	// band of a quarter).
+	b, ref := with[2], without[2]
+	if diff := b - ref; diff < -5-ref/2 || diff > 5+ref/2 || b > 60 {
 		t.Errorf("20 ms of work + 200 ms asleep: billed %d ms (median of %v), the same work alone %d ms (%v): the sleep must not be billed", b, with, ref, without)
 	}
 	// A parent waiting on a synchronous child of ~100 ms pays its own CPU
