@@ -114,37 +114,6 @@ func TestAttackGrantedPathsAreReadOnly(t *testing.T) {
 	}
 }
 
-// runAt is run with the process's directory dir.
-func runAt(t *testing.T, s *Sandbox, o Options, dir, script string) (string, *Proc) {
-	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.Stdout, o.Stderr = w, w
-	p, err := s.Start(o)
-	w.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	if err := p.Exec([]string{"sh", "-c", script}, []string{"PATH=/usr/bin:/bin"}, dir); err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		n, err := r.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	r.Close()
-	<-p.Done()
-	return strings.TrimSpace(b.String()), p
-}
-
 func TestAttackTmpIsPrivateBoundedAndGone(t *testing.T) {
 	s := newSandbox(t)
 	needOwnRoot(t, s)

@@ -32,6 +32,13 @@ func newSandbox(t *testing.T) *Sandbox {
 // run starts sh -c script in a sandbox and returns its output.
 func run(t *testing.T, s *Sandbox, o Options, script string) (string, *Proc) {
 	t.Helper()
+	return runAt(t, s, o, "/", script)
+}
+
+// runAt is run with the process's directory dir (its code, mounted
+// read-only in its root).
+func runAt(t *testing.T, s *Sandbox, o Options, dir, script string) (string, *Proc) {
+	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +50,7 @@ func run(t *testing.T, s *Sandbox, o Options, script string) (string, *Proc) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	if err := p.Exec([]string{"sh", "-c", script}, []string{"PATH=/usr/bin:/bin"}, "/"); err != nil {
+	if err := p.Exec([]string{"sh", "-c", script}, []string{"PATH=/usr/bin:/bin"}, dir); err != nil {
 		t.Fatal(err)
 	}
 	out, _ := io.ReadAll(r)
