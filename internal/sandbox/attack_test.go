@@ -52,6 +52,8 @@ func TestAttackHostFilesAreNotVisible(t *testing.T) {
 		"cat " + inShm + " 2>&1",
 		"ls " + wd + " 2>&1",
 		"cat /etc/shadow 2>&1",
+		"ls /etc/ssl/private 2>&1",
+		"test -s /etc/ssl/certs/ca-certificates.crt && echo tls-roots-ok",
 		"ls /root /home /var /srv /sys/fs/cgroup 2>&1",
 		"ls /proc/self/root/ | tr '\\n' ' '",
 		"echo",
@@ -66,12 +68,17 @@ func TestAttackHostFilesAreNotVisible(t *testing.T) {
 		inShm + ": No such file",
 		wd + "': No such file",
 		"/etc/shadow: No such file",
+		"'/etc/ssl/private': No such file",
 		"'/root': No such file",
 		"'/sys/fs/cgroup': No such file",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+	// What it needs of /etc/ssl, the public roots, is there.
+	if _, err := os.Stat("/etc/ssl/certs/ca-certificates.crt"); err == nil && !strings.Contains(out, "tls-roots-ok") {
+		t.Errorf("the host's TLS roots are not visible:\n%s", out)
 	}
 	// Its root, seen through /proc/self/root, is the small one Mote built.
 	for _, line := range strings.Split(out, "\n") {

@@ -37,12 +37,13 @@ var systemDirs = []string{"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "
 
 // etcFiles are the entries of /etc that programs need to run: the dynamic
 // linker's cache, time zone, name resolution, TLS roots, MIME types, and
-// Debian's alternatives links. Nothing holding credentials.
+// Debian's alternatives links. Nothing holding credentials: of /etc/ssl
+// only the public certificates and OpenSSL's config, not private/.
 var etcFiles = []string{
 	"alternatives", "ca-certificates", "ca-certificates.conf", "debian_version",
 	"gai.conf", "host.conf", "hosts", "ld.so.cache", "ld.so.conf", "ld.so.conf.d",
 	"localtime", "mime.types", "nsswitch.conf", "os-release", "protocols",
-	"python3", "resolv.conf", "services", "ssl",
+	"python3", "resolv.conf", "services", "ssl/certs", "ssl/openssl.cnf",
 }
 
 // devNodes are the device files a process may open.
