@@ -117,7 +117,9 @@ const (
 	retAllow  = unix.SECCOMP_RET_ALLOW
 	retEPERM  = unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)
 	retENOSYS = unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
-	retKill   = unix.SECCOMP_RET_KILL_PROCESS
+	// retEAFNOSUPPORT answers a socket of a family functions may not use.
+	retEAFNOSUPPORT = unix.SECCOMP_RET_ERRNO | uint32(unix.EAFNOSUPPORT)
+	retKill         = unix.SECCOMP_RET_KILL_PROCESS
 )
 
 // nsFlagsMask holds every flag of clone and unshare that asks for a new
@@ -153,7 +155,8 @@ type filterPolicy struct {
 //	of the x32 ABI)                                       -> kill the process
 //	clone, unshare asking for a namespace                 -> EPERM
 //	personality other than Linux's default or a query     -> EPERM
-//	socket of AF_PACKET, or SOCK_RAW of AF_INET/AF_INET6 -> EPERM
+//	socket of SOCK_RAW of AF_INET/AF_INET6 -> EPERM; of a family other
+//	than AF_UNIX, AF_INET, AF_INET6, AF_NETLINK -> EAFNOSUPPORT
 //	p.allow -> allowed; p.refuse -> EPERM; p.enosys, anything else -> ENOSYS
 //
 // The call numbers are cut into spans of consecutive numbers decided
@@ -307,21 +310,28 @@ func personalityBlock() []unix.SockFilter {
 	}
 }
 
-// socketBlock refuses packet sockets and raw IP sockets, which a process
-// with CAP_NET_RAW in any network namespace could use to forge traffic;
-// netlink's SOCK_RAW sockets (which C libraries and Go use to list
-// addresses) stay allowed.
+// socketBlock allows the families programs use: Unix, IPv4, IPv6 and
+// netlink (whose SOCK_RAW sockets C libraries and Go use to list
+// addresses). Raw IP sockets, which a process with CAP_NET_RAW in any
+// network namespace could use to forge traffic, are refused with EPERM.
+// Every other family answers EAFNOSUPPORT, as a kernel without it would:
+// AF_PACKET, and AF_VSOCK, which the network namespace does not confine
+// (on a VM it reaches the hypervisor and the host), and the rarely used
+// families whose modules a socket call would load (TIPC, RDS, …).
 func socketBlock() []unix.SockFilter {
 	return []unix.SockFilter{
 		/* 0 */ {Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: offArg(0)},
-		/* 1 */ {Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.AF_PACKET, Jt: 6, Jf: 0}, // -> 8
-		/* 2 */ {Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.AF_INET, Jt: 1, Jf: 0}, // -> 4
-		/* 3 */ {Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.AF_INET6, Jt: 0, Jf: 3}, // 4, 7
-		/* 4 */ {Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: offArg(1)},
-		/* 5 */ {Code: unix.BPF_ALU | unix.BPF_AND | unix.BPF_K, K: sockTypeMask},
-		/* 6 */ {Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.SOCK_RAW, Jt: 1, Jf: 0}, // -> 8
-		/* 7 */ {Code: unix.BPF_RET | unix.BPF_K, K: retAllow},
-		/* 8 */ {Code: unix.BPF_RET | unix.BPF_K, K: retEPERM},
+		/* 1 */ {Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.AF_UNIX, Jt: 7, Jf: 0}, // -> 9
+		/* 2 */ {Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.AF_NETLINK, Jt: 6, Jf: 0}, // -> 9
+		/* 3 */ {Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.AF_INET, Jt: 1, Jf: 0}, // -> 5
+		/* 4 */ {Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.AF_INET6, Jt: 0, Jf: 6}, // 5, 11
+		/* 5 */ {Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: offArg(1)},
+		/* 6 */ {Code: unix.BPF_ALU | unix.BPF_AND | unix.BPF_K, K: sockTypeMask},
+		/* 7 */ {Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.SOCK_RAW, Jt: 2, Jf: 0}, // -> 10
+		/* 8 */ {Code: unix.BPF_JMP | unix.BPF_JA, K: 0},
+		/* 9 */ {Code: unix.BPF_RET | unix.BPF_K, K: retAllow},
+		/* 10 */ {Code: unix.BPF_RET | unix.BPF_K, K: retEPERM},
+		/* 11 */ {Code: unix.BPF_RET | unix.BPF_K, K: retEAFNOSUPPORT},
 	}
 }
 

@@ -101,6 +101,8 @@ func retName(r uint32) string {
 		return "EPERM"
 	case retENOSYS:
 		return "ENOSYS"
+	case retEAFNOSUPPORT:
+		return "EAFNOSUPPORT"
 	case retKill:
 		return "kill"
 	}
@@ -166,7 +168,11 @@ func TestFilterDecisions(t *testing.T) {
 		{"udp6 socket", native, unix.SYS_SOCKET, []uint64{unix.AF_INET6, unix.SOCK_DGRAM}, "allow"},
 		{"unix socket", native, unix.SYS_SOCKET, []uint64{unix.AF_UNIX, unix.SOCK_STREAM}, "allow"},
 		{"netlink socket", native, unix.SYS_SOCKET, []uint64{unix.AF_NETLINK, unix.SOCK_RAW | unix.SOCK_CLOEXEC}, "allow"},
-		{"packet socket", native, unix.SYS_SOCKET, []uint64{unix.AF_PACKET, unix.SOCK_DGRAM}, "EPERM"},
+		{"packet socket", native, unix.SYS_SOCKET, []uint64{unix.AF_PACKET, unix.SOCK_DGRAM}, "EAFNOSUPPORT"},
+		{"vsock socket", native, unix.SYS_SOCKET, []uint64{unix.AF_VSOCK, unix.SOCK_STREAM}, "EAFNOSUPPORT"},
+		{"unix socket", native, unix.SYS_SOCKET, []uint64{unix.AF_UNIX, unix.SOCK_STREAM}, "allow"},
+		{"netlink raw socket", native, unix.SYS_SOCKET, []uint64{unix.AF_NETLINK, unix.SOCK_RAW}, "allow"},
+		{"tcp6 socket", native, unix.SYS_SOCKET, []uint64{unix.AF_INET6, unix.SOCK_STREAM | unix.SOCK_CLOEXEC}, "allow"},
 		{"raw IPv4 socket", native, unix.SYS_SOCKET, []uint64{unix.AF_INET, unix.SOCK_RAW | unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC}, "EPERM"},
 		{"raw IPv6 socket", native, unix.SYS_SOCKET, []uint64{unix.AF_INET6, unix.SOCK_RAW}, "EPERM"},
 		{"a call no list names", native, 1000, nil, "ENOSYS"},
@@ -284,6 +290,7 @@ func hardenChild() int {
 	say("chroot", unix.Chroot("/"))
 	say("sethostname", unix.Sethostname([]byte("escaped")))
 	say("packet-socket", sock(unix.AF_PACKET, unix.SOCK_RAW, 0))
+	say("vsock-socket", sock(unix.AF_VSOCK, unix.SOCK_STREAM, 0))
 	say("raw-ip-socket", sock(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP))
 	say("raw-ip6-socket", sock(unix.AF_INET6, unix.SOCK_RAW, unix.IPPROTO_ICMPV6))
 	say("netlink-socket", sock(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE))
@@ -377,7 +384,7 @@ func TestHardenRefusesRoot(t *testing.T) {
 	want := map[string]string{
 		"mount": "EPERM", "unshare-mount": "EPERM", "unshare-net": "EPERM",
 		"unshare-cgroup": "EPERM", "clone-plain": "ok", "clone-newuser": "EPERM", "setns": "EPERM",
-		"chroot": "EPERM", "sethostname": "EPERM", "packet-socket": "EPERM",
+		"chroot": "EPERM", "sethostname": "EPERM", "packet-socket": "EAFNOSUPPORT", "vsock-socket": "EAFNOSUPPORT",
 		"raw-ip-socket": "EPERM", "raw-ip6-socket": "EPERM", "netlink-socket": "ok",
 		"tcp-socket": "ok", "bpf": "EPERM", "perf-event-open": "EPERM",
 		"keyctl": "EPERM", "io-uring": "EPERM", "userfaultfd": "EPERM",
@@ -601,7 +608,7 @@ func TestHardenedAttacks(t *testing.T) {
 	want := map[string]string{
 		"userns-mount": "EPERM", "userns-rawsock": "EPERM",
 		"unshare-mount": "EPERM", "unshare-net": "EPERM", "unshare-time": "EPERM",
-		"mount-tmpfs": "EPERM", "packet-socket": "EPERM",
+		"mount-tmpfs": "EPERM", "packet-socket": "EAFNOSUPPORT", "vsock-socket": "EAFNOSUPPORT",
 		"ptrace-attach": "EPERM", "process-vm-readv": "EPERM",
 		"keyctl": "EPERM", "perf-event-open": "EPERM", "bpf": "EPERM",
 		"personality-no-randomize": "EPERM", "clone3": "ENOSYS",

@@ -39,6 +39,7 @@ func main() {
 		report("mount-tmpfs", unix.Mount("none", "/tmp", "tmpfs", 0, ""))
 	case "rawsock":
 		report("packet-socket", sock(unix.AF_PACKET, unix.SOCK_RAW, 0))
+		report("vsock-socket", sock(unix.AF_VSOCK, unix.SOCK_STREAM, 0))
 		report("raw-ip-socket", sock(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP))
 	default:
 		fmt.Fprintln(os.Stderr, "unknown probe", os.Args[1])
@@ -108,6 +109,7 @@ func attacks() {
 	}
 	report("mount-tmpfs", unix.Mount("none", "/tmp", "tmpfs", 0, ""))
 	report("packet-socket", sock(unix.AF_PACKET, unix.SOCK_RAW, 0))
+	report("vsock-socket", sock(unix.AF_VSOCK, unix.SOCK_STREAM, 0))
 
 	// A child of our own, which without the filter we may trace and read.
 	child := exec.Command("/bin/sh", "-c", "read x")
