@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The attack suite: what a hostile function tries from inside its
@@ -311,4 +313,31 @@ func waitFrozen(t *testing.T, p *Proc) {
 		time.Sleep(time.Millisecond)
 	}
 	t.Fatalf("group not frozen after 5s")
+}
+
+// TestAttackSubmountsOfGrantedPathsAreReadOnly: a mount below a path
+// granted read-only (a separate /usr/local, a tmpfs in a granted
+// directory) is read-only and nosuid too. A recursive bind brought it
+// along writable and with setuid allowed, as the host has it (a review
+// found it; this test fails without readOnlyTree's recursion).
+func TestAttackSubmountsOfGrantedPathsAreReadOnly(t *testing.T) {
+	s := newSandbox(t)
+	needOwnRoot(t, s)
+	lib := filepath.Dir(hostSecret(t, ""))
+	sub := filepath.Join(lib, "sub")
+	if err := os.Mkdir(sub, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "mode=0777,size=1m"); err != nil {
+		t.Skipf("cannot mount a tmpfs to test with: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(sub, unix.MNT_DETACH) })
+	out, _ := run(t, s, Options{Name: "submount", ReadOnly: []string{lib}},
+		"echo pwn > "+sub+"/x 2>&1; echo rc=$?; grep ' "+sub+" ' /proc/self/mountinfo")
+	if !strings.Contains(out, "Read-only file system") || strings.Contains(out, "rc=0") {
+		t.Errorf("wrote below a granted path:\n%s", out)
+	}
+	if !strings.Contains(out, "nosuid") || !strings.Contains(out, " ro,") {
+		t.Errorf("the submount is not ro,nosuid:\n%s", out)
+	}
 }

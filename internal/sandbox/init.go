@@ -196,8 +196,8 @@ func setupSharedRoot(cfg *initConfig) error {
 	if err := unix.Mount(cfg.Dir, cfg.Dir, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind function dir: %v", err)
 	}
-	if err := unix.Mount("", cfg.Dir, "", roFlags, ""); err != nil {
-		return fmt.Errorf("make function dir read-only: %v", err)
+	if err := readOnlyTree(cfg.Dir); err != nil {
+		return fmt.Errorf("function dir: %v", err)
 	}
 	if cfg.NewPID {
 		if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {

@@ -183,10 +183,53 @@ func bindReadOnly(root, p string) error {
 	if err := unix.Mount(p, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind %s: %w", p, err)
 	}
-	if err := unix.Mount("", dst, "", roFlags, ""); err != nil {
-		return fmt.Errorf("make %s read-only: %w", p, err)
+	return readOnlyTree(dst)
+}
+
+// readOnlyTree makes the mount at dir and every mount below it read-only,
+// nosuid and nodev. A recursive bind brings the host's submounts along
+// (a separate /usr/local, a tmpfs below a granted path), and a remount
+// changes only the top one: mount_setattr with AT_RECURSIVE changes them
+// all at once. Kernels before 5.12 lack it; there each submount listed
+// in mountinfo is remounted.
+func readOnlyTree(dir string) error {
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
+	err := unix.MountSetattr(-1, dir, unix.AT_RECURSIVE, &attr)
+	if err == nil {
+		return nil
+	}
+	if err != unix.ENOSYS {
+		return fmt.Errorf("make %s read-only: %w", dir, err)
+	}
+	points, err := mountsBelow(dir)
+	if err != nil {
+		return err
+	}
+	for _, m := range points {
+		if err := unix.Mount("", m, "", roFlags, ""); err != nil {
+			return fmt.Errorf("make %s read-only: %w", m, err)
+		}
 	}
 	return nil
+}
+
+// mountsBelow lists dir and the mount points below it, from mountinfo.
+func mountsBelow(dir string) ([]string, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		if p := f[4]; p == dir || strings.HasPrefix(p, dir+"/") {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 // mkdirAllUnder creates dir's path below root, each new directory 0755.
