@@ -313,3 +313,51 @@ def handler(event, context):
 		}
 	}
 }
+
+// TestProcessOutputOutsideInvocationIsRedacted: what a process function
+// prints outside an invocation (here at import, before its first event)
+// shows its secrets as [secret NAME] in its log, as lines written during
+// invocations do. A review found it went to `mote logs` in clear.
+func TestProcessOutputOutsideInvocationIsRedacted(t *testing.T) {
+	if _, err := exec.LookPath("/usr/bin/python3"); err != nil {
+		t.Skip("no /usr/bin/python3")
+	}
+	p := startWithProcess(t)
+	if _, err := p.sys.SetSecret(context.Background(), "DB_PASSWORD", []byte("hunter2-but-longer")); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "handler.py"), []byte(`import os
+print("at import:", os.environ["DB_PASSWORD"], flush=True)
+
+def handler(event, context):
+    return "ok"
+`), 0o644)
+	if r := p.deployDir("leaky", dir, `{"runtime":"process","handler":"/usr/bin/python3 -m mote handler.handler","secrets":["DB_PASSWORD"]}`); r.status != 201 {
+		t.Fatalf("deploy: %d %s", r.status, r.body)
+	}
+	if r := p.invoke("leaky", `{}`); r.status != 200 {
+		t.Fatalf("invoke: %d %s", r.status, r.body)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var found bool
+		for _, l := range p.sys.Logs.Tail("leaky", "", 100) {
+			if strings.Contains(l.Text, "hunter2-but-longer") {
+				t.Fatalf("the secret is in the log: %q", l.Text)
+			}
+			if strings.HasPrefix(l.Text, "at import:") {
+				if l.Text != "at import: [secret DB_PASSWORD]" {
+					t.Errorf("line: got %q, want the secret redacted", l.Text)
+				}
+				found = true
+			}
+		}
+		if found {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the import-time line is not in the function's logs: %v", p.sys.Logs.Tail("leaky", "", 100))
+		}
+	}
+}

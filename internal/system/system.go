@@ -585,7 +585,7 @@ func (s *System) load(ctx context.Context, rt runtime.Runtime, v *registry.Versi
 		// log, with no invocation id (and, from the process runtime,
 		// rate-limited per instance).
 		Output: func(stream, line string) {
-			s.Logs.Add(logs.Line{Function: v.Function, Stream: stream, Text: line})
+			s.Logs.Add(logs.Line{Function: v.Function, Stream: stream, Text: s.redact(v.Function, line)})
 		},
 	}
 	switch v.Config.Runtime {
