@@ -1,7 +1,9 @@
 package api_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"mime/multipart"
 	"net/http"
 	"strings"
 	"testing"
@@ -257,5 +259,52 @@ func TestAuditLogsManagementActions(t *testing.T) {
 	local.mustDeploy("hello", reactorHello, "")
 	if r := local.do("GET", "/v1/audit", nil, nil); !strings.Contains(r.body, `"who": "local"`) {
 		t.Errorf("a tokenless server's audit log: got %s, want who local", r.body)
+	}
+}
+
+// A deploy key cannot grant a function a secret its current version does
+// not have: it could read any secret by deploying code that returns its
+// environment (a review found it could). It may keep the grants a
+// function has, and an admin may grant any.
+func TestDeployKeyCannotGrantNewSecrets(t *testing.T) {
+	modules(t)
+	p := start(t, t.TempDir(), "0123456789abcdef-admin")
+	for _, name := range []string{"S", "T"} {
+		if r := p.do("PUT", "/v1/secrets/"+name, strings.NewReader("value-of-"+name), nil); r.status/100 != 2 {
+			t.Fatalf("set secret %s: %d %s", name, r.status, r.body)
+		}
+	}
+	_, deploy := p.createKey("ci", "", "deploy")
+	deployAs := func(tok, cfg string) response {
+		var buf bytes.Buffer
+		mw := multipart.NewWriter(&buf)
+		mw.WriteField("config", cfg)
+		fw, _ := mw.CreateFormFile("artifact", "f.wasm")
+		fw.Write(reactorHello)
+		mw.Close()
+		return p.do("PUT", "/v1/functions/f", &buf, map[string]string{"Content-Type": mw.FormDataContentType(), "Authorization": "Bearer " + tok})
+	}
+	for _, tc := range []struct {
+		who, tok, cfg string
+		want          int
+	}{
+		{"deploy key, new function granting S", deploy, `{"secrets":["S"]}`, 403},
+		{"admin, granting S", "0123456789abcdef-admin", `{"secrets":["S"]}`, 201},
+		{"deploy key, keeping S", deploy, `{"secrets":["S"]}`, 201},
+		{"deploy key, adding T", deploy, `{"secrets":["S","T"]}`, 403},
+		{"deploy key, dropping S", deploy, `{}`, 201},
+	} {
+		r := deployAs(tc.tok, tc.cfg)
+		if r.status != tc.want {
+			t.Errorf("%s: got %d %s, want %d", tc.who, r.status, r.body, tc.want)
+		}
+	}
+	// Version 3 has no grants; rolling back to version 2 (which has S)
+	// would grant S again: not with a deploy key.
+	if r := p.as(deploy, "POST", "/v1/functions/f/rollback", `{"version":2}`, nil); r.status != 403 {
+		t.Errorf("deploy key rolling back to a version granting S: got %d %s, want 403", r.status, r.body)
+	}
+	if r := p.as("0123456789abcdef-admin", "POST", "/v1/functions/f/rollback", `{"version":2}`, nil); r.status != 200 {
+		t.Errorf("admin rolling back: got %d %s, want 200", r.status, r.body)
 	}
 }

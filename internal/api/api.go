@@ -258,6 +258,9 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 	if artifact == nil {
 		return errs.E(errs.BadRequest, "deploy: no artifact part in the request")
 	}
+	if err := s.checkSecretGrants(r, name, cfg.Secrets); err != nil {
+		return err
+	}
 	v, err := s.sys.Deploy(r.Context(), name, cfg, artifact)
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
@@ -290,7 +293,21 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) error {
 			return errs.E(errs.BadRequest, "rollback: %v", err)
 		}
 	}
-	v, err := s.sys.Rollback(r.Context(), r.PathValue("name"), body.Version)
+	name := r.PathValue("name")
+	if f, err := s.sys.Describe(name); err == nil {
+		target := body.Version
+		if target == 0 {
+			target = f.Function.Current - 1
+		}
+		for _, v := range f.Versions {
+			if v.Number == target {
+				if err := s.checkSecretGrants(r, name, v.Config.Secrets); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	v, err := s.sys.Rollback(r.Context(), name, body.Version)
 	if err != nil {
 		return err
 	}

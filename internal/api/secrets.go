@@ -1,10 +1,12 @@
 package api
 
 import (
-	"github.com/mote-run/mote/internal/auth"
 	"net/http"
 	"strings"
 
+	"github.com/mote-run/mote/internal/auth"
+	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/registry"
 	"github.com/mote-run/mote/internal/secrets"
 )
 
@@ -78,4 +80,33 @@ func SecretAction(r *http.Request) string {
 		return "secret rm " + name
 	}
 	return ""
+}
+
+// checkSecretGrants refuses a deploy or rollback that would grant fn a
+// secret its current version does not have, unless the caller holds the
+// admin right. Granting a secret hands its value to code the deployer
+// chose, so a deploy key could otherwise read any secret by deploying a
+// function that returns its environment. A deploy key keeps the grants a
+// function already has (code it deploys can read those, as on Lambda,
+// where updating a function's code exposes its environment).
+func (s *Server) checkSecretGrants(r *http.Request, fn string, grants []registry.SecretGrant) error {
+	if len(grants) == 0 || auth.FromContext(r.Context()).Allows(auth.Need{Right: auth.Admin}) {
+		return nil
+	}
+	had := map[string]bool{}
+	if f, err := s.sys.Describe(fn); err == nil {
+		for _, v := range f.Versions {
+			if v.Number == f.Function.Current {
+				for _, g := range v.Config.Secrets {
+					had[g.Name] = true
+				}
+			}
+		}
+	}
+	for _, g := range grants {
+		if !had[g.Name] {
+			return errs.E(errs.Forbidden, "granting secret %q to %q needs the admin scope; this key may only keep the secrets the function's current version has", g.Name, fn)
+		}
+	}
+	return nil
 }
