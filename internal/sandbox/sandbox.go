@@ -256,8 +256,17 @@ func (s *Sandbox) makeRootDir() error {
 		s.root = filepath.Join(os.TempDir(), stalePrefix+strconv.Itoa(os.Getpid()))
 		s.owned = true
 	}
-	if err := os.MkdirAll(s.root, 0o700); err != nil {
+	if err := os.Mkdir(s.root, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("sandbox: root mount point: %w", err)
+	}
+	// A predictable name in a shared directory: refuse one that someone
+	// else made first (a link, or a directory that is not root's).
+	fi, err := os.Lstat(s.root)
+	if err != nil {
+		return fmt.Errorf("sandbox: root mount point: %w", err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !fi.IsDir() || !ok || st.Uid != 0 || fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("sandbox: root mount point %s is not a directory of root's that only root may change", s.root)
 	}
 	return nil
 }
@@ -561,9 +570,10 @@ func (p *Proc) Close() error {
 	<-p.done
 	reapAdopted(members)
 	err := p.removeCgroup()
-	if p.uid != 0 {
+	if p.uid != 0 && err == nil {
 		// Nothing runs as the uid any more (the cgroup was emptied), and
 		// nothing it wrote outlives it (its /tmp was a tmpfs of its own).
+		// Where the group could not be emptied, the uid stays taken.
 		p.s.uids.put(p.uid)
 		p.uid = 0
 	}
