@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -33,6 +34,9 @@ func (s *Server) open() bool { return s.token == nil && s.keys.Len() == 0 }
 // authenticate returns who r acts as.
 func (s *Server) authenticate(r *http.Request) (auth.Principal, error) {
 	if s.open() {
+		if err := localOnly(r); err != nil {
+			return auth.Principal{}, err
+		}
 		return auth.Local(), nil
 	}
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -40,6 +44,40 @@ func (s *Server) authenticate(r *http.Request) (auth.Principal, error) {
 		return auth.Principal{}, errs.Wrap(errs.Unauthorized, auth.ErrNoCredential, "missing bearer token (an API key or the admin token)")
 	}
 	return s.credential([]byte(strings.TrimSpace(tok)))
+}
+
+// crossOrigin refuses the unsafe requests a browser sends on behalf of
+// another site (Sec-Fetch-Site, else Origin against Host).
+var crossOrigin = http.NewCrossOriginProtection()
+
+// localOnly checks that a request to a server without credentials comes
+// from the person at the machine, not from a web page their browser
+// opened: it must be addressed to a loopback name (a page that rebinds
+// its own DNS name to 127.0.0.1 sends that name as Host) and must not be
+// a cross-site request (a page may POST a form to 127.0.0.1 without a
+// preflight, a deploy included).
+func localOnly(r *http.Request) error {
+	if !loopbackHost(r.Host) {
+		return errs.E(errs.Forbidden, "without --token-file or keys, Mote answers only requests addressed to localhost, not %q (a web page could reach it otherwise)", r.Host)
+	}
+	if err := crossOrigin.Check(r); err != nil {
+		return errs.E(errs.Forbidden, "cross-origin request refused: without --token-file or keys, only the person at the machine may use Mote")
+	}
+	return nil
+}
+
+// loopbackHost reports whether a Host header names this machine's
+// loopback: localhost or a loopback address, with or without a port.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // credential checks a bearer token: the admin token, or an API key.
@@ -61,9 +99,9 @@ func (s *Server) credential(tok []byte) (auth.Principal, error) {
 // header value authz (nil when absent) may invoke fn: the fast path's
 // check, which must agree with authenticate and guard. It allocates
 // nothing.
-func (s *Server) fastInvokeAllowed(authz []byte, fn string) bool {
+func (s *Server) fastInvokeAllowed(authz, host []byte, fn string) bool {
 	if s.open() {
-		return true
+		return loopbackHost(string(host)) // as localOnly; Origin never gets here
 	}
 	tok, found := bytes.CutPrefix(authz, []byte("Bearer "))
 	if !found {

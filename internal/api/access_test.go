@@ -308,3 +308,57 @@ func TestDeployKeyCannotGrantNewSecrets(t *testing.T) {
 		t.Errorf("admin rolling back: got %d %s, want 200", r.status, r.body)
 	}
 }
+
+// Without a token or keys, Mote serves the person at the machine, not a
+// web page their browser opened: a request addressed to another name
+// (DNS rebinding) or sent cross-site (a form POST needs no preflight) is
+// refused. A review found both got every right.
+func TestOpenModeRefusesBrowserAttacks(t *testing.T) {
+	modules(t)
+	p := start(t, t.TempDir(), "")
+	send := func(host string, header map[string]string) int {
+		req, _ := http.NewRequest("GET", p.srv.URL+"/v1/functions", nil)
+		if host != "" {
+			req.Host = host
+		}
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	post := func(header map[string]string) int {
+		req, _ := http.NewRequest("DELETE", p.srv.URL+"/v1/functions/nope", nil)
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		name string
+		got  int
+		want int
+	}{
+		{"loopback address", send("", nil), 200},
+		{"localhost", send("localhost:8080", nil), 200},
+		{"[::1]", send("[::1]:8080", nil), 200},
+		{"a rebound name", send("attacker.example:8080", nil), 403},
+		{"a private address", send("192.168.1.10:8080", nil), 403},
+		{"same-origin delete", post(map[string]string{"Sec-Fetch-Site": "same-origin"}), 404},
+		{"cross-site delete", post(map[string]string{"Sec-Fetch-Site": "cross-site"}), 403},
+		{"foreign Origin delete", post(map[string]string{"Origin": "https://attacker.example"}), 403},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s: got %d, want %d", tc.name, tc.got, tc.want)
+		}
+	}
+}

@@ -392,7 +392,7 @@ func (c *fastConn) readRequest() (fastRequest, readVerdict) {
 	// As ServeHTTP: a request without a credential that allows it is
 	// net/http's, which answers 401 or 403.
 	name := c.intern(h.name)
-	if !c.l.s.fastInvokeAllowed(h.auth, name) {
+	if !c.l.s.fastInvokeAllowed(h.auth, h.host, name) {
 		return fastRequest{}, readHandoff
 	}
 	if v := c.fill(end + n); v != readOK {
@@ -455,6 +455,7 @@ type fastHeader struct {
 	lambda bool   // the Lambda Invoke API's route, not /fn/
 	length int    // the body's
 	auth   []byte // the Authorization header's value; nil when absent
+	host   []byte // the Host header's value
 }
 
 // parseFastHeader checks that a request's header block (ending in CRLF
@@ -497,6 +498,11 @@ func parseFastHeader(b []byte, maxPayload int64) (h fastHeader, ok bool) {
 			if !validHost(val) {
 				return fastHeader{}, false
 			}
+			h.host = val
+		case httpwire.EqualFold(key, "origin"), httpwire.EqualFold(key, "sec-fetch-site"):
+			// A browser's request: net/http applies the cross-origin
+			// checks (localOnly) where they matter.
+			return fastHeader{}, false
 		case httpwire.EqualFold(key, "content-length"):
 			lengths++
 			if h.length, ok = parseLength(val); !ok {

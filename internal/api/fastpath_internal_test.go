@@ -89,7 +89,7 @@ func FuzzParseFastHeader(f *testing.F) {
 		b = b[:end+4]
 		s := servers[int(mode)%len(servers)]
 		h, ok := parseFastHeader(b, 1<<20)
-		if !ok || !s.fastInvokeAllowed(h.auth, string(h.name)) {
+		if !ok || !s.fastInvokeAllowed(h.auth, h.host, string(h.name)) {
 			return
 		}
 		name, lambda, n := h.name, h.lambda, h.length
@@ -203,7 +203,7 @@ func BenchmarkFastInvokeAllowed(b *testing.B) {
 			authz := []byte(bc.auth)
 			b.ReportAllocs()
 			for b.Loop() {
-				if !bc.s.fastInvokeAllowed(authz, "hello") {
+				if !bc.s.fastInvokeAllowed(authz, []byte("127.0.0.1:8080"), "hello") {
 					b.Fatal("refused")
 				}
 			}

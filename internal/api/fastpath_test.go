@@ -218,7 +218,7 @@ func post(path, body string, headers ...string) string {
 	for _, l := range headers {
 		h += l + "\r\n"
 	}
-	return fmt.Sprintf("POST %s HTTP/1.1\r\nHost: mote.test\r\n%sContent-Length: %d\r\n\r\n%s", path, h, len(body), body)
+	return fmt.Sprintf("POST %s HTTP/1.1\r\nHost: localhost\r\n%sContent-Length: %d\r\n\r\n%s", path, h, len(body), body)
 }
 
 // lambdaPath is the Lambda Invoke API's route for function fn.
@@ -260,7 +260,7 @@ func TestFastPathAnswersAsNetHTTP(t *testing.T) {
 		{"invocation type ignored on /fn", post("/fn/g", "echo:a", "X-Amz-Invocation-Type: Event"), 1, true},
 		{"payload over the limit", post("/fn/g", over), 1, false},
 		{"payload at the limit", post("/fn/g", "echo:"+over[:fastMaxPayload-5]), 1, false},
-		{"lower-case headers", "POST /fn/g HTTP/1.1\r\nhost: h\r\ncontent-length: 6\r\nconnection: Keep-Alive\r\n\r\necho:a", 1, true},
+		{"lower-case headers", "POST /fn/g HTTP/1.1\r\nhost: localhost\r\ncontent-length: 6\r\nconnection: Keep-Alive\r\n\r\necho:a", 1, true},
 		{"async", post("/fn/g", "echo:a", "X-Mote-Async: true"), 1, false},
 		{"query", post("/fn/g?x=1", "echo:q"), 1, false},
 		{"escaped path", post("/fn/g%2Fx", "echo:q"), 1, false},
@@ -651,8 +651,8 @@ func TestFastPathBareLF(t *testing.T) {
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
 	br := bufio.NewReader(conn)
 	for _, req := range []string{
-		"POST /fn/g HTTP/1.1\nHost: x\nContent-Length: 7\n\necho:lf",
-		"POST /fn/g HTTP/1.1\r\nHost: x\nContent-Length: 8\r\n\r\necho:mix",
+		"POST /fn/g HTTP/1.1\nHost: localhost\nContent-Length: 7\n\necho:lf",
+		"POST /fn/g HTTP/1.1\r\nHost: localhost\nContent-Length: 8\r\n\r\necho:mix",
 	} {
 		io.WriteString(conn, req)
 		r, err := readResponse(t, br)
