@@ -13,6 +13,7 @@ import (
 
 	"github.com/mote-run/mote/internal/auth"
 	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/store"
 )
 
 // Access control. Every request is authenticated once, in ServeHTTP (or
@@ -239,8 +240,8 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	var ttl time.Duration
 	if req.Expires != "" {
-		if ttl, err = time.ParseDuration(req.Expires); err != nil || ttl <= 0 {
-			return errs.E(errs.BadRequest, "key: expires must be a positive duration such as 720h, not %q", req.Expires)
+		if ttl, err = time.ParseDuration(req.Expires); err != nil || ttl <= 0 || ttl > store.MaxTTL {
+			return errs.E(errs.BadRequest, "key: expires must be a positive duration such as 720h, at most %v, not %q", store.MaxTTL, req.Expires)
 		}
 	}
 	if s.open() && !hasAdmin(req.Scopes) {

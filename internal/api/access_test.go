@@ -362,3 +362,24 @@ func TestOpenModeRefusesBrowserAttacks(t *testing.T) {
 		}
 	}
 }
+
+// A key's expiry is bounded as a TTL is: one past 2262 would overflow
+// and make a key that is expired when made (a review found it).
+func TestKeyExpiryBounded(t *testing.T) {
+	modules(t)
+	p := start(t, t.TempDir(), "0123456789abcdef-admin")
+	for _, tc := range []struct {
+		expires string
+		want    int
+	}{
+		{"720h", 201},
+		{"876000h", 201},
+		{"3000000h", 400},
+		{"-1h", 400},
+	} {
+		body := `{"scopes":["deploy"],"expires":"` + tc.expires + `"}`
+		if r := p.do("POST", "/v1/keys", strings.NewReader(body), nil); r.status != tc.want {
+			t.Errorf("expires %s: got %d %s, want %d", tc.expires, r.status, r.body, tc.want)
+		}
+	}
+}
