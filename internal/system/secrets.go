@@ -176,7 +176,7 @@ func (s *System) SetSecret(ctx context.Context, name string, value []byte) (*Sec
 		}
 		err = s.reload(ctx, v, p.Key())
 		if err != nil {
-			s.log.Warn("secret rotation: reloading a version failed; its instances keep the old value", "version", p.Key(), "secret", name, "err", err)
+			s.log.Warn("secret rotation: reloading a version failed; its instances keep the old value", "version", p.Key(), "secret", name, "err", s.redactErr(v.Function, err))
 			if out.Failed == nil {
 				out.Failed = map[string]string{}
 			}
@@ -210,7 +210,7 @@ func (s *System) reload(ctx context.Context, v *registry.Version, key string) er
 	}
 	if a := s.lookup(v.Function); a != nil && a.pool == p && v.Config.MinWarm > 0 {
 		if err := p.Warm(ctx, v.Config.MinWarm); err != nil {
-			s.log.Warn("secret rotation: warming", "version", key, "err", err)
+			s.log.Warn("secret rotation: warming", "version", key, "err", s.redactErr(v.Function, err))
 		}
 	}
 	return nil

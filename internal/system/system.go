@@ -200,7 +200,7 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 		}
 		if err != nil {
 			// One broken function must not keep the platform down.
-			s.log.Error("loading function", "fn", f.Name, "err", err)
+			s.log.Error("loading function", "fn", f.Name, "err", s.redactErr(f.Name, err))
 		}
 	}
 	// Queued async invocations resume once their functions are loaded.
