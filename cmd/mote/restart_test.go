@@ -1,9 +1,8 @@
 package main
 
 import (
-	"fmt"
+	"github.com/mote-run/mote/internal/testutil"
 	"io"
-	"io/fs"
 	"maps"
 	"net/http"
 	"path/filepath"
@@ -29,7 +28,7 @@ func TestRestartRunsCachedWasm(t *testing.T) {
 	}
 	chains(t, s, 20)
 	stop(t, s)
-	before := files(t, cache)
+	before := testutil.FileStamps(t, cache)
 	if len(before) == 0 {
 		t.Fatal("the first server left no compiled code in DATA/wasm-cache")
 	}
@@ -63,7 +62,7 @@ func TestRestartRunsCachedWasm(t *testing.T) {
 		stop(t, s)
 		<-done
 	}
-	if after := files(t, cache); !maps.Equal(before, after) {
+	if after := testutil.FileStamps(t, cache); !maps.Equal(before, after) {
 		t.Errorf("the restarted server compiled again: cache before %v, after %v", before, after)
 	}
 }
@@ -97,25 +96,4 @@ func stop(t *testing.T, s *server) {
 		t.Fatal("server did not exit after SIGTERM")
 	}
 	s.done <- nil // for the cleanup
-}
-
-// files maps each file under dir to its size and modification time.
-func files(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	m := make(map[string]string)
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		m[path] = fmt.Sprint(info.Size(), " ", info.ModTime().UnixNano())
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
 }

@@ -2,13 +2,11 @@ package wasm
 
 import (
 	"context"
-	"fmt"
-	"io/fs"
+	"github.com/mote-run/mote/internal/testutil"
 	"log/slog"
 	"maps"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -162,12 +160,12 @@ func TestCompilationCacheAcrossProcesses(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv(dirEnv, dir)
 	inChild(t) // compiles and fills the cache
-	before := cacheEntries(t, dir)
+	before := testutil.FileStamps(t, dir)
 	if len(before) == 0 {
 		t.Fatal("the first process left the cache empty")
 	}
 	inChild(t) // loads from the cache
-	if after := cacheEntries(t, dir); !maps.Equal(before, after) {
+	if after := testutil.FileStamps(t, dir); !maps.Equal(before, after) {
 		t.Errorf("the second process changed the cache (compiled again?): before %v, after %v", before, after)
 	}
 }
@@ -202,25 +200,4 @@ func useCache(t *testing.T, dir string) {
 		}
 		r.Close(ctx)
 	}
-}
-
-// cacheEntries maps each file under dir to its size and modification time.
-func cacheEntries(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	entries := make(map[string]string)
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		entries[path] = fmt.Sprint(info.Size(), info.ModTime().UnixNano())
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return entries
 }
