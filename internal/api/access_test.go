@@ -257,7 +257,7 @@ func TestAuditLogsManagementActions(t *testing.T) {
 
 	local := start(t, t.TempDir(), "")
 	local.mustDeploy("hello", reactorHello, "")
-	if r := local.do("GET", "/v1/audit", nil, nil); !strings.Contains(r.body, `"who": "local"`) {
+	if r := local.do("GET", "/v1/audit", nil, nil); !strings.Contains(r.body, `"who":"local"`) {
 		t.Errorf("a tokenless server's audit log: got %s, want who local", r.body)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/mote-run/mote/internal/auth"
 	"github.com/mote-run/mote/internal/baas"
 	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/handler"
 	"github.com/mote-run/mote/internal/logs"
 	"github.com/mote-run/mote/internal/registry"
 	"github.com/mote-run/mote/internal/system"
@@ -59,9 +60,7 @@ func New(cfg Config) *Server {
 	if cfg.Token != "" {
 		s.token = []byte(cfg.Token)
 	}
-	h := func(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
-		return handler(fn)
-	}
+	h := func(fn handler.Func) http.Handler { return fn }
 	// The route table: each route with the scope it needs and, for a
 	// management action, what the audit log calls it.
 	none := audited{}
@@ -106,9 +105,7 @@ func New(cfg Config) *Server {
 			s.handle(prefix, admin, none, bs) // no bucket: BaaS answers 404
 		}
 	}
-	s.handle("/", public, none, h(func(w http.ResponseWriter, r *http.Request) error {
-		return errs.E(errs.NotFound, "no route for %s %s", r.Method, r.URL.Path)
-	}))
+	s.handle("/", public, none, h(handler.NotFound))
 	return s
 }
 
@@ -136,22 +133,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r.WithContext(auth.NewContext(r.Context(), p)))
 }
 
-// handler adapts a handler that returns an error.
-type handler func(http.ResponseWriter, *http.Request) error
-
-func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if err := h(w, r); err != nil {
-		errs.WriteHTTP(w, err)
-	}
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
+// writeJSON is the one JSON writer, handler.WriteJSON.
+var writeJSON = handler.WriteJSON
 
 // readBody reads a request body of at most max bytes.
 func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {

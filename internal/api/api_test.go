@@ -253,7 +253,7 @@ func TestBadDeploysStoreNothing(t *testing.T) {
 			t.Errorf("%s: got %d %s, want 400 %s", tc.name, r.status, r.body, tc.want)
 		}
 	}
-	if r := p.do("GET", "/v1/functions", nil, nil); !strings.Contains(r.body, `"functions": []`) {
+	if r := p.do("GET", "/v1/functions", nil, nil); !strings.Contains(r.body, `"functions":[]`) {
 		t.Errorf("functions after bad deploys: %s", r.body)
 	}
 	if left, _ := os.ReadDir(filepath.Join(dir, "artifacts")); len(left) != 0 {

@@ -172,10 +172,8 @@ func writeLambdaError(w http.ResponseWriter, err error) error {
 		typ = "ServiceException"
 	}
 	w.Header().Set("X-Amzn-Errortype", typ)
-	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Mote-Error-Code", string(errs.CodeOf(err)))
-	w.WriteHeader(errs.CodeOf(err).HTTPStatus())
-	return json.NewEncoder(w).Encode(map[string]string{"Type": "User", "message": errs.MessageOf(err), "code": string(errs.CodeOf(err))})
+	return writeJSON(w, errs.CodeOf(err).HTTPStatus(), map[string]string{"Type": "User", "message": errs.MessageOf(err), "code": string(errs.CodeOf(err))})
 }
 
 // functionFault reports whether an invocation that failed with code failed
@@ -204,14 +202,14 @@ func writeLambdaOutcome(w http.ResponseWriter, out *system.Outcome) error {
 	if out.Err != nil {
 		// Lambda answers a function's failure with 200 and this header.
 		w.Header().Set("X-Amz-Function-Error", "Unhandled")
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
 		if len(out.Output) > 0 && json.Valid(out.Output) {
 			// A process function's own error payload, as Lambda returns it.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
 			_, err := w.Write(out.Output)
 			return err
 		}
-		return json.NewEncoder(w).Encode(map[string]string{
+		return writeJSON(w, http.StatusOK, map[string]string{
 			"errorMessage": errs.MessageOf(out.Err),
 			"errorType":    string(errs.CodeOf(out.Err)),
 		})

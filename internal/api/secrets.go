@@ -6,6 +6,7 @@ import (
 
 	"github.com/mote-run/mote/internal/auth"
 	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/handler"
 	"github.com/mote-run/mote/internal/registry"
 	"github.com/mote-run/mote/internal/secrets"
 )
@@ -13,7 +14,7 @@ import (
 // The secrets routes. A value goes in with PUT and never comes out: every
 // response describes secrets by name, version, times and the functions
 // granted them.
-func (s *Server) secretRoutes(h func(func(http.ResponseWriter, *http.Request) error) http.Handler) {
+func (s *Server) secretRoutes(h func(handler.Func) http.Handler) {
 	// Secrets are the admin's: a deploy key grants them to functions by
 	// name, but cannot read, set or remove them.
 	admin, none := fixed(auth.Admin), audited{}

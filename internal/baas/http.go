@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/handler"
 	"github.com/mote-run/mote/internal/store"
 )
 
@@ -22,13 +23,7 @@ var HTTPPrefixes = []string{"/v1/kv/", "/v1/objects/", "/v1/counters/", "/v1/que
 // behind its own.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	handle := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
-		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			if err := h(w, r); err != nil {
-				errs.WriteHTTP(w, err)
-			}
-		})
-	}
+	handle := func(pattern string, h handler.Func) { mux.Handle(pattern, h) }
 	handle("GET /v1/kv/{bucket}", s.httpKVList)
 	handle("POST /v1/kv/{bucket}", s.httpKVBatch)
 	handle("GET /v1/kv/{bucket}/{key...}", s.httpKVGet)
@@ -51,17 +46,11 @@ func (s *Service) Handler() http.Handler {
 	handle("GET /v1/baas/stats", func(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, s.Stats())
 	})
-	handle("/v1/", func(w http.ResponseWriter, r *http.Request) error {
-		return errs.E(errs.NotFound, "no such route: %s %s", r.Method, r.URL.Path)
-	})
+	handle("/v1/", handler.NotFound)
 	return mux
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	return json.NewEncoder(w).Encode(v)
-}
+var writeJSON = handler.WriteJSON
 
 // readBody reads a request body of at most limit bytes.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {

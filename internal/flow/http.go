@@ -1,7 +1,6 @@
 package flow
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/handler"
 	"github.com/mote-run/mote/internal/meter"
 )
 
@@ -24,28 +24,14 @@ import (
 // Authentication is the caller's (the gateway wraps this handler).
 func (e *Engine) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /v1/invocations/{id}", handlerFunc(e.getInvocation))
-	mux.Handle("GET /v1/dlq", handlerFunc(e.listDLQ))
-	mux.Handle("POST /v1/dlq/{id}/redrive", handlerFunc(e.redrive))
-	mux.Handle("GET /v1/usage", handlerFunc(e.usage))
+	mux.Handle("GET /v1/invocations/{id}", handler.Func(e.getInvocation))
+	mux.Handle("GET /v1/dlq", handler.Func(e.listDLQ))
+	mux.Handle("POST /v1/dlq/{id}/redrive", handler.Func(e.redrive))
+	mux.Handle("GET /v1/usage", handler.Func(e.usage))
 	return mux
 }
 
-// handlerFunc is a handler that returns its error; ServeHTTP writes it with
-// errs.WriteHTTP, the one place errors become statuses.
-type handlerFunc func(w http.ResponseWriter, r *http.Request) error
-
-func (h handlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if err := h(w, r); err != nil {
-		errs.WriteHTTP(w, err)
-	}
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	return json.NewEncoder(w).Encode(v)
-}
+var writeJSON = handler.WriteJSON
 
 func (e *Engine) getInvocation(w http.ResponseWriter, r *http.Request) error {
 	n, err := e.Get(r.PathValue("id"))
