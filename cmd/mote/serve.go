@@ -26,6 +26,7 @@ import (
 	"github.com/mote-run/mote/internal/runtime/process"
 	"github.com/mote-run/mote/internal/runtime/wasm"
 	"github.com/mote-run/mote/internal/system"
+	"github.com/mote-run/mote/internal/telemetry"
 )
 
 // serveConfig is what `mote serve` is started with.
@@ -43,6 +44,7 @@ type serveConfig struct {
 	maxConns   int
 	unconfined bool
 	secretsKey string
+	tracing    telemetry.TracingConfig
 }
 
 // defaultDataDir is $MOTE_DATA, else $XDG_DATA_HOME/mote, else
@@ -77,6 +79,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&sc.maxConns, "max-conns", 0, "most API connections open at once; more are closed at once (default 8192, or half the file descriptor limit)")
 	fs.StringVar(&sc.secretsKey, "secrets-key-file", "", "file holding the key that seals secrets at rest (default DATA/secrets.key, created 0600 on first start)")
 	fs.StringVar(&sc.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this loopback address (e.g. 127.0.0.1:6060)")
+	traceFlags(fs, &sc.tracing)
 	if _, err := parse(fs, args); err != nil {
 		return 2
 	}
@@ -126,11 +129,17 @@ func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(add
 	if err != nil {
 		return err
 	}
+	tel, err := telemetry.New(telemetry.Config{Tracing: sc.tracing})
+	if err != nil {
+		return err
+	}
+	defer shutdownTelemetry(tel, log)
 	rts, err := newRuntimes(ctx, sc.dataDir, fdir, sc.unconfined, log)
 	if err != nil {
 		return err
 	}
 	sys, err := system.Open(ctx, system.Config{
+		Telemetry:      tel,
 		DataDir:        sc.dataDir,
 		Logger:         log,
 		MaxPayload:     int64(sc.maxPayload),

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mote-run/mote/internal/auth"
@@ -45,7 +46,7 @@ type Server struct {
 	keys    *auth.Keys
 	audit   *auth.Audit
 	mux     *http.ServeMux
-	metrics *metrics
+	metrics *prometheus.Registry
 }
 
 // New returns the gateway's handler.
@@ -54,7 +55,7 @@ func New(cfg Config) *Server {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		sys: cfg.System, log: cfg.Logger, mux: http.NewServeMux(), metrics: newMetrics(cfg.System),
+		sys: cfg.System, log: cfg.Logger, mux: http.NewServeMux(), metrics: registerStateCollectors(cfg.System),
 		keys: cfg.System.Keys(), audit: cfg.System.Audit(),
 	}
 	if cfg.Token != "" {
@@ -69,7 +70,7 @@ func New(cfg Config) *Server {
 		_, err := io.WriteString(w, "ok\n")
 		return err
 	}))
-	s.handle("GET /metrics", metrics, none, promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	s.handle("GET /metrics", metrics, none, promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
 	s.handle("GET /v1/functions", deploy, none, h(s.listFunctions))
 	s.handle("PUT /v1/functions/{name}", deploy, audited{"function.deploy", "name"}, h(s.deploy))
 	s.handle("POST /v1/functions/{name}", deploy, audited{"function.deploy", "name"}, h(s.deploy))

@@ -440,7 +440,7 @@ func TestLogsAndMetrics(t *testing.T) {
 		t.Errorf("logs for %s: %s", id, logs.body)
 	}
 	m := p.do("GET", "/metrics", nil, nil)
-	for _, want := range []string{`mote_invocations_total{code="ok",function="g"} 1`, `mote_pool_instances{state="idle",version="g@1"}`} {
+	for _, want := range []string{`mote_invocations_total{code="ok",function="g",kind="root"} 1`, `mote_pool_instances{state="idle",version="g@1"}`} {
 		if !strings.Contains(m.body, want) {
 			t.Errorf("metrics lack %s", want)
 		}

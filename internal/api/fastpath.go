@@ -529,7 +529,8 @@ func parseFastHeader(b []byte, maxPayload int64) (h fastHeader, ok bool) {
 			}
 		case httpwire.EqualFold(key, "transfer-encoding"), httpwire.EqualFold(key, "expect"),
 			httpwire.EqualFold(key, "upgrade"), httpwire.EqualFold(key, HeaderAsync),
-			httpwire.EqualFold(key, "trailer"), httpwire.EqualFold(key, "te"):
+			httpwire.EqualFold(key, "trailer"), httpwire.EqualFold(key, "te"),
+			httpwire.EqualFold(key, "traceparent"): // its trace context is net/http's to read
 			return fastHeader{}, false
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/system"
+	"github.com/mote-run/mote/internal/telemetry"
 )
 
 // Response headers every invocation carries.
@@ -79,7 +80,7 @@ func (s *Server) invokeFn(w http.ResponseWriter, r *http.Request, name string) e
 		return err
 	}
 	async := r.Header.Get(HeaderAsync) == "true"
-	out, err := s.invokeCounted(r.Context(), system.Invocation{Function: name, Payload: payload, Async: async})
+	out, err := s.invokeCounted(telemetry.Extract(r.Context(), r.Header), system.Invocation{Function: name, Payload: payload, Async: async})
 	if err != nil {
 		return err
 	}
@@ -113,7 +114,7 @@ func (s *Server) lambdaInvoke(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return fail(err)
 		}
-		out, err := s.sys.Invoke(r.Context(), system.Invocation{Function: name, Payload: payload, Async: true})
+		out, err := s.sys.Invoke(telemetry.Extract(r.Context(), r.Header), system.Invocation{Function: name, Payload: payload, Async: true})
 		if err != nil {
 			return fail(err)
 		}
@@ -128,25 +129,22 @@ func (s *Server) lambdaInvoke(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fail(err)
 	}
-	out, err := s.invokeCounted(r.Context(), system.Invocation{Function: name, Payload: payload})
+	out, err := s.invokeCounted(telemetry.Extract(r.Context(), r.Header), system.Invocation{Function: name, Payload: payload})
 	if err != nil {
 		return fail(err)
 	}
 	return writeLambdaOutcome(w, out)
 }
 
-// invokeCounted runs an invocation and counts it in the metrics: a
-// refusal by its code, an outcome that ran by its result (one only
-// queued is not counted). invokeFn, lambdaInvoke and the fast path all
-// invoke through it, so both servers count alike.
+// invokeCounted runs an invocation and counts a refusal by its code (an
+// invocation that ran is counted where it ends, by the flow engine).
+// invokeFn, lambdaInvoke and the fast path all invoke through it, so both
+// servers count alike.
 func (s *Server) invokeCounted(ctx context.Context, inv system.Invocation) (*system.Outcome, error) {
 	out, err := s.sys.Invoke(ctx, inv)
 	if err != nil {
-		s.metrics.rejected(inv.Function, err)
+		s.sys.Telemetry().Metrics().Rejected(inv.Function, err)
 		return nil, err
-	}
-	if !out.Queued {
-		s.metrics.observe(out)
 	}
 	return out, nil
 }

@@ -1,128 +1,74 @@
 package api
 
 import (
-	"sync"
-	"sync/atomic"
-
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/system"
 )
 
-// metrics are the gateway's Prometheus series, served at /metrics.
-//
-// The per-invocation counts are kept in plain atomics, one function's on
-// one cache line, and turned into series at scrape time (Collect): every
-// invocation updates them from whichever core runs it, and Prometheus
-// counters would be three objects (three cache lines to move between
-// cores) per invocation, with a compare-and-swap loop for the float.
-type metrics struct {
-	reg  *prometheus.Registry
-	byFn sync.Map // function name → *fnSeries
-
-	mu     sync.Mutex
-	failed map[failKey]uint64 // invocations that failed, by function and code
+// The series the gateway serves at /metrics are the system's telemetry
+// registry (internal/telemetry: invocations, latencies, host calls,
+// starts) and, read at scrape time, the state below: pools, the async
+// queue, dead letters and caches.
+func registerStateCollectors(sys *system.System) *prometheus.Registry {
+	reg := sys.Telemetry().Registry()
+	// A second gateway over the same system (tests) finds them there.
+	_ = reg.Register(stateCollector{sys})
+	return reg
 }
 
-type failKey struct {
-	fn   string
-	code errs.Code
-}
+// stateCollector reports the platform's state at scrape time.
+type stateCollector struct{ sys *system.System }
 
 var (
-	descInvocations = prometheus.NewDesc("mote_invocations_total", "Invocations by function and result code.", []string{"function", "code"}, nil)
-	descCold        = prometheus.NewDesc("mote_cold_starts_total", "Invocations that waited for a new instance.", []string{"function"}, nil)
-	descCPU         = prometheus.NewDesc("mote_cpu_seconds_total", "CPU time used by functions.", []string{"function"}, nil)
-	descBilled      = prometheus.NewDesc("mote_billed_milliseconds_total", "Billed CPU milliseconds (rounded up per invocation).", []string{"function"}, nil)
+	descPoolInstances = prometheus.NewDesc("mote_pool_instances", "Instances per function version and state (idle, busy; waiting counts invocations queued for one).", []string{"version", "state"}, nil)
+	descPoolRejected  = prometheus.NewDesc("mote_pool_rejected_total", "Invocations a pool refused: its queue was full or no instance became free in time.", []string{"version"}, nil)
+	descQueueDepth    = prometheus.NewDesc("mote_async_queue_depth", "Async invocations queued durably and waiting for a worker.", nil, nil)
+	descDLQ           = prometheus.NewDesc("mote_dead_letters", "Async invocations that failed their last attempt and wait for a redrive.", nil, nil)
+	descCacheHits     = prometheus.NewDesc("mote_cache_hits_total", "Cache hits: the KV read cache (cache=kv) and each function's cache (cache=fn:NAME).", []string{"cache"}, nil)
+	descCacheMisses   = prometheus.NewDesc("mote_cache_misses_total", "Cache misses, as mote_cache_hits_total.", []string{"cache"}, nil)
+	descCacheBytes    = prometheus.NewDesc("mote_cache_bytes", "Bytes a cache holds.", []string{"cache"}, nil)
 )
 
-func newMetrics(sys *system.System) *metrics {
-	m := &metrics{reg: prometheus.NewRegistry(), failed: map[failKey]uint64{}}
-	m.reg.MustRegister(invocationCollector{m}, poolCollector{sys})
-	return m
-}
-
-// fnSeries are one function's counts.
-type fnSeries struct {
-	ok, cold, cpuMicros, billedMs atomic.Uint64
-}
-
-func (m *metrics) series(fn string) *fnSeries {
-	if v, ok := m.byFn.Load(fn); ok {
-		return v.(*fnSeries)
-	}
-	v, _ := m.byFn.LoadOrStore(fn, new(fnSeries))
-	return v.(*fnSeries)
-}
-
-func (m *metrics) observe(out *system.Outcome) {
-	fs := m.series(out.Function)
-	if out.Err != nil {
-		m.fail(out.Function, errs.CodeOf(out.Err))
-	} else {
-		fs.ok.Add(1)
-	}
-	if out.Cold {
-		fs.cold.Add(1)
-	}
-	fs.cpuMicros.Add(uint64(max(out.Usage.CPU.Microseconds(), 0)))
-	fs.billedMs.Add(uint64(max(out.BilledMs, 0)))
-}
-
-func (m *metrics) fail(fn string, code errs.Code) {
-	m.mu.Lock()
-	m.failed[failKey{fn, code}]++
-	m.mu.Unlock()
-}
-
-func (m *metrics) rejected(fn string, err error) {
-	if errs.CodeOf(err) == errs.NotFound {
-		return // unknown names would make unbounded label values
-	}
-	m.fail(fn, errs.CodeOf(err))
-}
-
-// invocationCollector reports the invocation counts at scrape time.
-type invocationCollector struct{ m *metrics }
-
-func (c invocationCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descInvocations
-	ch <- descCold
-	ch <- descCPU
-	ch <- descBilled
-}
-
-func (c invocationCollector) Collect(ch chan<- prometheus.Metric) {
-	c.m.byFn.Range(func(k, v any) bool {
-		fn, fs := k.(string), v.(*fnSeries)
-		if n := fs.ok.Load(); n > 0 {
-			ch <- prometheus.MustNewConstMetric(descInvocations, prometheus.CounterValue, float64(n), fn, "ok")
-		}
-		ch <- prometheus.MustNewConstMetric(descCold, prometheus.CounterValue, float64(fs.cold.Load()), fn)
-		ch <- prometheus.MustNewConstMetric(descCPU, prometheus.CounterValue, float64(fs.cpuMicros.Load())/1e6, fn)
-		ch <- prometheus.MustNewConstMetric(descBilled, prometheus.CounterValue, float64(fs.billedMs.Load()), fn)
-		return true
-	})
-	c.m.mu.Lock()
-	defer c.m.mu.Unlock()
-	for k, n := range c.m.failed {
-		ch <- prometheus.MustNewConstMetric(descInvocations, prometheus.CounterValue, float64(n), k.fn, string(k.code))
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPoolInstances, descPoolRejected, descQueueDepth, descDLQ, descCacheHits, descCacheMisses, descCacheBytes} {
+		ch <- d
 	}
 }
 
-// poolCollector reports every pool's instances at scrape time.
-type poolCollector struct{ sys *system.System }
-
-var poolInstances = prometheus.NewDesc("mote_pool_instances", "Instances per function version and state.", []string{"version", "state"}, nil)
-
-func (c poolCollector) Describe(ch chan<- *prometheus.Desc) { ch <- poolInstances }
-
-func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
 	for _, p := range c.sys.Scheduler().Pools() {
 		st := p.Stats()
-		ch <- prometheus.MustNewConstMetric(poolInstances, prometheus.GaugeValue, float64(st.Idle), p.Key(), "idle")
-		ch <- prometheus.MustNewConstMetric(poolInstances, prometheus.GaugeValue, float64(st.Busy), p.Key(), "busy")
-		ch <- prometheus.MustNewConstMetric(poolInstances, prometheus.GaugeValue, float64(st.Waiting), p.Key(), "waiting")
+		gauge(descPoolInstances, float64(st.Idle), p.Key(), "idle")
+		gauge(descPoolInstances, float64(st.Busy), p.Key(), "busy")
+		gauge(descPoolInstances, float64(st.Waiting), p.Key(), "waiting")
+		counter(descPoolRejected, float64(st.Rejected), p.Key())
+	}
+	fl := c.sys.Flow()
+	gauge(descQueueDepth, float64(fl.QueueDepth()))
+	if n, err := fl.DeadLetterCount(); err == nil {
+		gauge(descDLQ, float64(n))
+	}
+	st := c.sys.BaaS().Stats()
+	caches := map[string]struct {
+		hits, misses uint64
+		bytes        int64
+	}{"kv": {st.KVCache.Hits, st.KVCache.Misses, st.KVCache.Bytes}}
+	for fn, cs := range st.FunctionCaches {
+		caches["fn:"+fn] = struct {
+			hits, misses uint64
+			bytes        int64
+		}{cs.Hits, cs.Misses, cs.Bytes}
+	}
+	for name, cs := range caches {
+		counter(descCacheHits, float64(cs.hits), name)
+		counter(descCacheMisses, float64(cs.misses), name)
+		gauge(descCacheBytes, float64(cs.bytes), name)
 	}
 }

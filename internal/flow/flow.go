@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/host"
@@ -189,6 +190,11 @@ type Config struct {
 	// can only be made through Fallback, so a tree that never used it,
 	// the common case, costs the services nothing when it ends.
 	OnRootDone func(root string)
+
+	// Observer is told of every invocation's end and every host call;
+	// Tracer makes them spans (observe.go). Nil: neither.
+	Observer Observer
+	Tracer   trace.Tracer
 
 	Clock  Clock        // default: the system clock
 	Logger *slog.Logger // default: discard
@@ -374,6 +380,8 @@ type inv struct {
 	listed  atomic.Bool // in Engine.live (list)
 	replay  bool        // child results journaled, since this invocation may run again
 
+	span trace.Span // the invocation's, with Config.Tracer (observe.go)
+
 	// cancel stops an async child's context (nil otherwise).
 	cancel context.CancelFunc
 
@@ -472,6 +480,7 @@ func (e *Engine) run(ctx context.Context, in *inv) (*Outcome, error) {
 		n.Start = e.cfg.Clock.Now()
 	}
 	n.Status = StatusRunning
+	ctx = e.traceStart(ctx, in)
 	// A record is written once, when the invocation ends (a child's with
 	// its place under the parent); while it runs, Get shows it from
 	// memory. Invocations are the hot path, and one record instead of two
@@ -678,6 +687,7 @@ func (e *Engine) finish(in *inv, out []byte, err error) (*Outcome, error) {
 	if err != nil {
 		n.ErrorCode, n.ErrorMessage = errs.CodeOf(err), errs.MessageOf(err)
 	}
+	e.observeEnd(in, err)
 
 	in.mu.Lock()
 	in.finished = true

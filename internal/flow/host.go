@@ -94,12 +94,12 @@ func (a *attempt) end() {
 	}
 }
 
-// Call serves the flow ops and hands every other op to Config.Fallback.
+// dispatch serves the flow ops and hands every other op to Config.Fallback.
 //
 // args may alias the caller's memory (a wasm guest's) only for the
 // duration of the call, and children, the journal and async runs outlive
 // it: the flow ops copy what they keep.
-func (a *attempt) Call(ctx context.Context, op string, args [][]byte) ([]byte, error) {
+func (a *attempt) dispatch(ctx context.Context, op string, args [][]byte) ([]byte, error) {
 	// From a host call on, the invocation's id may be known outside
 	// (Policy.LazyListing).
 	a.e.list(a.in)
@@ -117,7 +117,7 @@ func (a *attempt) Call(ctx context.Context, op string, args [][]byte) ([]byte, e
 		if len(args) != 2 {
 			return nil, errs.E(errs.BadRequest, "flow: invoke_async takes [function, payload]")
 		}
-		return a.invokeAsync(string(args[0]), args[1])
+		return a.invokeAsync(ctx, string(args[0]), args[1])
 	case OpAwait:
 		return a.await(ctx, args)
 	case OpMap:
@@ -163,7 +163,7 @@ func (a *attempt) callGranted(hctx context.Context, fn string, payload []byte, s
 	if err != nil {
 		return nil, err
 	}
-	o, err := a.e.run(runtime.InheritCaller(a.context(), hctx), c)
+	o, err := a.e.run(a.e.childContext(runtime.InheritCaller(a.context(), hctx), hctx), c)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +171,7 @@ func (a *attempt) callGranted(hctx context.Context, fn string, payload []byte, s
 	return o.Output, nil
 }
 
-func (a *attempt) invokeAsync(fn string, payload []byte) ([]byte, error) {
+func (a *attempt) invokeAsync(hctx context.Context, fn string, payload []byte) ([]byte, error) {
 	// A refused call uses its sequence number too, as invoke's does, so
 	// the calls after it number alike whatever the grant says.
 	seq := a.seq.Add(1) - 1
@@ -191,7 +191,7 @@ func (a *attempt) invokeAsync(fn string, payload []byte) ([]byte, error) {
 	c.node.Async = true
 	// The child outlives this attempt if the attempt succeeds, so its
 	// context hangs off the engine's; failures stop it through kids.
-	kctx, cancel := context.WithCancel(a.e.base)
+	kctx, cancel := context.WithCancel(a.e.childContext(a.e.base, hctx))
 	c.cancel = cancel
 	p := &pending{done: make(chan struct{})}
 	id := c.node.ID

@@ -111,6 +111,8 @@ type Pool struct {
 	modsClosed bool
 
 	coldStarts, rejected, retired atomic.Uint64
+
+	onStart func(key string, took time.Duration, err error) // Config.OnStart
 }
 
 func newPool(key string, mod runtime.Module, cfg PoolConfig, log *slog.Logger, now func() time.Time) *Pool {
@@ -298,7 +300,11 @@ func (p *Pool) start(ctx context.Context) (*slot, error) {
 	mod := p.mod
 	p.uses[mod]++
 	p.mu.Unlock()
+	began := time.Now()
 	inst, err := mod.NewInstance(ctx)
+	if p.onStart != nil {
+		p.onStart(p.key, time.Since(began), err)
+	}
 	if err != nil {
 		p.dropUse(mod)
 		if errs.CodeOf(err) == errs.Internal {

@@ -15,6 +15,9 @@ type Config struct {
 	ReapEvery  time.Duration    // how often idle pools are scaled down; default 1s
 	Now        func() time.Time // injectable clock for tests
 	ManualReap bool             // tests drive Reap themselves
+	// OnStart, if set, is told of every instance start (a cold start or a
+	// pre-warm) of the pool key: how long it took and its error.
+	OnStart func(key string, took time.Duration, err error)
 }
 
 // Scheduler owns every pool.
@@ -59,6 +62,7 @@ func (s *Scheduler) Add(key string, mod runtime.Module, cfg PoolConfig) (*Pool, 
 		return p, false, nil
 	}
 	p := newPool(key, mod, cfg, s.cfg.Logger, s.cfg.Now)
+	p.onStart = s.cfg.OnStart
 	s.pools[key] = p
 	return p, true, nil
 }

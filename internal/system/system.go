@@ -29,6 +29,7 @@ import (
 	"github.com/mote-run/mote/internal/scheduler"
 	"github.com/mote-run/mote/internal/secrets"
 	"github.com/mote-run/mote/internal/store"
+	"github.com/mote-run/mote/internal/telemetry"
 )
 
 // Config configures a System.
@@ -52,6 +53,9 @@ type Config struct {
 	// SecretsKeyFile holds the key that seals secrets at rest. Default:
 	// DataDir/secrets.key, created 0600 on first start.
 	SecretsKeyFile string
+	// Telemetry receives metrics and traces (telemetry.go). Default:
+	// metrics only. Its owner shuts it down.
+	Telemetry *telemetry.Telemetry
 }
 
 // Defaults.
@@ -83,7 +87,7 @@ func (c *Config) Validate() error {
 	if len(c.Runtimes) == 0 {
 		return errors.New("system: no runtimes configured")
 	}
-	return nil
+	return c.defaultTelemetry()
 }
 
 // active is the version of a function that takes traffic, with its pool.
@@ -172,7 +176,7 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 		db:    db,
 		reg:   reg,
 		sec:   sec,
-		sched: scheduler.New(scheduler.Config{Logger: cfg.Logger, ReapEvery: cfg.ReapEvery}),
+		sched: scheduler.New(scheduler.Config{Logger: cfg.Logger, ReapEvery: cfg.ReapEvery, OnStart: cfg.Telemetry.Metrics().InstanceStarted}),
 		Logs:  logs.New(0),
 	}
 	s.fns.Store(&map[string]*active{})
@@ -241,6 +245,8 @@ func (s *System) openServices() error {
 		OnRootDone: s.rootDone,
 		Retention:  s.cfg.History,
 		Logger:     s.log.With("part", "flow"),
+		Observer:   s.cfg.Telemetry.Observer(),
+		Tracer:     s.cfg.Telemetry.Tracer(),
 	})
 	return err
 }
