@@ -56,54 +56,74 @@ const (
 )
 
 // opSpec says how to check and run one op. With bucket, args[0] names the
-// bucket and the caller needs the access listed before fn runs.
+// bucket and the caller needs the access listed before fn runs. The
+// arity and the access come from the op's description (host.Ops).
 type opSpec struct {
 	min, max int // argument count; max < 0: unbounded
 	bucket   bool
 	need     access
-	fn       func(s *Service, ctx context.Context, who Caller, a args) ([]byte, error)
+	fn       opFunc
 }
+
+type opFunc func(s *Service, ctx context.Context, who Caller, a args) ([]byte, error)
 
 var ops map[string]opSpec
 
 func init() {
-	r, w, rw := readAccess, writeAccess, readAccess|writeAccess
-	ops = map[string]opSpec{
-		OpKVGet:    {2, 2, true, r, (*Service).kvGet},
-		OpKVGetV:   {2, 2, true, r, (*Service).kvGetV},
-		OpKVPut:    {3, 5, true, w, (*Service).kvPut},
-		OpKVDelete: {2, 3, true, w, (*Service).kvDelete},
-		OpKVCAS:    {4, 6, true, rw, (*Service).kvCAS},
-		OpKVIncr:   {2, 4, true, rw, (*Service).kvIncr},
-		OpKVList:   {1, 4, true, r, (*Service).kvList},
-		OpKVBatch:  {2, -1, true, w, (*Service).kvBatch},
+	fns := map[string]opFunc{
+		OpKVGet:    (*Service).kvGet,
+		OpKVGetV:   (*Service).kvGetV,
+		OpKVPut:    (*Service).kvPut,
+		OpKVDelete: (*Service).kvDelete,
+		OpKVCAS:    (*Service).kvCAS,
+		OpKVIncr:   (*Service).kvIncr,
+		OpKVList:   (*Service).kvList,
+		OpKVBatch:  (*Service).kvBatch,
 
-		OpObjPut:    {3, 4, true, w, (*Service).objPut},
-		OpObjGet:    {2, 4, true, r, (*Service).objGet},
-		OpObjHead:   {2, 2, true, r, (*Service).objHead},
-		OpObjDelete: {2, 2, true, w, (*Service).objDelete},
-		OpObjList:   {1, 4, true, r, (*Service).objList},
+		OpObjPut:    (*Service).objPut,
+		OpObjGet:    (*Service).objGet,
+		OpObjHead:   (*Service).objHead,
+		OpObjDelete: (*Service).objDelete,
+		OpObjList:   (*Service).objList,
 
-		OpEphPut:    {2, 3, false, 0, (*Service).ephPut},
-		OpEphGet:    {1, 1, false, 0, (*Service).ephGet},
-		OpEphDelete: {1, 1, false, 0, (*Service).ephDelete},
-		OpEphList:   {0, 3, false, 0, (*Service).ephList},
+		OpEphPut:    (*Service).ephPut,
+		OpEphGet:    (*Service).ephGet,
+		OpEphDelete: (*Service).ephDelete,
+		OpEphList:   (*Service).ephList,
 
-		OpCounterAdd:    {2, 3, true, rw, (*Service).counterAdd},
-		OpCounterGet:    {2, 2, true, r, (*Service).counterGet},
-		OpBarrierWait:   {4, 4, true, w, (*Service).barrierWait},
-		OpQueuePush:     {3, -1, true, w, (*Service).queuePush},
-		OpQueuePop:      {2, 3, true, rw, (*Service).queuePop},
-		OpQueueLen:      {2, 2, true, r, (*Service).queueLen},
-		OpSignalPublish: {2, 3, true, w, (*Service).signalPublish},
-		OpSignalWait:    {3, 3, true, r, (*Service).signalWait},
-		OpLeaseAcquire:  {3, 4, true, w, (*Service).leaseAcquire},
-		OpLeaseRenew:    {4, 4, true, w, (*Service).leaseRenew},
-		OpLeaseRelease:  {3, 3, true, w, (*Service).leaseRelease},
+		OpCounterAdd:    (*Service).counterAdd,
+		OpCounterGet:    (*Service).counterGet,
+		OpBarrierWait:   (*Service).barrierWait,
+		OpQueuePush:     (*Service).queuePush,
+		OpQueuePop:      (*Service).queuePop,
+		OpQueueLen:      (*Service).queueLen,
+		OpSignalPublish: (*Service).signalPublish,
+		OpSignalWait:    (*Service).signalWait,
+		OpLeaseAcquire:  (*Service).leaseAcquire,
+		OpLeaseRenew:    (*Service).leaseRenew,
+		OpLeaseRelease:  (*Service).leaseRelease,
 
-		OpCacheGet:    {1, 1, false, 0, (*Service).cacheGet},
-		OpCachePut:    {2, 3, false, 0, (*Service).cachePut},
-		OpCacheDelete: {1, 1, false, 0, (*Service).cacheDelete},
+		OpCacheGet:    (*Service).cacheGet,
+		OpCachePut:    (*Service).cachePut,
+		OpCacheDelete: (*Service).cacheDelete,
+	}
+	ops = make(map[string]opSpec, len(fns))
+	for name, fn := range fns {
+		d, ok := host.Describe(name)
+		if !ok {
+			panic("baas: op " + name + " is not described in host.Ops")
+		}
+		spec := opSpec{fn: fn, bucket: d.Access.Bucket()}
+		spec.min, spec.max = d.Arity()
+		switch d.Access {
+		case host.AccessRead:
+			spec.need = readAccess
+		case host.AccessWrite:
+			spec.need = writeAccess
+		case host.AccessReadWrite:
+			spec.need = readAccess | writeAccess
+		}
+		ops[name] = spec
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/flow"
+	"github.com/mote-run/mote/internal/host"
 )
 
 // Metrics are the series fed by every invocation, host call and instance
@@ -71,7 +72,7 @@ var (
 	descCold        = prometheus.NewDesc("mote_cold_starts_total", "Invocations that waited for a new instance.", []string{"function"}, nil)
 	descCPU         = prometheus.NewDesc("mote_cpu_seconds_total", "CPU time used by functions.", []string{"function"}, nil)
 	descBilled      = prometheus.NewDesc("mote_billed_milliseconds_total", "Billed CPU milliseconds (rounded up per invocation).", []string{"function"}, nil)
-	descHostCalls   = prometheus.NewDesc("mote_host_calls_total", "Host calls by op and result code (ok or an error code): kv_*, obj_*, invoke, log, ...", []string{"op", "code"}, nil)
+	descHostCalls   = prometheus.NewDesc("mote_host_calls_total", "Host calls by op and result code (ok or an error code): kv.*, obj.*, invoke, log, ...", []string{"op", "code"}, nil)
 )
 
 // Histogram buckets: classic ones for scrapers without native histograms.
@@ -181,14 +182,11 @@ func (m *Metrics) HostCall(fn, op string, took time.Duration, err error) {
 	s.mu.Unlock()
 }
 
-// knownOp reports whether op looks like one of Mote's host ops (lower
-// case letters and underscores, short): anything else is counted as
-// "other".
+// knownOp reports whether op is one of the host ops (host.Ops): a guest
+// chooses the op names it sends, and anything else is counted as "other".
 func knownOp(op string) bool {
-	if op == "" || len(op) > 32 {
-		return false
-	}
-	return strings.Trim(op, "abcdefghijklmnopqrstuvwxyz_") == ""
+	_, ok := host.Describe(op)
+	return ok
 }
 
 // InstanceStarted records an instance start of the pool key ("fn@version";

@@ -59,8 +59,8 @@ func TestMetricsSeries(t *testing.T) {
 	}
 	m.Rejected("f", errs.E(errs.Overloaded, "busy"))
 	m.Rejected("nope", errs.E(errs.NotFound, "no such function"))
-	m.HostCall("f", "kv_get", 3*time.Microsecond, nil)
-	m.HostCall("f", "kv_get", 2*time.Microsecond, errs.E(errs.NotFound, "no key"))
+	m.HostCall("f", "kv.get", 3*time.Microsecond, nil)
+	m.HostCall("f", "kv.get", 2*time.Microsecond, errs.E(errs.NotFound, "no key"))
 	m.HostCall("f", "Evil Op\n", time.Microsecond, nil)
 	m.InstanceStarted("f@3", 40*time.Millisecond, nil)
 	m.InstanceStarted("f@3", time.Millisecond, errors.New("boom"))
@@ -84,10 +84,10 @@ func TestMetricsSeries(t *testing.T) {
 		"mote_invocation_duration_seconds function=g":                       2,
 		"mote_invocation_cpu_seconds function=f":                            3,
 		"mote_invocation_cpu_seconds function=g":                            2,
-		"mote_host_calls_total code=ok op=kv_get":                           1,
-		"mote_host_calls_total code=not_found op=kv_get":                    1,
+		"mote_host_calls_total code=ok op=kv.get":                           1,
+		"mote_host_calls_total code=not_found op=kv.get":                    1,
 		"mote_host_calls_total code=ok op=other":                            1,
-		"mote_host_call_duration_seconds op=kv_get":                         2,
+		"mote_host_call_duration_seconds op=kv.get":                         2,
 		"mote_host_call_duration_seconds op=other":                          1,
 		"mote_init_duration_seconds function=f":                             1,
 		"mote_init_failures_total function=f":                               1,

@@ -10,7 +10,7 @@ import "time"
 
 // CacheGet returns the cached value for key and whether it was there.
 func CacheGet(key string) ([]byte, bool, error) {
-	v, err := Call("cache.get", []byte(key))
+	v, err := Call(OpCacheGet, []byte(key))
 	if IsNotFound(err) {
 		return nil, false, nil
 	}
@@ -23,12 +23,12 @@ func CacheGet(key string) ([]byte, bool, error) {
 // CachePut caches value under key, for at most ttl (0: until evicted).
 // A value larger than a quarter of the budget is not kept.
 func CachePut(key string, value []byte, ttl time.Duration) error {
-	_, err := Call("cache.put", []byte(key), value, msArg(ttl))
+	_, err := Call(OpCachePut, []byte(key), value, msArg(ttl))
 	return err
 }
 
 // CacheDelete drops key from the cache.
 func CacheDelete(key string) error {
-	_, err := Call("cache.delete", []byte(key))
+	_, err := Call(OpCacheDelete, []byte(key))
 	return err
 }

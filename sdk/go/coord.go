@@ -12,7 +12,7 @@ import (
 // CounterAdd atomically adds delta to counter name in bucket and returns
 // the new value. Counters survive restarts.
 func CounterAdd(bucket, name string, delta int64) (int64, error) {
-	res, err := Call("counter.add", []byte(bucket), []byte(name), decArg(delta))
+	res, err := Call(OpCounterAdd, []byte(bucket), []byte(name), decArg(delta))
 	if err != nil {
 		return 0, err
 	}
@@ -21,7 +21,7 @@ func CounterAdd(bucket, name string, delta int64) (int64, error) {
 
 // CounterGet returns counter name's value (0 if never added to).
 func CounterGet(bucket, name string) (int64, error) {
-	res, err := Call("counter.get", []byte(bucket), []byte(name))
+	res, err := Call(OpCounterGet, []byte(bucket), []byte(name))
 	if err != nil {
 		return 0, err
 	}
@@ -32,7 +32,7 @@ func CounterGet(bucket, name string) (int64, error) {
 // timeout passes (IsTimeout). It returns this caller's arrival order,
 // 1..n.
 func BarrierWait(bucket, name string, n int, timeout time.Duration) (int, error) {
-	res, err := Call("barrier.wait", []byte(bucket), []byte(name), decArg(int64(n)), msArg(timeout))
+	res, err := Call(OpBarrierWait, []byte(bucket), []byte(name), decArg(int64(n)), msArg(timeout))
 	if err != nil {
 		return 0, err
 	}
@@ -48,7 +48,7 @@ func Queue(bucket, name string) QueueHandle { return QueueHandle{Bucket: bucket,
 
 // Push appends items and returns the queue's length.
 func (q QueueHandle) Push(items ...[]byte) (int64, error) {
-	res, err := Call("queue.push", append([][]byte{[]byte(q.Bucket), []byte(q.Name)}, items...)...)
+	res, err := Call(OpQueuePush, append([][]byte{[]byte(q.Bucket), []byte(q.Name)}, items...)...)
 	if err != nil {
 		return 0, err
 	}
@@ -58,12 +58,12 @@ func (q QueueHandle) Push(items ...[]byte) (int64, error) {
 // Pop removes and returns the oldest item, waiting up to timeout for one
 // (0: do not wait). No item in time is an error for which IsTimeout holds.
 func (q QueueHandle) Pop(timeout time.Duration) ([]byte, error) {
-	return Call("queue.pop", []byte(q.Bucket), []byte(q.Name), msArg(timeout))
+	return Call(OpQueuePop, []byte(q.Bucket), []byte(q.Name), msArg(timeout))
 }
 
 // Len returns the number of items in the queue.
 func (q QueueHandle) Len() (int64, error) {
-	res, err := Call("queue.len", []byte(q.Bucket), []byte(q.Name))
+	res, err := Call(OpQueueLen, []byte(q.Bucket), []byte(q.Name))
 	if err != nil {
 		return 0, err
 	}
@@ -73,7 +73,7 @@ func (q QueueHandle) Len() (int64, error) {
 // Publish wakes every function waiting on signal name with payload and
 // returns how many it woke. Signals are not stored.
 func Publish(bucket, name string, payload []byte) (int, error) {
-	res, err := Call("signal.publish", []byte(bucket), []byte(name), payload)
+	res, err := Call(OpSignalPublish, []byte(bucket), []byte(name), payload)
 	if err != nil {
 		return 0, err
 	}
@@ -84,7 +84,7 @@ func Publish(bucket, name string, payload []byte) (int, error) {
 // WaitSignal waits up to timeout for the next Publish on name and returns
 // its payload.
 func WaitSignal(bucket, name string, timeout time.Duration) ([]byte, error) {
-	return Call("signal.wait", []byte(bucket), []byte(name), msArg(timeout))
+	return Call(OpSignalWait, []byte(bucket), []byte(name), msArg(timeout))
 }
 
 // Lease is a held lock with an expiry.
@@ -97,7 +97,7 @@ type Lease struct {
 // to release it or let it expire; a lease still held is an error for which
 // IsConflict holds.
 func AcquireLease(bucket, name string, ttl, wait time.Duration) (*Lease, error) {
-	res, err := Call("lease.acquire", []byte(bucket), []byte(name), msArg(ttl), msArg(wait))
+	res, err := Call(OpLeaseAcquire, []byte(bucket), []byte(name), msArg(ttl), msArg(wait))
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +111,7 @@ func AcquireLease(bucket, name string, ttl, wait time.Duration) (*Lease, error) 
 
 // Renew extends the lease to ttl from now.
 func (l *Lease) Renew(ttl time.Duration) error {
-	res, err := Call("lease.renew", []byte(l.Bucket), []byte(l.Name), []byte(l.Token), msArg(ttl))
+	res, err := Call(OpLeaseRenew, []byte(l.Bucket), []byte(l.Name), []byte(l.Token), msArg(ttl))
 	if err != nil {
 		return err
 	}
@@ -124,6 +124,6 @@ func (l *Lease) Renew(ttl time.Duration) error {
 
 // Release frees the lease.
 func (l *Lease) Release() error {
-	_, err := Call("lease.release", []byte(l.Bucket), []byte(l.Name), []byte(l.Token))
+	_, err := Call(OpLeaseRelease, []byte(l.Bucket), []byte(l.Name), []byte(l.Token))
 	return err
 }

@@ -16,7 +16,7 @@ import (
 // is an *Error with the callee's code: "function_error", "timeout",
 // "limit_exceeded", "not_found", ...
 func Invoke(fn string, event []byte) ([]byte, error) {
-	return Call("invoke", []byte(fn), event)
+	return Call(OpInvoke, []byte(fn), event)
 }
 
 // AsyncCall identifies a call started with InvokeAsync; it is the child
@@ -27,7 +27,7 @@ type AsyncCall string
 // the result with AwaitAll or AwaitAny. A child not awaited keeps running
 // after the caller returns, unless the caller fails (then it is stopped).
 func InvokeAsync(fn string, event []byte) (AsyncCall, error) {
-	h, err := Call("invoke_async", []byte(fn), event)
+	h, err := Call(OpInvokeAsync, []byte(fn), event)
 	return AsyncCall(h), err
 }
 
@@ -58,7 +58,7 @@ func await(mode string, timeout time.Duration, calls []AsyncCall) ([]Result, err
 	for _, c := range calls {
 		args = append(args, []byte(c))
 	}
-	out, err := Call("await", args...)
+	out, err := Call(OpAwait, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +72,7 @@ func Map(fn string, events [][]byte, concurrency int) ([]Result, error) {
 	args := make([][]byte, 0, 2+len(events))
 	args = append(args, []byte(fn), []byte(strconv.Itoa(max(concurrency, 0))))
 	args = append(args, events...)
-	out, err := Call("map", args...)
+	out, err := Call(OpMap, args...)
 	if err != nil {
 		return nil, err
 	}

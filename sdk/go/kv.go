@@ -120,12 +120,12 @@ func parseList(b []byte, min int) ([][]byte, error) {
 // small value shares a 2 KiB block with other results (see Call), so a
 // value kept for long while very many are read is better copied.
 func (b KVBucket) Get(key string) ([]byte, error) {
-	return Call("kv.get", []byte(b.Name), []byte(key))
+	return Call(OpKVGet, []byte(b.Name), []byte(key))
 }
 
 // GetVersion returns the value at key and its version, for CAS.
 func (b KVBucket) GetVersion(key string) ([]byte, uint64, error) {
-	res, err := Call("kv.getv", []byte(b.Name), []byte(key))
+	res, err := Call(OpKVGetV, []byte(b.Name), []byte(key))
 	if err != nil {
 		return nil, 0, err
 	}
@@ -147,7 +147,7 @@ func (b KVBucket) Put(key string, value []byte) (uint64, error) {
 
 // PutWith writes value at key with a TTL or durability.
 func (b KVBucket) PutWith(key string, value []byte, o PutOptions) (uint64, error) {
-	res, err := Call("kv.put", []byte(b.Name), []byte(key), value, msArg(o.TTL), []byte(o.Durability))
+	res, err := Call(OpKVPut, []byte(b.Name), []byte(key), value, msArg(o.TTL), []byte(o.Durability))
 	if err != nil {
 		return 0, err
 	}
@@ -156,7 +156,7 @@ func (b KVBucket) PutWith(key string, value []byte, o PutOptions) (uint64, error
 
 // Delete removes key (a missing key is not an error).
 func (b KVBucket) Delete(key string) error {
-	_, err := Call("kv.delete", []byte(b.Name), []byte(key))
+	_, err := Call(OpKVDelete, []byte(b.Name), []byte(key))
 	return err
 }
 
@@ -164,7 +164,7 @@ func (b KVBucket) Delete(key string) error {
 // if the key does not exist) and returns the new version; otherwise the
 // error satisfies IsConflict.
 func (b KVBucket) CAS(key string, version uint64, value []byte) (uint64, error) {
-	res, err := Call("kv.cas", []byte(b.Name), []byte(key), strconv.AppendUint(nil, version, 10), value)
+	res, err := Call(OpKVCAS, []byte(b.Name), []byte(key), strconv.AppendUint(nil, version, 10), value)
 	if err != nil {
 		return 0, err
 	}
@@ -174,7 +174,7 @@ func (b KVBucket) CAS(key string, version uint64, value []byte) (uint64, error) 
 // Incr atomically adds delta to the decimal integer at key (missing: 0)
 // and returns the result.
 func (b KVBucket) Incr(key string, delta int64) (int64, error) {
-	res, err := Call("kv.incr", []byte(b.Name), []byte(key), decArg(delta))
+	res, err := Call(OpKVIncr, []byte(b.Name), []byte(key), decArg(delta))
 	if err != nil {
 		return 0, err
 	}
@@ -184,7 +184,7 @@ func (b KVBucket) Incr(key string, delta int64) (int64, error) {
 // List returns up to limit keys starting with prefix after cursor, and the
 // cursor of the next page ("" at the end).
 func (b KVBucket) List(prefix, cursor string, limit int) (keys []string, next string, err error) {
-	res, err := Call("kv.list", []byte(b.Name), []byte(prefix), []byte(cursor), decArg(int64(limit)))
+	res, err := Call(OpKVList, []byte(b.Name), []byte(prefix), []byte(cursor), decArg(int64(limit)))
 	if err != nil {
 		return nil, "", err
 	}
@@ -221,7 +221,7 @@ func (b KVBucket) Batch(ops []BatchOp, d Durability) ([]uint64, error) {
 		}
 		args = append(args, []byte(kind), []byte(op.Key), op.Value)
 	}
-	res, err := Call("kv.batch", args...)
+	res, err := Call(OpKVBatch, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -241,22 +241,22 @@ func (b KVBucket) Batch(ops []BatchOp, d Durability) ([]uint64, error) {
 // and it is deleted when the tree completes or ttl passes (0: the
 // platform's default).
 func EphPut(key string, value []byte, ttl time.Duration) error {
-	_, err := Call("eph.put", []byte(key), value, msArg(ttl))
+	_, err := Call(OpEphPut, []byte(key), value, msArg(ttl))
 	return err
 }
 
 // EphGet reads key from the call tree's ephemeral scope.
-func EphGet(key string) ([]byte, error) { return Call("eph.get", []byte(key)) }
+func EphGet(key string) ([]byte, error) { return Call(OpEphGet, []byte(key)) }
 
 // EphDelete removes key from the call tree's ephemeral scope.
 func EphDelete(key string) error {
-	_, err := Call("eph.delete", []byte(key))
+	_, err := Call(OpEphDelete, []byte(key))
 	return err
 }
 
 // EphList lists keys of the call tree's ephemeral scope.
 func EphList(prefix, cursor string, limit int) (keys []string, next string, err error) {
-	res, err := Call("eph.list", []byte(prefix), []byte(cursor), decArg(int64(limit)))
+	res, err := Call(OpEphList, []byte(prefix), []byte(cursor), decArg(int64(limit)))
 	if err != nil {
 		return nil, "", err
 	}

@@ -21,7 +21,7 @@ type ObjectInfo struct {
 
 // Put stores data at key and returns its size and SHA-256.
 func (b ObjectBucket) Put(key string, data []byte, contentType string) (ObjectInfo, error) {
-	res, err := Call("obj.put", []byte(b.Name), []byte(key), data, []byte(contentType))
+	res, err := Call(OpObjPut, []byte(b.Name), []byte(key), data, []byte(contentType))
 	if err != nil {
 		return ObjectInfo{}, err
 	}
@@ -35,7 +35,7 @@ func (b ObjectBucket) Put(key string, data []byte, contentType string) (ObjectIn
 
 // Get returns the whole object at key.
 func (b ObjectBucket) Get(key string) ([]byte, error) {
-	return Call("obj.get", []byte(b.Name), []byte(key))
+	return Call(OpObjGet, []byte(b.Name), []byte(key))
 }
 
 // GetRange returns length bytes of the object from offset (length < 0: to
@@ -45,12 +45,12 @@ func (b ObjectBucket) GetRange(key string, offset, length int64) ([]byte, error)
 	if length >= 0 {
 		l = decArg(length)
 	}
-	return Call("obj.get", []byte(b.Name), []byte(key), decArg(offset), l)
+	return Call(OpObjGet, []byte(b.Name), []byte(key), decArg(offset), l)
 }
 
 // Head returns the object's info.
 func (b ObjectBucket) Head(key string) (ObjectInfo, error) {
-	res, err := Call("obj.head", []byte(b.Name), []byte(key))
+	res, err := Call(OpObjHead, []byte(b.Name), []byte(key))
 	if err != nil {
 		return ObjectInfo{}, err
 	}
@@ -69,14 +69,14 @@ func (b ObjectBucket) Head(key string) (ObjectInfo, error) {
 
 // Delete removes the object at key.
 func (b ObjectBucket) Delete(key string) error {
-	_, err := Call("obj.delete", []byte(b.Name), []byte(key))
+	_, err := Call(OpObjDelete, []byte(b.Name), []byte(key))
 	return err
 }
 
 // List returns up to limit object keys starting with prefix after cursor,
 // and the next page's cursor ("" at the end).
 func (b ObjectBucket) List(prefix, cursor string, limit int) (keys []string, next string, err error) {
-	res, err := Call("obj.list", []byte(b.Name), []byte(prefix), []byte(cursor), decArg(int64(limit)))
+	res, err := Call(OpObjList, []byte(b.Name), []byte(prefix), []byte(cursor), decArg(int64(limit)))
 	if err != nil {
 		return nil, "", err
 	}

@@ -5,11 +5,12 @@
 
 import { call } from "./call.mjs";
 import { arg, isNotFound, ms } from "./wire.mjs";
+import { CACHE_GET, CACHE_PUT, CACHE_DELETE } from "./ops.mjs";
 
 /** Resolves to the cached value for key, or null when it is not there. */
 export async function get(key) {
   try {
-    return await call("cache.get", key);
+    return await call(CACHE_GET, key);
   } catch (err) {
     if (isNotFound(err)) return null;
     throw err;
@@ -19,11 +20,11 @@ export async function get(key) {
 /** Caches value under key for at most ttlMs (undefined: until evicted).
  * A value over a quarter of the budget is not kept. */
 export async function put(key, value, ttlMs) {
-  await call("cache.put", key, arg(value), ms(ttlMs, "ttlMs"));
+  await call(CACHE_PUT, key, arg(value), ms(ttlMs, "ttlMs"));
 }
 
 /** Drops key from the cache. Exported as `delete`. */
 async function del(key) {
-  await call("cache.delete", key);
+  await call(CACHE_DELETE, key);
 }
 export { del as delete };

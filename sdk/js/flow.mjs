@@ -10,6 +10,7 @@
 
 import { MoteError, call } from "./call.mjs";
 import { dec, ms, parseList, payload } from "./wire.mjs";
+import { INVOKE, INVOKE_ASYNC, AWAIT, MAP } from "./ops.mjs";
 
 /** The outcome of one call in awaitAll, awaitAny or map: `output` (a
  * Buffer) on success, `error` (a MoteError) on failure, `pending` for a
@@ -31,13 +32,13 @@ export class Result {
  * call rejects with the callee's code (function_error, timeout,
  * limit_exceeded, not_found, ...). */
 export async function invoke(fn, event) {
-  return call("invoke", fn, payload(event));
+  return call(INVOKE, fn, payload(event));
 }
 
 /** Starts function fn with event and resolves at once to its handle (the
  * child's invocation id); collect it with awaitAll or awaitAny. */
 export async function invokeAsync(fn, event) {
-  return (await call("invoke_async", fn, payload(event))).toString();
+  return (await call(INVOKE_ASYNC, fn, payload(event))).toString();
 }
 
 /** Waits until every call in handles has ended and resolves to a Result
@@ -56,7 +57,7 @@ export function awaitAny(handles, timeoutMs = 0) {
 async function awaitMode(mode, handles, timeoutMs) {
   if (!Array.isArray(handles)) throw new TypeError("mote: handles is an array of handles");
   const t = ms(timeoutMs, "timeoutMs");
-  return results(await call("await", mode, t.length ? t : "0", ...handles), handles.length);
+  return results(await call(AWAIT, mode, t.length ? t : "0", ...handles), handles.length);
 }
 
 /** Calls fn once per event, at most concurrency at a time (0: the
@@ -65,7 +66,7 @@ async function awaitMode(mode, handles, timeoutMs) {
 export async function map(fn, events, concurrency = 0) {
   if (!Array.isArray(events)) throw new TypeError("mote: events is an array");
   if (concurrency < 0) throw new RangeError("mote: concurrency must not be negative");
-  return results(await call("map", fn, dec(concurrency, "concurrency"), ...events.map(payload)), events.length);
+  return results(await call(MAP, fn, dec(concurrency, "concurrency"), ...events.map(payload)), events.length);
 }
 
 /** results decodes two values per call: a code ("" success, "pending", or

@@ -6,18 +6,19 @@
 
 import { call } from "./call.mjs";
 import { arg, dec, page, parseKeys, parseList, parseNum, unixMs } from "./wire.mjs";
+import { OBJ_PUT, OBJ_GET, OBJ_HEAD, OBJ_DELETE, OBJ_LIST } from "./ops.mjs";
 
 /** Stores data at key and resolves to {size, sha256, contentType}. */
 export async function put(bucket, key, data, contentType = "") {
-  const [size, sha] = parseList(await call("obj.put", bucket, key, arg(data, "data"), contentType), 2);
+  const [size, sha] = parseList(await call(OBJ_PUT, bucket, key, arg(data, "data"), contentType), 2);
   return { size: parseNum(size), sha256: sha.toString(), contentType };
 }
 
 /** Resolves to the object at key, or length bytes of it from offset
  * (length undefined: to the end). */
 export async function get(bucket, key, offset = 0, length) {
-  if (!offset && length === undefined) return call("obj.get", bucket, key);
-  return call("obj.get", bucket, key, dec(offset, "offset"), length === undefined ? "" : dec(length, "length"));
+  if (!offset && length === undefined) return call(OBJ_GET, bucket, key);
+  return call(OBJ_GET, bucket, key, dec(offset, "offset"), length === undefined ? "" : dec(length, "length"));
 }
 
 /** Resolves to length bytes of the object from offset (length < 0: to
@@ -28,19 +29,19 @@ export async function getRange(bucket, key, offset, length = -1) {
 
 /** Resolves to {size, sha256, contentType, modified (a Date)}. */
 export async function head(bucket, key) {
-  const [size, sha, ctype, modified] = parseList(await call("obj.head", bucket, key), 4);
+  const [size, sha, ctype, modified] = parseList(await call(OBJ_HEAD, bucket, key), 4);
   return { size: parseNum(size), sha256: sha.toString(), contentType: ctype.toString(), modified: unixMs(modified) };
 }
 
 /** Removes the object at key; a missing one rejects with not_found.
  * Exported as `delete`. */
 async function del(bucket, key) {
-  await call("obj.delete", bucket, key);
+  await call(OBJ_DELETE, bucket, key);
 }
 export { del as delete };
 
 /** Resolves to {keys, next} of up to limit objects starting with prefix,
  * after cursor; next is "" on the last page. */
 export async function list(bucket, prefix = "", cursor = "", limit = 0) {
-  return parseKeys(await call("obj.list", bucket, ...page(prefix, cursor, limit)));
+  return parseKeys(await call(OBJ_LIST, bucket, ...page(prefix, cursor, limit)));
 }

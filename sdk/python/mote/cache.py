@@ -6,6 +6,7 @@ what can be rebuilt, such as a parsed model or a fetched config.
 
 from . import MoteError, call
 from ._wire import arg, ms
+from ._ops import CACHE_GET, CACHE_PUT, CACHE_DELETE
 
 __all__ = ["get", "put", "delete"]
 
@@ -13,7 +14,7 @@ __all__ = ["get", "put", "delete"]
 def get(key):
     """Returns the cached value for key, or None when it is not there."""
     try:
-        return call("cache.get", key)
+        return call(CACHE_GET, key)
     except MoteError as e:
         if e.code == "not_found":
             return None
@@ -23,9 +24,9 @@ def get(key):
 def put(key, value, ttl=None):
     """Caches value under key for at most ttl seconds (None: until
     evicted). A value over a quarter of the budget is not kept."""
-    call("cache.put", key, arg(value), ms(ttl, "ttl"))
+    call(CACHE_PUT, key, arg(value), ms(ttl, "ttl"))
 
 
 def delete(key):
     """Drops key from the cache."""
-    call("cache.delete", key)
+    call(CACHE_DELETE, key)

@@ -11,6 +11,7 @@ returns JSON).
 
 from . import MoteError, call
 from ._wire import dec, ms, parse_list, payload
+from ._ops import INVOKE, INVOKE_ASYNC, AWAIT, MAP
 
 __all__ = ["Result", "invoke", "invoke_async", "await_all", "await_any", "map"]
 
@@ -50,13 +51,13 @@ def invoke(fn, event=b""):
     """Calls function fn with event and returns its output (bytes); a
     failed call raises MoteError with the callee's code (function_error,
     timeout, limit_exceeded, not_found, ...)."""
-    return call("invoke", fn, payload(event))
+    return call(INVOKE, fn, payload(event))
 
 
 def invoke_async(fn, event=b""):
     """Starts function fn with event and returns its handle (the child's
     invocation id, a str) at once; collect it with await_all or await_any."""
-    return call("invoke_async", fn, payload(event)).decode()
+    return call(INVOKE_ASYNC, fn, payload(event)).decode()
 
 
 def await_all(handles, timeout=None):
@@ -76,7 +77,7 @@ def _await(mode, handles, timeout):
     if isinstance(handles, (str, bytes)):
         raise TypeError("mote: handles is a list of handles, not one handle")
     handles = [h for h in handles]
-    return _results(call("await", mode, ms(timeout, "timeout") or b"0", *handles), len(handles))
+    return _results(call(AWAIT, mode, ms(timeout, "timeout") or b"0", *handles), len(handles))
 
 
 def map(fn, events, concurrency=0):  # noqa: A001 (the Go SDK's name)
@@ -86,7 +87,7 @@ def map(fn, events, concurrency=0):  # noqa: A001 (the Go SDK's name)
     if concurrency < 0:
         raise ValueError("mote: concurrency must not be negative")
     events = [payload(e) for e in events]
-    return _results(call("map", fn, dec(concurrency), *events), len(events))
+    return _results(call(MAP, fn, dec(concurrency), *events), len(events))
 
 
 def _results(b, n):

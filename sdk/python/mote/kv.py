@@ -11,6 +11,7 @@ crash).
 
 from . import call
 from ._wire import arg, dec, durability as _durability, ms, page, parse_int, parse_keys, parse_list
+from ._ops import KV_GET, KV_GETV, KV_PUT, KV_DELETE, KV_CAS, KV_INCR, KV_LIST, KV_BATCH
 
 __all__ = ["get", "get_version", "put", "delete", "cas", "incr", "list", "batch"]
 
@@ -18,44 +19,44 @@ __all__ = ["get", "get_version", "put", "delete", "cas", "incr", "list", "batch"
 def get(bucket, key):
     """Returns the value at key; a missing key raises MoteError
     ``not_found``."""
-    return call("kv.get", bucket, key)
+    return call(KV_GET, bucket, key)
 
 
 def get_version(bucket, key):
     """Returns (value, version) of key, the version being what cas takes."""
-    value, version = parse_list(call("kv.getv", bucket, key), 2)[:2]
+    value, version = parse_list(call(KV_GETV, bucket, key), 2)[:2]
     return value, parse_int(version)
 
 
 def put(bucket, key, value, ttl=None, durability=None):
     """Writes value at key and returns its new version."""
-    return parse_int(call("kv.put", bucket, key, arg(value), ms(ttl, "ttl"), _durability(durability)))
+    return parse_int(call(KV_PUT, bucket, key, arg(value), ms(ttl, "ttl"), _durability(durability)))
 
 
 def delete(bucket, key, durability=None):
     """Removes key; a missing key is not an error."""
-    call("kv.delete", bucket, key, _durability(durability))
+    call(KV_DELETE, bucket, key, _durability(durability))
 
 
 def cas(bucket, key, version, value, ttl=None, durability=None):
     """Writes value at key only if the key's version is still version (0:
     only if the key does not exist) and returns the new version; otherwise
     raises MoteError ``conflict``."""
-    return parse_int(call("kv.cas", bucket, key, dec(version), arg(value), ms(ttl, "ttl"),
+    return parse_int(call(KV_CAS, bucket, key, dec(version), arg(value), ms(ttl, "ttl"),
                           _durability(durability)))
 
 
 def incr(bucket, key, delta=1, durability=None):
     """Atomically adds delta to the decimal integer at key (missing: 0)
     and returns the result."""
-    return parse_int(call("kv.incr", bucket, key, dec(delta), _durability(durability)))
+    return parse_int(call(KV_INCR, bucket, key, dec(delta), _durability(durability)))
 
 
 def list(bucket, prefix="", cursor="", limit=0):  # noqa: A001 (the Go SDK's name)
     """Returns (keys, next_cursor): up to limit keys (0: 100; at most
     1000) starting with prefix, after cursor; next_cursor is "" on the
     last page."""
-    return parse_keys(call("kv.list", bucket, *page(prefix, cursor, limit)))
+    return parse_keys(call(KV_LIST, bucket, *page(prefix, cursor, limit)))
 
 
 def batch(bucket, ops, durability=None):
@@ -76,4 +77,4 @@ def batch(bucket, ops, durability=None):
         elif kind != "put":
             raise ValueError(f'mote: batch op is "put" or "delete", not {kind!r}')
         args += [kind, arg(key), arg(value)]
-    return [parse_int(v) for v in parse_list(call("kv.batch", *args))]
+    return [parse_int(v) for v in parse_list(call(KV_BATCH, *args))]

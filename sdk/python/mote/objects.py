@@ -13,6 +13,7 @@ from typing import Optional
 
 from . import call
 from ._wire import arg, dec, page, parse_int, parse_keys, parse_list, unix_ms
+from ._ops import OBJ_PUT, OBJ_GET, OBJ_HEAD, OBJ_DELETE, OBJ_LIST
 
 __all__ = ["ObjectInfo", "put", "get", "get_range", "head", "delete", "list"]
 
@@ -31,7 +32,7 @@ class ObjectInfo:
 def put(bucket, key, data, content_type=""):
     """Stores data (bytes, or str as UTF-8) at key and returns its
     ObjectInfo (size and SHA-256)."""
-    size, sha = parse_list(call("obj.put", bucket, key, arg(data), content_type), 2)[:2]
+    size, sha = parse_list(call(OBJ_PUT, bucket, key, arg(data), content_type), 2)[:2]
     return ObjectInfo(size=parse_int(size), sha256=sha.decode(), content_type=content_type)
 
 
@@ -39,8 +40,8 @@ def get(bucket, key, offset=0, length=None):
     """Returns the object at key, or length bytes of it from offset
     (length None: to the end)."""
     if not offset and length is None:
-        return call("obj.get", bucket, key)
-    return call("obj.get", bucket, key, dec(offset), b"" if length is None else dec(length))
+        return call(OBJ_GET, bucket, key)
+    return call(OBJ_GET, bucket, key, dec(offset), b"" if length is None else dec(length))
 
 
 def get_range(bucket, key, offset, length=-1):
@@ -51,7 +52,7 @@ def get_range(bucket, key, offset, length=-1):
 
 def head(bucket, key):
     """Returns the ObjectInfo of the object at key."""
-    size, sha, ctype, modified = parse_list(call("obj.head", bucket, key), 4)[:4]
+    size, sha, ctype, modified = parse_list(call(OBJ_HEAD, bucket, key), 4)[:4]
     return ObjectInfo(size=parse_int(size), sha256=sha.decode(), content_type=ctype.decode(),
                       modified=unix_ms(modified))
 
@@ -59,10 +60,10 @@ def head(bucket, key):
 def delete(bucket, key):
     """Removes the object at key; a missing object raises MoteError
     ``not_found``."""
-    call("obj.delete", bucket, key)
+    call(OBJ_DELETE, bucket, key)
 
 
 def list(bucket, prefix="", cursor="", limit=0):  # noqa: A001 (the Go SDK's name)
     """Returns (keys, next_cursor) of up to limit objects starting with
     prefix, after cursor; next_cursor is "" on the last page."""
-    return parse_keys(call("obj.list", bucket, *page(prefix, cursor, limit)))
+    return parse_keys(call(OBJ_LIST, bucket, *page(prefix, cursor, limit)))

@@ -1,0 +1,43 @@
+// Code generated from internal/host/ops.go by `go generate ./internal/host`; DO NOT EDIT.
+
+package mote
+
+// The host ops, for Call. docs/host-api.md describes each.
+const (
+	OpLog           = "log"
+	OpInvoke        = "invoke"
+	OpInvokeAsync   = "invoke_async"
+	OpAwait         = "await"
+	OpMap           = "map"
+	OpKVGet         = "kv.get"
+	OpKVGetV        = "kv.getv"
+	OpKVPut         = "kv.put"
+	OpKVDelete      = "kv.delete"
+	OpKVCAS         = "kv.cas"
+	OpKVIncr        = "kv.incr"
+	OpKVList        = "kv.list"
+	OpKVBatch       = "kv.batch"
+	OpObjPut        = "obj.put"
+	OpObjGet        = "obj.get"
+	OpObjHead       = "obj.head"
+	OpObjDelete     = "obj.delete"
+	OpObjList       = "obj.list"
+	OpEphPut        = "eph.put"
+	OpEphGet        = "eph.get"
+	OpEphDelete     = "eph.delete"
+	OpEphList       = "eph.list"
+	OpCounterAdd    = "counter.add"
+	OpCounterGet    = "counter.get"
+	OpBarrierWait   = "barrier.wait"
+	OpQueuePush     = "queue.push"
+	OpQueuePop      = "queue.pop"
+	OpQueueLen      = "queue.len"
+	OpSignalPublish = "signal.publish"
+	OpSignalWait    = "signal.wait"
+	OpLeaseAcquire  = "lease.acquire"
+	OpLeaseRenew    = "lease.renew"
+	OpLeaseRelease  = "lease.release"
+	OpCacheGet      = "cache.get"
+	OpCachePut      = "cache.put"
+	OpCacheDelete   = "cache.delete"
+)

@@ -1,0 +1,39 @@
+// Code generated from internal/host/ops.go by `go generate ./internal/host`; DO NOT EDIT.
+// The host ops, for call(). docs/host-api.md describes each.
+
+export const LOG = "log";
+export const INVOKE = "invoke";
+export const INVOKE_ASYNC = "invoke_async";
+export const AWAIT = "await";
+export const MAP = "map";
+export const KV_GET = "kv.get";
+export const KV_GETV = "kv.getv";
+export const KV_PUT = "kv.put";
+export const KV_DELETE = "kv.delete";
+export const KV_CAS = "kv.cas";
+export const KV_INCR = "kv.incr";
+export const KV_LIST = "kv.list";
+export const KV_BATCH = "kv.batch";
+export const OBJ_PUT = "obj.put";
+export const OBJ_GET = "obj.get";
+export const OBJ_HEAD = "obj.head";
+export const OBJ_DELETE = "obj.delete";
+export const OBJ_LIST = "obj.list";
+export const EPH_PUT = "eph.put";
+export const EPH_GET = "eph.get";
+export const EPH_DELETE = "eph.delete";
+export const EPH_LIST = "eph.list";
+export const COUNTER_ADD = "counter.add";
+export const COUNTER_GET = "counter.get";
+export const BARRIER_WAIT = "barrier.wait";
+export const QUEUE_PUSH = "queue.push";
+export const QUEUE_POP = "queue.pop";
+export const QUEUE_LEN = "queue.len";
+export const SIGNAL_PUBLISH = "signal.publish";
+export const SIGNAL_WAIT = "signal.wait";
+export const LEASE_ACQUIRE = "lease.acquire";
+export const LEASE_RENEW = "lease.renew";
+export const LEASE_RELEASE = "lease.release";
+export const CACHE_GET = "cache.get";
+export const CACHE_PUT = "cache.put";
+export const CACHE_DELETE = "cache.delete";
