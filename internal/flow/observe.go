@@ -45,11 +45,21 @@ const (
 	attrHostOp       = attribute.Key("mote.host_op")
 )
 
+// Filter is a Tracer that can tell, before a span's options are made,
+// that it would not trace an invocation under ctx (a tracer sampled off,
+// ctx without a traced parent).
+type Filter interface {
+	Traces(ctx context.Context) bool
+}
+
 // traceStart starts in's span under ctx's and returns ctx with it.
 func (e *Engine) traceStart(ctx context.Context, in *inv) context.Context {
 	t := e.cfg.Tracer
 	if t == nil {
 		return ctx
+	}
+	if f, ok := t.(Filter); ok && !f.Traces(ctx) {
+		return ctx // not even the span options are made
 	}
 	n := &in.node
 	ctx, in.span = t.Start(ctx, n.Function, trace.WithSpanKind(trace.SpanKindServer),
@@ -86,7 +96,11 @@ func (e *Engine) childContext(ctx, hctx context.Context) context.Context {
 	if e.cfg.Tracer == nil || hctx == nil {
 		return ctx
 	}
-	return trace.ContextWithSpan(ctx, trace.SpanFromContext(hctx))
+	s := trace.SpanFromContext(hctx)
+	if !s.SpanContext().IsValid() {
+		return ctx // nothing traced: nothing to carry
+	}
+	return trace.ContextWithSpan(ctx, s)
 }
 
 // Call serves one host call of the attempt's function (host.Host),
@@ -102,8 +116,12 @@ func (a *attempt) Call(ctx context.Context, op string, args [][]byte) ([]byte, e
 		if parent == nil {
 			parent = trace.SpanFromContext(ctx)
 		}
-		ctx, span = t.Start(trace.ContextWithSpan(ctx, parent), op, trace.WithSpanKind(trace.SpanKindInternal),
-			trace.WithAttributes(attrHostOp.String(op)))
+		// An invocation not traced (no valid span) has host calls that
+		// are not either.
+		if parent.SpanContext().IsValid() {
+			ctx, span = t.Start(trace.ContextWithSpan(ctx, parent), op, trace.WithSpanKind(trace.SpanKindInternal),
+				trace.WithAttributes(attrHostOp.String(op)))
+		}
 	}
 	start := time.Now()
 	out, err := a.dispatch(ctx, op, args)

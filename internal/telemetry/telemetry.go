@@ -23,10 +23,15 @@ import (
 // off.
 type Config struct {
 	Tracing TracingConfig
+	// NoMetrics leaves the flow engine without an Observer: invocations
+	// and host calls are not counted (the benchmarks' baseline for what
+	// metrics cost).
+	NoMetrics bool
 }
 
 // Telemetry is one server's metrics and tracer.
 type Telemetry struct {
+	cfg      Config
 	reg      *prometheus.Registry
 	metrics  *Metrics
 	provider *sdktrace.TracerProvider // nil: tracing off
@@ -36,7 +41,7 @@ type Telemetry struct {
 // New returns Telemetry for cfg, with its exporter started if tracing is
 // configured. Shutdown flushes and stops it.
 func New(cfg Config) (*Telemetry, error) {
-	t := &Telemetry{reg: prometheus.NewRegistry()}
+	t := &Telemetry{cfg: cfg, reg: prometheus.NewRegistry()}
 	t.metrics = newMetrics(t.reg)
 	p, err := cfg.Tracing.provider()
 	if err != nil {
@@ -45,6 +50,9 @@ func New(cfg Config) (*Telemetry, error) {
 	if p != nil {
 		t.provider = p
 		t.tracer = p.Tracer("github.com/mote-run/mote")
+		if r, _ := cfg.Tracing.ratio(); r == 0 {
+			t.tracer = rootless{t: t.tracer}
+		}
 	}
 	return t, nil
 }
@@ -66,7 +74,12 @@ func (t *Telemetry) Tracer() trace.Tracer {
 }
 
 // Observer is what the flow engine reports to (flow.Config.Observer).
-func (t *Telemetry) Observer() flow.Observer { return t.metrics }
+func (t *Telemetry) Observer() flow.Observer {
+	if t.cfg.NoMetrics {
+		return nil
+	}
+	return t.metrics
+}
 
 // Shutdown exports the spans not yet sent and stops the exporter.
 func (t *Telemetry) Shutdown(ctx context.Context) error {

@@ -13,6 +13,8 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
 )
 
 // TracingConfig configures tracing. Tracing is on when Endpoint is set
@@ -102,6 +104,28 @@ func otlpExporter(ep string) (sdktrace.SpanExporter, error) {
 		url += "/v1/traces"
 	}
 	return otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(url))
+}
+
+// rootless is a tracer that samples no root: a span is started only
+// under a valid span context (a caller's traceparent, a traced parent
+// invocation). Without one it returns ctx and a no-op span at once,
+// without the SDK's work of making ids and a non-recording span, so a
+// server with tracing sampled off pays next to nothing per invocation.
+type rootless struct {
+	embedded.Tracer
+	t trace.Tracer
+}
+
+// Traces reports whether Start would trace under ctx (flow.Filter).
+func (r rootless) Traces(ctx context.Context) bool {
+	return trace.SpanContextFromContext(ctx).IsValid()
+}
+
+func (r rootless) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return ctx, trace.SpanFromContext(nil)
+	}
+	return r.t.Start(ctx, name, opts...)
 }
 
 // propagator reads and writes W3C traceparent and tracestate headers.
