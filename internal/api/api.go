@@ -106,6 +106,7 @@ func New(cfg Config) *Server {
 			s.handle(prefix, admin, none, bs) // no bucket: BaaS answers 404
 		}
 	}
+	s.uiRoutes()
 	s.handle("/", public, none, h(handler.NotFound))
 	return s
 }
@@ -113,7 +114,7 @@ func New(cfg Config) *Server {
 // ServeHTTP authenticates and routes a request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p, err := s.authenticate(r)
-	if err != nil && r.URL.Path != "/healthz" {
+	if err != nil && !credentialOptional(r, err) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="mote"`)
 		errs.WriteHTTP(w, err)
 		return
