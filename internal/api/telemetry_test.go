@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -112,14 +113,37 @@ func TestTraceFanOut(t *testing.T) {
 		t.Errorf("async children traced: got %d, want 2 in the caller's trace (spans %v)", async, names(rec.Ended()[rec2:]))
 	}
 
+	// An async invocation queued durably runs later, on a worker, still
+	// in the caller's trace: the queue record keeps its traceparent.
+	r = p.do("POST", "/fn/leaf", strings.NewReader("x"),
+		map[string]string{"traceparent": "00-" + callerTrace + "-" + callerSpan + "-01", api.HeaderAsync: "true"})
+	if r.status != 202 {
+		t.Fatalf("queued: %d %s", r.status, r.body)
+	}
+	queued := r.header.Get(api.HeaderInvocationID)
+	var got sdktrace.ReadOnlySpan
+	for deadline := time.Now().Add(10 * time.Second); got == nil && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		for _, s := range rec.Ended() {
+			if attr(s, "faas.invocation_id") == queued {
+				got = s
+			}
+		}
+	}
+	if got == nil {
+		t.Fatalf("the queued invocation %s made no span", queued)
+	}
+	if got.SpanContext().TraceID().String() != callerTrace || got.Parent().SpanID().String() != callerSpan {
+		t.Errorf("queued invocation's span: trace %s parent %s, want the caller's %s %s", got.SpanContext().TraceID(), got.Parent().SpanID(), callerTrace, callerSpan)
+	}
+
 	m := p.do("GET", "/metrics", nil, nil)
 	for _, want := range []string{
 		`mote_invocations_total{code="ok",function="flow",kind="root"} 2`,
 		`mote_invocations_total{code="ok",function="leaf",kind="nested"} 3`,
-		`mote_invocations_total{code="ok",function="leaf",kind="async"} 2`,
+		`mote_invocations_total{code="ok",function="leaf",kind="async"} 3`,
 		`mote_host_calls_total{code="ok",op="map"} 1`,
 		`mote_host_calls_total{code="ok",op="invoke_async"} 2`,
-		`mote_invocation_duration_seconds_count{function="leaf"} 5`,
+		`mote_invocation_duration_seconds_count{function="leaf"} 6`,
 		`mote_init_duration_seconds_count{function="flow"}`,
 		`mote_async_queue_depth 0`,
 		`mote_dead_letters 0`,

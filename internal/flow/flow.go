@@ -438,7 +438,7 @@ func (e *Engine) Invoke(ctx context.Context, req Request) (*Outcome, error) {
 		return nil, err
 	}
 	if req.Async {
-		id, err := e.enqueue(req.Function, req.Payload)
+		id, err := e.enqueue(ctx, req.Function, req.Payload)
 		if err != nil {
 			return nil, err
 		}

@@ -516,6 +516,10 @@ type queued struct {
 	Attempts int       // dead letters: attempts made
 	Code     errs.Code // dead letters: the last error
 	Message  string
+	// Trace is the W3C traceparent the invocation was queued under, so
+	// its run joins its caller's trace; empty: none. Records written
+	// before it existed end without it.
+	Trace string
 }
 
 func encodeQueued(q *queued) []byte {
@@ -528,6 +532,9 @@ func encodeQueued(q *queued) []byte {
 	e.u(uint64(q.Attempts))
 	e.s(string(q.Code))
 	e.s(q.Message)
+	if q.Trace != "" {
+		e.s(q.Trace)
+	}
 	return e.b
 }
 
@@ -542,6 +549,9 @@ func decodeQueued(b []byte) (*queued, error) {
 	q.Attempts = int(d.u())
 	q.Code = errs.Code(d.s())
 	q.Message = d.s()
+	if len(d.b) > 0 {
+		q.Trace = d.s()
+	}
 	if d.bad {
 		return nil, errs.E(errs.Internal, "flow: corrupt queue record")
 	}

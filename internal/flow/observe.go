@@ -6,6 +6,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mote-run/mote/internal/errs"
@@ -78,7 +79,7 @@ func (e *Engine) observeEnd(in *inv, err error) {
 	if s == nil {
 		return
 	}
-	in.span = nil
+	// in.span is kept, ended: a destination queued next hangs below it.
 	if s.IsRecording() {
 		s.SetAttributes(attrColdStart.Bool(n.Cold), attrVersion.String(n.Version), attrAttempts.Int(n.Attempts),
 			attrCPUMicros.Int64(n.CPUMicros), attrBilledMs.Int64(n.BilledMs), attrAsync.Bool(n.Async))
@@ -137,6 +138,35 @@ func (a *attempt) Call(ctx context.Context, op string, args [][]byte) ([]byte, e
 		span.End()
 	}
 	return out, err
+}
+
+// traceparent is ctx's span context as a W3C traceparent, for a queue
+// record; "" without tracing or a valid span.
+func (e *Engine) traceparent(ctx context.Context) string {
+	if e.cfg.Tracer == nil || !trace.SpanContextFromContext(ctx).IsValid() {
+		return ""
+	}
+	c := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, c)
+	return c["traceparent"]
+}
+
+// withTraceparent is ctx carrying the remote span context of tp, a queue
+// record's traceparent.
+func (e *Engine) withTraceparent(ctx context.Context, tp string) context.Context {
+	if e.cfg.Tracer == nil || tp == "" {
+		return ctx
+	}
+	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": tp})
+}
+
+// spanContext is a context carrying in's span, ended or not, for what
+// in's end starts (a destination).
+func (e *Engine) spanContext(in *inv) context.Context {
+	if in.span == nil {
+		return e.base
+	}
+	return trace.ContextWithSpanContext(e.base, in.span.SpanContext())
 }
 
 // QueueDepth is how many async invocations wait in the durable queue for

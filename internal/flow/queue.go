@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -170,11 +171,12 @@ func (e *Engine) work() {
 }
 
 // enqueue writes a new async invocation durably and queues it.
-func (e *Engine) enqueue(fn string, payload []byte) (string, error) {
+// ctx's span, if any, is where its run's span will hang.
+func (e *Engine) enqueue(ctx context.Context, fn string, payload []byte) (string, error) {
 	id := newID()
 	now := e.cfg.Clock.Now()
 	n := Node{ID: id, Root: id, Function: fn, Status: StatusQueued, Async: true, Start: now}
-	item := queued{ID: id, Function: fn, Payload: payload, At: now}
+	item := queued{ID: id, Function: fn, Payload: payload, At: now, Trace: e.traceparent(ctx)}
 	b := e.cfg.DB.Pebble().NewBatch()
 	defer b.Close()
 	_ = b.Set(queueKey(id), encodeQueued(&item), nil)
@@ -224,7 +226,7 @@ func (e *Engine) runQueued(id string) {
 		_, _ = e.finish(in, nil, perr)
 		return
 	}
-	if _, err := e.run(e.base, in); err != nil && e.base.Err() == nil {
+	if _, err := e.run(e.withTraceparent(e.base, item.Trace), in); err != nil && e.base.Err() == nil {
 		log.Debug("flow: async invocation failed", "fn", item.Function, "err", err)
 	}
 }
@@ -284,7 +286,7 @@ func (e *Engine) settle(in *inv, out []byte, err error) {
 	if dest == "" {
 		return
 	}
-	if _, derr := e.enqueue(dest, destinationEvent(n, out)); derr != nil {
+	if _, derr := e.enqueue(e.spanContext(in), dest, destinationEvent(n, out)); derr != nil {
 		e.log.Error("flow: could not queue destination", "id", n.ID, "destination", dest, "err", derr)
 	}
 }
