@@ -47,6 +47,8 @@ func init() {
 		"dlq":      {"dead letters of async invocations: dlq ls | dlq redrive ID", cmdDLQ},
 		"key":      {"API keys: key create --scope SCOPE... | key ls | key revoke ID", cmdKey},
 		"audit":    {"the audit log of management actions: audit [--since 24h]", cmdAudit},
+		"schedule": {"run a function on a cron or rate schedule: schedule add NAME --cron EXPR --fn F | ls | rm NAME", cmdSchedule},
+		"consumer": {"run a function on batches of a queue's items: consumer add NAME --queue B/Q --fn F | ls | rm NAME", cmdConsumer},
 		"secret":   {"secrets granted to functions: secret set NAME (value on stdin) | ls | rm NAME", cmdSecret},
 	}
 }

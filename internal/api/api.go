@@ -79,6 +79,7 @@ func New(cfg Config) *Server {
 	s.handle("POST /v1/functions/{name}/rollback", deploy, audited{"function.rollback", "name"}, h(s.rollback))
 	s.handle("GET /v1/functions/{name}/logs", deploy, none, h(s.logs))
 	s.secretRoutes(h)
+	s.triggerRoutes(h)
 	s.handle("/fn/{name}", invokeNeed, none, h(s.invoke))
 	s.handle("/fn/{name}/{path...}", invokeNeed, none, h(s.invoke))
 	s.handle(lambdaInvokePattern, invokeNeed, none, h(s.lambdaInvoke))

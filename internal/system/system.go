@@ -30,6 +30,7 @@ import (
 	"github.com/mote-run/mote/internal/secrets"
 	"github.com/mote-run/mote/internal/store"
 	"github.com/mote-run/mote/internal/telemetry"
+	"github.com/mote-run/mote/internal/trigger"
 )
 
 // Config configures a System.
@@ -56,6 +57,11 @@ type Config struct {
 	// Telemetry receives metrics and traces (telemetry.go). Default:
 	// metrics only. Its owner shuts it down.
 	Telemetry *telemetry.Telemetry
+	// TriggerClock is the schedules' and consumers' clock (default: the
+	// system clock); OnTriggerFire is told as each triggered invocation
+	// starts (benchmarks read it). See trigger.Config.
+	TriggerClock  trigger.Clock
+	OnTriggerFire func(trigger.Fire)
 }
 
 // Defaults.
@@ -119,6 +125,9 @@ type System struct {
 	keys  *auth.Keys
 	audit *auth.Audit
 	sec   *secrets.Store
+
+	triggers  *trigger.Manager
+	triggered atomic.Pointer[func(*Outcome)] // ObserveTriggered
 
 	// redactors hold, per function with secrets, the values its log
 	// lines are cleaned of (secrets.go): a map replaced whole under
@@ -209,6 +218,10 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 	}
 	// Queued async invocations resume once their functions are loaded.
 	if err := s.flow.Start(); err != nil {
+		s.Shutdown(ctx)
+		return nil, err
+	}
+	if err := s.openTriggers(); err != nil {
 		s.Shutdown(ctx)
 		return nil, err
 	}
@@ -702,6 +715,12 @@ func (s *System) hostFor(ref flow.Ref) host.Host {
 // Shutdown stops taking invocations, waits for in-flight ones (until ctx
 // ends), then closes everything.
 func (s *System) Shutdown(ctx context.Context) error {
+	// Triggers stop first: a run they cancel stays armed or claimed and
+	// is resumed at the next start, where one refused as draining would
+	// be recorded as failed.
+	if s.triggers != nil {
+		s.triggers.Close()
+	}
 	s.draining.Store(true)
 	if err := s.inflight.wait(ctx); err != nil {
 		s.log.Warn("shutdown: in-flight invocations did not finish in time")

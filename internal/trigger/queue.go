@@ -154,6 +154,9 @@ func (m *Manager) AddConsumer(c Consumer) (*ConsumerStatus, error) {
 	if err := m.checkFunction(c.Function); err != nil {
 		return nil, err
 	}
+	if err := m.allowed(c.Function, c.Bucket, true); err != nil {
+		return nil, err
+	}
 	c.Created = m.cfg.Clock.Now().UTC()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -493,7 +496,12 @@ func (m *Manager) deliver(ctx context.Context, c *consumer, batch []*claimed) {
 	clock := m.cfg.Clock
 	started := clock.Now()
 	m.fired(Fire{Kind: "queue", Trigger: c.def.Name, Due: batch[0].First, Fired: started, Items: len(batch)})
-	res := m.cfg.Invoke(ctx, c.def.Function, m.batchEvent(c, batch))
+	var res Result
+	if err := m.allowed(c.def.Function, c.def.Bucket, true); err != nil {
+		res.Err = err // its grant was taken away: the items fail, then go to the dead-letter queue
+	} else {
+		res = m.cfg.Invoke(ctx, c.def.Function, m.batchEvent(c, batch))
+	}
 	if ctx.Err() != nil && res.Err != nil {
 		return // shutting down: the items stay claimed and are delivered again at start
 	}

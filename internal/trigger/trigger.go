@@ -52,6 +52,11 @@ type Config struct {
 	// Exists reports whether a function is deployed; adding a trigger for
 	// one that is not is refused. Nil accepts any name.
 	Exists func(fn string) bool
+	// Allowed reports whether fn's config grants it bucket: read, and
+	// write too when write is set. A consumer's function needs both (as
+	// queue.pop does), a change subscriber's read. Checked when a trigger
+	// is added and before each delivery. Nil allows everything.
+	Allowed func(fn, bucket string, write bool) error
 	// Clock is the time source (default: the system clock).
 	Clock Clock
 	// ArmAhead is how long before a tick is due its schedule records,
@@ -243,6 +248,13 @@ func (m *Manager) noteRecorded(name string) {
 	if m.cfg.recorded != nil {
 		m.cfg.recorded <- name
 	}
+}
+
+func (m *Manager) allowed(fn, bucket string, write bool) error {
+	if m.cfg.Allowed == nil {
+		return nil
+	}
+	return m.cfg.Allowed(fn, bucket, write)
 }
 
 // runResult turns an invocation's result into what a trigger records.
