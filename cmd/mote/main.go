@@ -49,6 +49,7 @@ func init() {
 		"audit":    {"the audit log of management actions: audit [--since 24h]", cmdAudit},
 		"schedule": {"run a function on a cron or rate schedule: schedule add NAME --cron EXPR --fn F | ls | rm NAME", cmdSchedule},
 		"consumer": {"run a function on batches of a queue's items: consumer add NAME --queue B/Q --fn F | ls | rm NAME", cmdConsumer},
+		"watch":    {"run a function on the puts and deletes in a bucket: watch add NAME --kv B [--prefix P] --fn F | ls | rm NAME", cmdWatch},
 		"secret":   {"secrets granted to functions: secret set NAME (value on stdin) | ls | rm NAME", cmdSecret},
 	}
 }

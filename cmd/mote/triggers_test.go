@@ -180,3 +180,47 @@ func TestConsumerSurvivesKill9(t *testing.T) {
 		t.Errorf("fail-1 delivered %d times, want 2 (max attempts)", got)
 	}
 }
+
+// TestWatchSurvivesKill9 writes keys to a watched bucket while the server
+// is killed and restarted: every acknowledged write reaches the function
+// at least once.
+func TestWatchSurvivesKill9(t *testing.T) {
+	guest := writeModule(t, "../../internal/trigger/testdata/guest", true)
+	data := t.TempDir()
+	s := startServerIn(t, data)
+	if code, _, errOut := s.mote(t, "deploy", "g", guest, "--read", "t,w", "--write", "t"); code != 0 {
+		t.Fatalf("deploy: %s", errOut)
+	}
+	if code, out, errOut := s.mote(t, "watch", "add", "wt", "--kv", "w", "--prefix", "in/", "--fn", "g", "--batch", "5"); code != 0 {
+		t.Fatalf("watch add: %d %q %q", code, out, errOut)
+	}
+	put := func(s *server, key string) {
+		req, _ := http.NewRequest(http.MethodPut, s.url+"/v1/kv/w/"+key, strings.NewReader("v"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("put %s: %d", key, resp.StatusCode)
+		}
+	}
+	for i := range 40 {
+		put(s, fmt.Sprintf("in/k%02d", i))
+	}
+	put(s, "out/ignored")
+	eventually(t, "some events handled", func() bool { return len(s.kvKeys(t, "chg/")) >= 3 })
+	s.kill9(t)
+
+	s = startServerIn(t, data)
+	for i := 40; i < 50; i++ {
+		put(s, fmt.Sprintf("in/k%02d", i))
+	}
+	eventually(t, "every write delivered", func() bool { return len(s.kvKeys(t, "chg/put/")) == 50 })
+	if got := s.kvInt(t, "chg/put/out/ignored"); got != 0 {
+		t.Errorf("a key outside the prefix was delivered %d times", got)
+	}
+	if code, out, _ := s.mote(t, "watch", "ls"); code != 0 || !strings.Contains(out, "kv:w/in/*") {
+		t.Errorf("watch ls: %q", out)
+	}
+}

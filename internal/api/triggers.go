@@ -73,6 +73,41 @@ func (s *Server) triggerRoutes(h func(handler.Func) http.Handler) {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}))
+	s.watchRoutes(h)
+}
+
+// watchRoutes are the change subscriptions' routes.
+func (s *Server) watchRoutes(h func(handler.Func) http.Handler) {
+	deploy, none := fixed(auth.Deploy), audited{}
+	tr := s.sys.Triggers()
+	s.handle("GET /v1/watches", deploy, none, h(func(w http.ResponseWriter, r *http.Request) error {
+		return writeJSON(w, http.StatusOK, map[string]any{"watches": tr.Watches()})
+	}))
+	s.handle("GET /v1/watches/{name}", deploy, none, h(func(w http.ResponseWriter, r *http.Request) error {
+		st, err := tr.GetWatch(r.PathValue("name"))
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, st)
+	}))
+	s.handle("PUT /v1/watches/{name}", deploy, audited{"watch.create", "name"}, h(func(w http.ResponseWriter, r *http.Request) error {
+		var wt trigger.Watch
+		if err := decodeTrigger(w, r, &wt, &wt.Name); err != nil {
+			return err
+		}
+		st, err := tr.AddWatch(wt)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusCreated, st)
+	}))
+	s.handle("DELETE /v1/watches/{name}", deploy, audited{"watch.remove", "name"}, h(func(w http.ResponseWriter, r *http.Request) error {
+		if err := tr.RemoveWatch(r.PathValue("name")); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}))
 }
 
 // decodeTrigger reads a trigger definition (JSON, at most 1 MiB) into v

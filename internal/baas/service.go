@@ -84,12 +84,13 @@ func (c Config) Validate() error {
 
 // Service is the BaaS layer of one node.
 type Service struct {
-	cfg   Config
-	log   *slog.Logger
-	kv    *store.KV
-	eph   *store.Ephemeral
-	obj   *store.Objects
-	coord *store.Coord
+	cfg     Config
+	log     *slog.Logger
+	kv      *store.KV
+	eph     *store.Ephemeral
+	obj     *store.Objects
+	coord   *store.Coord
+	changes *store.ChangeLog
 
 	mu     sync.Mutex
 	caches map[string]*fnCache // per-function caches, by function name
@@ -106,6 +107,12 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	cfg = cfg.WithDefaults()
+	// One change log for KV and objects: trigger subscriptions read it.
+	changes, err := store.OpenChangeLog(cfg.DB, cfg.KV.Now)
+	if err != nil {
+		return nil, err
+	}
+	cfg.KV.Changes, cfg.Objects.Changes = changes, changes
 	kv, err := store.OpenKV(cfg.DB, cfg.KV)
 	if err != nil {
 		return nil, err
@@ -122,7 +129,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	return &Service{
-		cfg: cfg, log: cfg.Logger, kv: kv, eph: kv.Ephemeral(), obj: obj, coord: coord,
+		cfg: cfg, log: cfg.Logger, kv: kv, eph: kv.Ephemeral(), obj: obj, coord: coord, changes: changes,
 		caches: map[string]*fnCache{},
 	}, nil
 }
@@ -138,6 +145,9 @@ func (s *Service) KV() *store.KV { return s.kv }
 
 // Objects returns the object store.
 func (s *Service) Objects() *store.Objects { return s.obj }
+
+// Changes returns the log of the writes to watched buckets.
+func (s *Service) Changes() *store.ChangeLog { return s.changes }
 
 // Coord returns the coordination primitives.
 func (s *Service) Coord() *store.Coord { return s.coord }

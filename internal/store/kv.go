@@ -126,6 +126,9 @@ type KVConfig struct {
 	// without sleeping.
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Changes, if set, logs the writes to watched buckets in the writes'
+	// own commits (changes.go).
+	Changes *ChangeLog
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -452,13 +455,15 @@ func (kv *KV) writeLocked(k []byte, val []byte, expires int64, d Durability, cac
 		return 0, err
 	}
 	rec := encodeRecord(ver, expires, val)
-	if expires == 0 {
+	if expires == 0 && !kv.cfg.Changes.watching(k) {
 		err = kv.db.Pebble().Set(k, rec, kv.writeOpts(d))
 	} else {
 		b := kv.db.Pebble().NewBatch()
 		_ = b.Set(k, rec, nil)
-		_ = b.Set(expiryKey(expires, k), nil, nil)
-		err = b.Commit(kv.writeOpts(d))
+		if expires != 0 {
+			_ = b.Set(expiryKey(expires, k), nil, nil)
+		}
+		err = kv.cfg.Changes.commit(b, kv.writeOpts(d), changeRec{key: k, ch: Change{Op: "put", Version: ver}})
 		_ = b.Close()
 	}
 	if err != nil {
@@ -547,7 +552,7 @@ func (kv *KV) Delete(bucket, key string, o WriteOptions) error {
 }
 
 func (kv *KV) deleteLocked(k []byte, d Durability) error {
-	err := kv.db.Pebble().Delete(k, kv.writeOpts(d))
+	err := kv.cfg.Changes.write(kv.db, k, nil, true, kv.durability(d) != Buffered, Change{Op: "delete"})
 	if kv.cache != nil {
 		kv.cache.Delete(string(k))
 	}
@@ -751,7 +756,17 @@ func (kv *KV) Batch(ops []BatchOp, o WriteOptions) ([]uint64, error) {
 			_ = b.Set(expiryKey(exps[i], keys[i]), nil, nil)
 		}
 	}
-	if err := b.Commit(kv.writeOpts(o.Durability)); err != nil {
+	var changes []changeRec
+	for i, op := range ops {
+		if kv.cfg.Changes.watching(keys[i]) {
+			ch := Change{Op: "put", Version: versions[i]}
+			if op.Delete {
+				ch.Op = "delete"
+			}
+			changes = append(changes, changeRec{key: keys[i], ch: ch})
+		}
+	}
+	if err := kv.cfg.Changes.commit(b, kv.writeOpts(o.Durability), changes...); err != nil {
 		if kv.cache != nil {
 			for _, k := range keys {
 				kv.cache.Delete(string(k))
@@ -874,7 +889,11 @@ func (kv *KV) expire(ik []byte) (int, error) {
 		return 0, internalErr(err, "kv: sweep read failed")
 	}
 	_ = b.Delete(ik, nil)
-	if err := b.Commit(pebble.NoSync); err != nil {
+	var recs []changeRec
+	if n == 1 {
+		recs = append(recs, changeRec{key: rk, ch: Change{Op: "delete", Expired: true}})
+	}
+	if err := kv.cfg.Changes.commit(b, pebble.NoSync, recs...); err != nil {
 		return 0, internalErr(err, "kv: sweep failed")
 	}
 	if n == 1 && kv.cache != nil {

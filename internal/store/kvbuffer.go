@@ -391,5 +391,14 @@ func (kv *KV) commitPending(pairs []pendingRec) error {
 		}
 	}
 	kv.buf.scratch = key
-	return batch.Commit(pebble.NoSync)
+	var recs []changeRec
+	for _, p := range pairs {
+		if !kv.cfg.Changes.active() {
+			break
+		}
+		if k := []byte(p.key); kv.cfg.Changes.watching(k) {
+			recs = append(recs, changeRec{key: k, ch: Change{Op: "put", Version: binary.LittleEndian.Uint64(p.rec)}})
+		}
+	}
+	return kv.cfg.Changes.commit(batch, pebble.NoSync, recs...)
 }

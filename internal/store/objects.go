@@ -29,6 +29,9 @@ type ObjectsConfig struct {
 	MaxObjectBytes int64
 	Now            func() time.Time
 	Logger         *slog.Logger
+	// Changes, if set, logs the puts and deletes in watched buckets in
+	// the metadata's own commits (changes.go).
+	Changes *ChangeLog
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -212,7 +215,7 @@ func (o *Objects) Put(bucket, key string, r io.Reader, contentType string) (Obje
 	mu := o.lockFor(k)
 	mu.Lock()
 	old, oldErr := o.meta(k)
-	err = o.db.Set(k, raw, true)
+	err = o.cfg.Changes.write(o.db, k, raw, false, true, Change{Op: "put", Size: n, SHA256: meta.SHA256})
 	mu.Unlock()
 	if err != nil {
 		os.Remove(final)
@@ -312,7 +315,7 @@ func (o *Objects) Delete(bucket, key string) error {
 	mu.Lock()
 	m, err := o.meta(k)
 	if err == nil {
-		err = o.db.Delete(k, true)
+		err = o.cfg.Changes.write(o.db, k, nil, true, true, Change{Op: "delete"})
 		if err != nil {
 			err = internalErr(err, "objects: delete failed")
 		}

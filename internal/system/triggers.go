@@ -22,6 +22,7 @@ func (s *System) openTriggers() error {
 	s.triggers, err = trigger.Open(trigger.Config{
 		DB:      s.db,
 		Coord:   s.baas.Coord(),
+		Changes: s.baas.Changes(),
 		Invoke:  s.invokeTriggered,
 		Exists:  func(fn string) bool { return s.lookup(fn) != nil },
 		Allowed: s.bucketGranted,

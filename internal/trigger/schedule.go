@@ -334,6 +334,7 @@ func (m *Manager) fire(ctx context.Context, r *schedRunner, due time.Time, resum
 	run.Result, run.Error = runResult(res)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer m.noteRecorded(r.def.Name)
 	st := r.state
 	if st.Last != nil && st.Last.Due.After(due) {
 		return // a later tick finished first: keep the latest
@@ -344,7 +345,6 @@ func (m *Manager) fire(ctx context.Context, r *schedRunner, due time.Time, resum
 		return
 	}
 	r.state = st
-	m.noteRecorded(r.def.Name)
 }
 
 // scheduledEvent is the event a schedule's function gets: EventBridge's

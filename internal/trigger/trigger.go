@@ -1,7 +1,7 @@
 // Package trigger runs functions on events other than requests: schedules
 // (cron and rate expressions), queue consumers (batches of a Mote queue,
-// as SQS event source mappings deliver them) and change subscriptions
-// (puts and deletes in a KV or object bucket). Definitions and progress
+// as SQS event source mappings deliver them) and watches (the puts and
+// deletes in a KV or object bucket, from the store's change log). Definitions and progress
 // live in the store under store.PrefixTriggers, so each trigger carries on
 // where it was after a restart; every invocation goes through the same
 // Invoker as the API's (the flow engine), so it has a call tree, usage and
@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mote-run/mote/internal/errs"
@@ -49,6 +50,8 @@ type Config struct {
 	DB     *store.DB
 	Coord  *store.Coord
 	Invoke Invoker
+	// Changes is the change log watches read (nil: no watches).
+	Changes *store.ChangeLog
 	// Exists reports whether a function is deployed; adding a trigger for
 	// one that is not is refused. Nil accepts any name.
 	Exists func(fn string) bool
@@ -106,6 +109,8 @@ type Manager struct {
 	closed    bool
 	schedules map[string]*schedRunner
 	consumers map[string]*consumer
+	watches   map[string]*watcher
+	trimmed   atomic.Uint64 // the change log is trimmed up to here
 }
 
 // Open loads the triggers kept in cfg.DB and starts them.
@@ -115,12 +120,16 @@ func Open(cfg Config) (*Manager, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{cfg: cfg, ctx: ctx, cancel: cancel,
-		schedules: map[string]*schedRunner{}, consumers: map[string]*consumer{}}
+		schedules: map[string]*schedRunner{}, consumers: map[string]*consumer{}, watches: map[string]*watcher{}}
 	if err := m.loadSchedules(); err != nil {
 		m.Close()
 		return nil, err
 	}
 	if err := m.loadConsumers(); err != nil {
+		m.Close()
+		return nil, err
+	}
+	if err := m.loadWatches(); err != nil {
 		m.Close()
 		return nil, err
 	}

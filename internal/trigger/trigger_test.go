@@ -26,6 +26,8 @@ type harness struct {
 	dir   string
 	db    *store.DB
 	coord *store.Coord
+	cl    *store.ChangeLog
+	kv    *store.KV
 	clock *ManualClock
 	calls chan call
 	m     *Manager
@@ -50,7 +52,13 @@ func (h *harness) open() {
 	if h.coord, err = store.OpenCoord(h.db, store.CoordConfig{}); err != nil {
 		h.t.Fatal(err)
 	}
-	h.m, err = Open(Config{DB: h.db, Coord: h.coord, Clock: h.clock, Invoke: h.invoke, recorded: h.recorded})
+	if h.cl, err = store.OpenChangeLog(h.db, nil); err != nil {
+		h.t.Fatal(err)
+	}
+	if h.kv, err = store.OpenKV(h.db, store.KVConfig{Changes: h.cl}); err != nil {
+		h.t.Fatal(err)
+	}
+	h.m, err = Open(Config{DB: h.db, Coord: h.coord, Changes: h.cl, Clock: h.clock, Invoke: h.invoke, recorded: h.recorded})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -76,6 +84,7 @@ func (h *harness) close() {
 		return
 	}
 	h.m.Close()
+	h.kv.Close()
 	h.coord.Close()
 	h.db.Close()
 	h.m = nil
