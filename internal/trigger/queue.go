@@ -495,7 +495,7 @@ func failedItems(out []byte, batch []*claimed) map[string]bool {
 func (m *Manager) deliver(ctx context.Context, c *consumer, batch []*claimed) {
 	clock := m.cfg.Clock
 	started := clock.Now()
-	m.fired(Fire{Kind: "queue", Trigger: c.def.Name, Due: batch[0].First, Fired: started, Items: len(batch)})
+	m.fired(Fire{Kind: "queue", Trigger: c.def.Name, Due: batch[0].First, Fired: started, Started: started, Items: len(batch)})
 	var res Result
 	if err := m.allowed(c.def.Function, c.def.Bucket, true); err != nil {
 		res.Err = err // its grant was taken away: the items fail, then go to the dead-letter queue

@@ -42,7 +42,8 @@ type Schedule struct {
 // Run is one tick's invocation.
 type Run struct {
 	Due        time.Time `json:"due"`
-	Fired      time.Time `json:"fired"`
+	Fired      time.Time `json:"fired"`   // when the dispatcher took the tick
+	Started    time.Time `json:"started"` // when its invocation was handed to the flow engine
 	Ended      time.Time `json:"ended"`
 	Invocation string    `json:"invocation,omitempty"`
 	Result     string    `json:"result"` // "ok" or the error code
@@ -60,11 +61,17 @@ type ScheduleStatus struct {
 
 // schedState is a schedule's progress, kept synced at trg/ss/NAME: Armed
 // is the latest tick that may have started (written ArmAhead before it is
-// due), Last the latest tick that finished.
+// due), Pending the armed ticks whose run has not been recorded (several
+// when runs overlap), Last the latest run recorded.
 type schedState struct {
-	Armed time.Time `json:"armed"`
-	Last  *Run      `json:"last,omitempty"`
+	Armed   time.Time   `json:"armed"`
+	Pending []time.Time `json:"pending,omitempty"`
+	Last    *Run        `json:"last,omitempty"`
 }
+
+// maxPending bounds a schedule's unfinished ticks; past it the oldest is
+// forgotten (a restart will not run it again) and a warning logged.
+const maxPending = 16
 
 type schedRunner struct {
 	def    Schedule
@@ -271,12 +278,18 @@ func (m *Manager) runSchedule(ctx context.Context, r *schedRunner) {
 	from := r.def.Created
 	if !st.Armed.IsZero() {
 		from = st.Armed
-		interrupted := st.Last == nil || st.Last.Due.Before(st.Armed)
-		if interrupted && !st.Armed.After(now) {
-			m.spawn(func() { m.fire(ctx, r, st.Armed, true, 0) })
-		} else if interrupted {
-			from = st.Armed.Add(-time.Nanosecond) // armed before a quick restart: fire it when due
+	}
+	// Armed ticks whose run was not recorded: those that were due ran,
+	// or may have, when the server stopped; they run again, once. One
+	// armed for later (a quick restart) fires when due.
+	for _, p := range st.Pending {
+		if p.After(now) {
+			if p.Add(-time.Nanosecond).Before(from) {
+				from = p.Add(-time.Nanosecond)
+			}
+			continue
 		}
+		m.spawn(func() { m.fire(ctx, r, p, m.cfg.Clock.Now(), true, 0) })
 	}
 	next := r.spec.Next(from)
 	for !next.IsZero() {
@@ -290,7 +303,7 @@ func (m *Manager) runSchedule(ctx context.Context, r *schedRunner) {
 				if !m.arm(r, latest) {
 					return
 				}
-				m.spawn(func() { m.fire(ctx, r, latest, false, n) })
+				m.spawn(func() { m.fire(ctx, r, latest, m.cfg.Clock.Now(), false, n) })
 			}
 			next = r.spec.Next(now)
 			continue
@@ -298,12 +311,24 @@ func (m *Manager) runSchedule(ctx context.Context, r *schedRunner) {
 		if !sleepUntil(ctx, clock, next.Add(-m.cfg.ArmAhead)) {
 			return
 		}
-		if !m.arm(r, next) || !sleepUntil(ctx, clock, next) {
+		if !m.arm(r, next) {
 			return
 		}
+		// The dispatcher fires it at its due time; this loop goes on to
+		// wait for the next one's arming.
 		due := next
-		m.spawn(func() { m.fire(ctx, r, due, false, 0) })
-		next = r.spec.Next(next)
+		m.ticks.at(due, func(fired time.Time) {
+			if ctx.Err() == nil {
+				m.spawn(func() { m.fire(ctx, r, due, fired, false, 0) })
+			}
+		})
+		if next = r.spec.Next(next); !next.IsZero() && next.Add(-m.cfg.ArmAhead).Before(due) {
+			// A period shorter than ArmAhead: arm the next tick only once
+			// this one is due, so ticks are armed in order.
+			if !sleepUntil(ctx, clock, due) {
+				return
+			}
+		}
 	}
 	m.cfg.Logger.Info("schedule has no more ticks", "schedule", r.def.Name)
 }
@@ -314,6 +339,14 @@ func (m *Manager) arm(r *schedRunner, due time.Time) bool {
 	defer r.mu.Unlock()
 	st := r.state
 	st.Armed = due
+	if !slices.ContainsFunc(st.Pending, due.Equal) {
+		st.Pending = append(slices.Clone(st.Pending), due)
+		if len(st.Pending) > maxPending {
+			m.cfg.Logger.Warn("schedule: too many runs unfinished; the oldest will not be resumed after a restart",
+				"schedule", r.def.Name, "tick", st.Pending[0])
+			st.Pending = st.Pending[1:]
+		}
+	}
 	if err := m.putJSON(schedStateKey(r.def.Name), st); err != nil {
 		m.cfg.Logger.Error("schedule: cannot record tick; not firing it", "schedule", r.def.Name, "due", due, "err", err)
 		return false
@@ -322,24 +355,26 @@ func (m *Manager) arm(r *schedRunner, due time.Time) bool {
 	return true
 }
 
-// fire runs tick due and records the run.
-func (m *Manager) fire(ctx context.Context, r *schedRunner, due time.Time, resumed bool, missed int) {
-	fired := m.cfg.Clock.Now()
-	m.fired(Fire{Kind: "schedule", Trigger: r.def.Name, Due: due, Fired: fired, Items: 1})
-	res := m.cfg.Invoke(ctx, r.def.Function, scheduledEvent(r.def, due, resumed))
+// fire runs tick due, which the dispatcher took at fired, and records the
+// run.
+func (m *Manager) fire(ctx context.Context, r *schedRunner, due, fired time.Time, resumed bool, missed int) {
+	ev := scheduledEvent(r.def, due, resumed)
+	started := m.cfg.Clock.Now()
+	m.fired(Fire{Kind: "schedule", Trigger: r.def.Name, Due: due, Fired: fired, Started: started, Items: 1})
+	res := m.cfg.Invoke(ctx, r.def.Function, ev)
 	if ctx.Err() != nil && res.Err != nil {
 		return // shut down mid-run: the tick stays armed and resumes at start
 	}
-	run := &Run{Due: due, Fired: fired, Ended: m.cfg.Clock.Now(), Invocation: res.ID, Resumed: resumed, Missed: missed}
+	run := &Run{Due: due, Fired: fired, Started: started, Ended: m.cfg.Clock.Now(), Invocation: res.ID, Resumed: resumed, Missed: missed}
 	run.Result, run.Error = runResult(res)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	defer m.noteRecorded(r.def.Name)
 	st := r.state
-	if st.Last != nil && st.Last.Due.After(due) {
-		return // a later tick finished first: keep the latest
+	st.Pending = slices.DeleteFunc(slices.Clone(st.Pending), due.Equal)
+	if st.Last == nil || !st.Last.Due.After(due) { // a later tick may have finished first
+		st.Last = run
 	}
-	st.Last = run
 	if err := m.putJSON(schedStateKey(r.def.Name), st); err != nil {
 		m.cfg.Logger.Error("schedule: cannot record run", "schedule", r.def.Name, "due", due, "err", err)
 		return

@@ -19,10 +19,13 @@ func TestScheduleFires(t *testing.T) {
 	}
 	for _, due := range []string{"2026-12-07T20:35:00Z", "2026-12-07T20:40:00Z"} {
 		dueAt, _ := time.Parse(time.RFC3339, due)
-		if at := h.step(); !at.Equal(dueAt.Add(-20 * time.Millisecond)) {
-			t.Fatalf("armed at %s, want 20 ms before %s", at, due)
+		if at := h.step(); !at.Equal(dueAt.Add(-500 * time.Millisecond)) {
+			t.Fatalf("armed at %s, want 500 ms before %s", at, due)
 		}
-		h.step()
+		h.clock.WaitTimers(2) // the dispatcher's, for this tick, and the loop's, for the next
+		if at := h.step(); !at.Equal(dueAt) {
+			t.Fatalf("fired at %s, want %s", at, due)
+		}
 		c := h.next()
 		ev := decodeSched(t, c)
 		if c.fn != "job" || ev.Time != due || ev.Type != "Scheduled Event" || string(ev.Detail) != `{"a":1}` || ev.Resumed {
@@ -44,8 +47,7 @@ func TestScheduleResumesInterruptedTick(t *testing.T) {
 	if _, err := h.m.AddSchedule(Schedule{Name: "tick", Expression: "rate(1 minute)", Function: "job"}); err != nil {
 		t.Fatal(err)
 	}
-	h.step() // arm
-	h.step() // due
+	h.tick()
 	first := decodeSched(t, h.next())
 	// The server stops in the middle of the run: it never answers.
 	h.restart()
@@ -56,8 +58,7 @@ func TestScheduleResumesInterruptedTick(t *testing.T) {
 	}
 	c.reply <- Result{ID: "x"}
 	// The next tick is the one after: the resumed one does not fire again.
-	h.step()
-	h.step()
+	h.tick()
 	c = h.next()
 	if ev := decodeSched(t, c); ev.ID == first.ID || ev.Resumed {
 		t.Fatalf("got %+v after the resumed tick", ev)
@@ -71,8 +72,7 @@ func TestScheduleFinishedTickNotRerun(t *testing.T) {
 	if _, err := h.m.AddSchedule(Schedule{Name: "tick", Expression: "rate(1 minute)", Function: "job"}); err != nil {
 		t.Fatal(err)
 	}
-	h.step()
-	h.step()
+	h.tick()
 	c := h.next()
 	c.reply <- Result{ID: "done"}
 	h.waitRecorded("tick")
@@ -101,8 +101,7 @@ func TestScheduleMissedPolicy(t *testing.T) {
 			}
 			h.clock.WaitTimers(1)
 			h.noCall()
-			h.step()
-			h.step()
+			h.tick()
 			if ev := decodeSched(t, h.next()); ev.Time != "2026-12-07T23:35:00Z" {
 				t.Fatalf("next tick %s, want 23:35", ev.Time)
 			}
@@ -149,4 +148,34 @@ func TestAddScheduleErrors(t *testing.T) {
 	if n := len(h.m.Schedules()); n != 0 {
 		t.Errorf("%d schedules after remove and restart", n)
 	}
+}
+
+func TestScheduleResumesOverlappingRuns(t *testing.T) {
+	h := newHarness(t)
+	if _, err := h.m.AddSchedule(Schedule{Name: "tick", Expression: "rate(1 minute)", Function: "job"}); err != nil {
+		t.Fatal(err)
+	}
+	h.tick()
+	first := decodeSched(t, h.next())
+	h.tick()
+	second := decodeSched(t, h.next())
+	h.restart() // both runs cut short
+	got := map[string]bool{}
+	for range 2 {
+		c := h.next()
+		ev := decodeSched(t, c)
+		if !ev.Resumed {
+			t.Fatalf("got %+v, want a resumed run", ev)
+		}
+		got[ev.ID] = true
+		c.reply <- Result{}
+	}
+	if !got[first.ID] || !got[second.ID] {
+		t.Fatalf("resumed %v, want %s and %s", got, first.ID, second.ID)
+	}
+	h.waitRecorded("tick")
+	h.waitRecorded("tick")
+	h.restart()
+	h.clock.WaitTimers(1)
+	h.noCall()
 }

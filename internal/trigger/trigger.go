@@ -35,13 +35,15 @@ type Result struct {
 type Invoker func(ctx context.Context, fn string, payload []byte) Result
 
 // Fire tells an observer (Config.OnFire) that a trigger started an
-// invocation: Due is when it was meant to start (a schedule's tick, a
-// queue item's push), Fired when the invocation was handed to the Invoker.
+// invocation: Due is when it was meant to start (a schedule's tick; a
+// batch's first claim), Fired when the trigger took it (a schedule's
+// dispatcher), Started when the invocation was handed to the Invoker.
 type Fire struct {
 	Kind    string // "schedule", "queue" or "changes"
 	Trigger string
 	Due     time.Time
 	Fired   time.Time
+	Started time.Time
 	Items   int // a batch's size (queue and change events)
 }
 
@@ -63,7 +65,7 @@ type Config struct {
 	// Clock is the time source (default: the system clock).
 	Clock Clock
 	// ArmAhead is how long before a tick is due its schedule records,
-	// synced, that it is about to fire (default 20 ms): the fsync is off
+	// synced, that it is about to fire (default 500 ms): the fsync is off
 	// the tick's path, and a restart finds every tick that may have
 	// started (docs/triggers.md, "Exactly once").
 	ArmAhead time.Duration
@@ -86,7 +88,7 @@ func (c *Config) Validate() error {
 		return errors.New("trigger: ArmAhead must not be negative")
 	}
 	if c.ArmAhead == 0 {
-		c.ArmAhead = 20 * time.Millisecond
+		c.ArmAhead = 500 * time.Millisecond
 	}
 	if c.Clock == nil {
 		c.Clock = SystemClock{}
@@ -107,6 +109,7 @@ type Manager struct {
 
 	mu        sync.Mutex
 	closed    bool
+	ticks     *dispatcher
 	schedules map[string]*schedRunner
 	consumers map[string]*consumer
 	watches   map[string]*watcher
@@ -121,6 +124,8 @@ func Open(cfg Config) (*Manager, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{cfg: cfg, ctx: ctx, cancel: cancel,
 		schedules: map[string]*schedRunner{}, consumers: map[string]*consumer{}, watches: map[string]*watcher{}}
+	m.ticks = newDispatcher(cfg.Clock)
+	m.spawn(func() { m.ticks.run(ctx) })
 	if err := m.loadSchedules(); err != nil {
 		m.Close()
 		return nil, err

@@ -138,6 +138,16 @@ func (h *harness) step() time.Time {
 	return at
 }
 
+// tick moves the clock through a schedule's next tick: to its arming, then
+// (once the dispatcher waits for it, beside the loop waiting to arm the
+// one after) to its due time.
+func (h *harness) tick() {
+	h.t.Helper()
+	h.step()
+	h.clock.WaitTimers(2)
+	h.step()
+}
+
 type schedEvent struct {
 	ID      string          `json:"id"`
 	Time    string          `json:"time"`

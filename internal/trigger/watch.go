@@ -339,7 +339,7 @@ func (m *Manager) deliverChanges(ctx context.Context, w *watcher, batch []store.
 	payload := changesEvent(batch)
 	for attempt := 1; ; attempt++ {
 		started := clock.Now()
-		m.fired(Fire{Kind: "changes", Trigger: w.def.Name, Due: batch[0].Time, Fired: started, Items: len(batch)})
+		m.fired(Fire{Kind: "changes", Trigger: w.def.Name, Due: batch[0].Time, Fired: started, Started: started, Items: len(batch)})
 		var res Result
 		if err := m.allowed(w.def.Function, w.def.Bucket, false); err != nil {
 			res.Err = err
