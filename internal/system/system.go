@@ -127,7 +127,8 @@ type System struct {
 	sec   *secrets.Store
 
 	triggers  *trigger.Manager
-	triggered atomic.Pointer[func(*Outcome)] // ObserveTriggered
+	observeMu sync.Mutex                       // ObserveTriggered
+	triggered atomic.Pointer[[]func(*Outcome)] // replaced whole under observeMu
 
 	// redactors hold, per function with secrets, the values its log
 	// lines are cleaned of (secrets.go): a map replaced whole under

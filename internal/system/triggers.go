@@ -2,6 +2,7 @@ package system
 
 import (
 	"context"
+	"slices"
 
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/trigger"
@@ -11,9 +12,18 @@ import (
 // subscriptions.
 func (s *System) Triggers() *trigger.Manager { return s.triggers }
 
-// ObserveTriggered sets fn to be told of every invocation a trigger made,
-// as the gateway is of the ones it makes (its metrics count both).
-func (s *System) ObserveTriggered(fn func(*Outcome)) { s.triggered.Store(&fn) }
+// ObserveTriggered adds fn to those told of every invocation a trigger
+// made, as the gateway is of the ones it makes (its metrics count both).
+func (s *System) ObserveTriggered(fn func(*Outcome)) {
+	s.observeMu.Lock()
+	defer s.observeMu.Unlock()
+	var fns []func(*Outcome)
+	if old := s.triggered.Load(); old != nil {
+		fns = slices.Clone(*old)
+	}
+	fns = append(fns, fn)
+	s.triggered.Store(&fns)
+}
 
 // openTriggers starts the triggers once functions are loaded; their
 // invocations go through Invoke, as the gateway's do.
@@ -39,7 +49,9 @@ func (s *System) invokeTriggered(ctx context.Context, fn string, payload []byte)
 		return trigger.Result{Err: err}
 	}
 	if obs := s.triggered.Load(); obs != nil {
-		(*obs)(out)
+		for _, fn := range *obs {
+			fn(out)
+		}
 	}
 	return trigger.Result{ID: out.ID, Output: out.Output, Err: out.Err}
 }
