@@ -183,3 +183,22 @@ func TestRemoveConsumerRequeues(t *testing.T) {
 		t.Fatalf("queue has %d items after remove, want the claimed one back", n)
 	}
 }
+
+// FuzzFailedItems feeds function output, which the function's author
+// wrote, to the partial batch failure reader: it must never panic and
+// must name only items of the batch (or all of them).
+func FuzzFailedItems(f *testing.F) {
+	for _, s := range []string{``, `null`, `{}`, `{"batchItemFailures":[]}`, `{"batchItemFailures":[{"itemIdentifier":"a"}]}`,
+		`{"batchItemFailures":[{"itemIdentifier":"zz"}]}`, `{"batchItemFailures":[{"itemIdentifier":null}]}`, `{"batchItemFailures":"x"}`} {
+		f.Add([]byte(s))
+	}
+	batch := []*claimed{{ID: "a"}, {ID: "b"}}
+	f.Fuzz(func(t *testing.T, out []byte) {
+		failed := failedItems(out, batch)
+		for id := range failed {
+			if id != "a" && id != "b" {
+				t.Fatalf("failed item %q is not in the batch", id)
+			}
+		}
+	})
+}
