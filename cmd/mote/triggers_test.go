@@ -224,3 +224,30 @@ func TestWatchSurvivesKill9(t *testing.T) {
 		t.Errorf("watch ls: %q", out)
 	}
 }
+
+// TestWatchObjects watches an object bucket: puts and deletes of objects
+// reach the function, with the object's size.
+func TestWatchObjects(t *testing.T) {
+	guest := writeModule(t, "../../internal/trigger/testdata/guest", true)
+	s := startServer(t)
+	if code, _, errOut := s.mote(t, "deploy", "g", guest, "--read", "t,photos", "--write", "t"); code != 0 {
+		t.Fatalf("deploy: %s", errOut)
+	}
+	if code, out, errOut := s.mote(t, "watch", "add", "th", "--obj", "photos", "--fn", "g"); code != 0 {
+		t.Fatalf("watch add: %d %q %q", code, out, errOut)
+	}
+	f := writeFile(t, "pixels")
+	if code, _, errOut := s.mote(t, "obj", "put", "photos", "a.png", f); code != 0 {
+		t.Fatalf("obj put: %s", errOut)
+	}
+	if code, _, errOut := s.mote(t, "obj", "rm", "photos", "a.png"); code != 0 {
+		t.Fatalf("obj rm: %s", errOut)
+	}
+	eventually(t, "the put and the delete delivered", func() bool {
+		return s.kvInt(t, "chg/put/a.png") == 1 && s.kvInt(t, "chg/delete/a.png") == 1
+	})
+	// A watch of a bucket the function may not read is refused at creation.
+	if code, _, errOut := s.mote(t, "watch", "add", "no", "--obj", "secret", "--fn", "g"); code != 1 || !strings.Contains(errOut, "forbidden") {
+		t.Errorf("watch of a bucket g may not read: %d %q", code, errOut)
+	}
+}
