@@ -140,19 +140,7 @@ func (r *Registry) AddVersion(name, sum string, size int64, cfg Config, makeCurr
 	} else if err != nil {
 		return nil, err
 	}
-	cfgJSON, _ := json.Marshal(cfg)
-	idh := sha256.New()
-	idh.Write([]byte(sum))
-	idh.Write(cfgJSON)
-	v := &Version{
-		Function: name,
-		Number:   f.Latest + 1,
-		ID:       hex.EncodeToString(idh.Sum(nil))[:16],
-		Artifact: sum,
-		Size:     size,
-		Config:   cfg,
-		Created:  now,
-	}
+	v := NewVersion(name, f.Latest+1, sum, size, cfg, now)
 	f.Latest = v.Number
 	f.Updated = now
 	if makeCurrent {
