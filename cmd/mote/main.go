@@ -50,6 +50,7 @@ func init() {
 		"schedule": {"run a function on a cron or rate schedule: schedule add NAME --cron EXPR --fn F | ls | rm NAME", cmdSchedule},
 		"consumer": {"run a function on batches of a queue's items: consumer add NAME --queue B/Q --fn F | ls | rm NAME", cmdConsumer},
 		"watch":    {"run a function on the puts and deletes in a bucket: watch add NAME --kv B [--prefix P] --fn F | ls | rm NAME", cmdWatch},
+		"cluster":  {"the cluster this server is a node of: cluster status", cmdCluster},
 		"secret":   {"secrets granted to functions: secret set NAME (value on stdin) | ls | rm NAME", cmdSecret},
 	}
 }

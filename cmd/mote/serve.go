@@ -45,6 +45,7 @@ type serveConfig struct {
 	unconfined bool
 	secretsKey string
 	tracing    telemetry.TracingConfig
+	cluster    clusterFlags // cluster.go
 }
 
 // defaultDataDir is $MOTE_DATA, else $XDG_DATA_HOME/mote, else
@@ -78,6 +79,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&sc.unconfined, "unconfined-processes", false, "run process functions even where they cannot be sandboxed (not root): they then see the host's files and run as your user; for your own code only")
 	fs.IntVar(&sc.maxConns, "max-conns", 0, "most API connections open at once; more are closed at once (default 8192, or half the file descriptor limit)")
 	fs.StringVar(&sc.secretsKey, "secrets-key-file", "", "file holding the key that seals secrets at rest (default DATA/secrets.key, created 0600 on first start)")
+	sc.cluster.register(fs)
 	fs.StringVar(&sc.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this loopback address (e.g. 127.0.0.1:6060)")
 	traceFlags(fs, &sc.tracing)
 	if _, err := parse(fs, args); err != nil {
@@ -138,6 +140,18 @@ func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(add
 	if err != nil {
 		return err
 	}
+	cl, err := sc.cluster.open(ctx, sc.dataDir, log)
+	if err != nil {
+		for _, rt := range rts {
+			rt.Close(ctx)
+		}
+		return err
+	}
+	defer cl.close()
+	var member system.Cluster
+	if cl != nil {
+		member = cl.node
+	}
 	sys, err := system.Open(ctx, system.Config{
 		Telemetry:      tel,
 		DataDir:        sc.dataDir,
@@ -147,6 +161,7 @@ func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(add
 		FunctionsDir:   fdir,
 		History:        history(sc.history),
 		SecretsKeyFile: sc.secretsKey,
+		Cluster:        member,
 	})
 	if err != nil {
 		for _, rt := range rts {
@@ -154,7 +169,11 @@ func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(add
 		}
 		return err
 	}
-	gw := api.New(api.Config{System: sys, Logger: log, Token: token})
+	acfg := api.Config{System: sys, Logger: log, Token: token}
+	if cl != nil {
+		acfg.Cluster = cl.node
+	}
+	gw := api.New(acfg)
 	if sc.debugAddr != "" {
 		if !isLoopback(sc.debugAddr) {
 			sys.Shutdown(context.Background())
@@ -185,6 +204,15 @@ func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(add
 		// Both servers read decrypted bytes: the fast path from the
 		// *tls.Conn it accepts, net/http from the connections handed on.
 		ln = tls.NewListener(ln, tlsConfig)
+	}
+	if cl != nil {
+		// The node takes work from the others (registry changes, handed-over
+		// and queued invocations) once its own functions are loaded.
+		if err := cl.node.Start(sys, ln.Addr().String()); err != nil {
+			ln.Close()
+			sys.Shutdown(context.Background())
+			return err
+		}
 	}
 	srv := gw.HTTPServer(lim)
 	errc := make(chan error, 1)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mote-run/mote/internal/auth"
 	"github.com/mote-run/mote/internal/baas"
+	"github.com/mote-run/mote/internal/cluster"
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/handler"
 	"github.com/mote-run/mote/internal/logs"
@@ -36,6 +37,8 @@ type Config struct {
 	// Token, if set, is the admin bearer token: the bootstrap credential,
 	// with every right. API keys (System.Keys) carry scoped rights.
 	Token string
+	// Cluster is the node this server is, if it is one (cluster.go).
+	Cluster *cluster.Node
 }
 
 // Server is the HTTP gateway.
@@ -47,6 +50,7 @@ type Server struct {
 	audit   *auth.Audit
 	mux     *http.ServeMux
 	metrics *prometheus.Registry
+	cluster *cluster.Node
 }
 
 // New returns the gateway's handler.
@@ -56,7 +60,7 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{
 		sys: cfg.System, log: cfg.Logger, mux: http.NewServeMux(), metrics: registerStateCollectors(cfg.System),
-		keys: cfg.System.Keys(), audit: cfg.System.Audit(),
+		keys: cfg.System.Keys(), audit: cfg.System.Audit(), cluster: cfg.Cluster,
 	}
 	if cfg.Token != "" {
 		s.token = []byte(cfg.Token)
@@ -80,6 +84,7 @@ func New(cfg Config) *Server {
 	s.handle("GET /v1/functions/{name}/logs", deploy, none, h(s.logs))
 	s.secretRoutes(h)
 	s.triggerRoutes(h)
+	s.clusterRoutes(h)
 	s.handle("/fn/{name}", invokeNeed, none, h(s.invoke))
 	s.handle("/fn/{name}/{path...}", invokeNeed, none, h(s.invoke))
 	s.handle(lambdaInvokePattern, invokeNeed, none, h(s.lambdaInvoke))
@@ -252,18 +257,11 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 	if errors.As(err, &tooBig) {
 		return errs.E(errs.PayloadTooLarge, "artifact is over the %d-byte limit", max)
 	}
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusCreated, v)
+	return writeChange(w, http.StatusCreated, v, err)
 }
 
 func (s *Server) removeFunction(w http.ResponseWriter, r *http.Request) error {
-	if err := s.sys.Remove(r.Context(), r.PathValue("name")); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return writeChange(w, http.StatusNoContent, nil, s.sys.Remove(r.Context(), r.PathValue("name")))
 }
 
 func (s *Server) rollback(w http.ResponseWriter, r *http.Request) error {
@@ -294,10 +292,7 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	v, err := s.sys.Rollback(r.Context(), name, body.Version)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, v)
+	return writeChange(w, http.StatusOK, v, err)
 }
 
 // logs returns recent lines as NDJSON; with ?follow=1 it keeps the

@@ -62,6 +62,11 @@ type Config struct {
 	// starts (benchmarks read it). See trigger.Config.
 	TriggerClock  trigger.Clock
 	OnTriggerFire func(trigger.Fire)
+	// Cluster, if set, makes this server a node of a cluster
+	// (cluster.go): deploys, rollbacks and removals take effect on every
+	// node, invocations that find no idle instance here may run on
+	// another, async invocations queue in the cluster.
+	Cluster Cluster
 }
 
 // Defaults.
@@ -301,7 +306,15 @@ func (s *System) Run(ctx context.Context, fn string, ev *runtime.Event) (runtime
 	if a == nil {
 		return runtime.Result{}, runtime.Usage{}, false, "", errs.E(errs.NotFound, "function %q not found", fn)
 	}
-	res, u, cold, err := a.pool.Invoke(ctx, ev)
+	var res runtime.Result
+	var u runtime.Usage
+	var cold bool
+	var err error
+	if c := s.cfg.Cluster; c != nil {
+		res, u, cold, err = s.runRouted(ctx, c, fn, a, ev)
+	} else {
+		res, u, cold, err = a.pool.Invoke(ctx, ev)
+	}
 	if err != nil {
 		err = s.redactErr(fn, err)
 	}
@@ -362,6 +375,13 @@ func (s *System) Deploy(ctx context.Context, name string, cfg registry.Config, a
 	if err != nil {
 		return nil, err
 	}
+	v, wait, err := s.deployLocked(ctx, rt, name, cfg, sum, size)
+	return v, waitCluster(v, wait, err)
+}
+
+// deployLocked is Deploy under deployMu; on a node of a cluster it
+// returns how to wait for the other nodes, which Deploy does unlocked.
+func (s *System) deployLocked(ctx context.Context, rt runtime.Runtime, name string, cfg registry.Config, sum string, size int64) (*registry.Version, func() []string, error) {
 	s.deployMu.Lock()
 	defer s.deployMu.Unlock()
 	// Validate and compile before anything is recorded.
@@ -369,47 +389,68 @@ func (s *System) Deploy(ctx context.Context, name string, cfg registry.Config, a
 	mod, err := s.load(ctx, rt, probe)
 	if err != nil {
 		s.reg.DropUnused(sum)
-		return nil, err
+		return nil, nil, err
+	}
+	if s.cfg.Cluster != nil {
+		return s.deployClustered(ctx, name, cfg, sum, size, mod)
 	}
 	v, err := s.reg.AddVersion(name, sum, size, cfg, false)
 	if err != nil {
 		mod.Close(ctx)
-		return nil, err
+		return nil, nil, err
 	}
 	if err := s.activateModule(ctx, v, mod, true); err != nil {
-		return v, s.redactErr(name, err)
+		return v, nil, s.redactErr(name, err)
 	}
-	return v, nil
+	return v, nil, nil
 }
 
 // Rollback points fn at an earlier version n (0: the one before current).
 func (s *System) Rollback(ctx context.Context, name string, n int) (*registry.Version, error) {
+	v, wait, err := s.rollbackLocked(ctx, name, n)
+	return v, waitCluster(v, wait, err)
+}
+
+func (s *System) rollbackLocked(ctx context.Context, name string, n int) (*registry.Version, func() []string, error) {
 	s.deployMu.Lock()
 	defer s.deployMu.Unlock()
 	f, err := s.reg.Function(name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if n == 0 {
 		n = f.Current - 1
 		if n < 1 {
-			return nil, errs.E(errs.Conflict, "function %q has no version before %d", name, f.Current)
+			return nil, nil, errs.E(errs.Conflict, "function %q has no version before %d", name, f.Current)
 		}
 	}
 	v, err := s.reg.Version(name, n)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := s.activate(ctx, v, true); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return v, nil
+	if c := s.cfg.Cluster; c != nil {
+		wait, err := c.Publish(ctx, name, v.Number)
+		return v, wait, err
+	}
+	return v, nil, nil
 }
 
 // Remove deletes fn, its versions and their instances.
 func (s *System) Remove(ctx context.Context, name string) error {
 	s.deployMu.Lock()
-	defer s.deployMu.Unlock()
+	err := s.removeLocked(ctx, name)
+	s.deployMu.Unlock()
+	if c := s.cfg.Cluster; c != nil && err == nil {
+		wait, err := c.PublishRemove(ctx, name)
+		return waitCluster(nil, wait, err)
+	}
+	return err
+}
+
+func (s *System) removeLocked(ctx context.Context, name string) error {
 	vs, err := s.reg.Versions(name)
 	if err != nil {
 		return err
@@ -660,6 +701,16 @@ func (s *System) Invoke(ctx context.Context, inv Invocation) (*Outcome, error) {
 	}
 	if int64(len(inv.Payload)) > s.cfg.MaxPayload {
 		return nil, errs.E(errs.PayloadTooLarge, "event of %d bytes is over the %d-byte limit", len(inv.Payload), s.cfg.MaxPayload)
+	}
+	if c := s.cfg.Cluster; c != nil && inv.Async {
+		if s.lookup(inv.Function) == nil {
+			return nil, errs.E(errs.NotFound, "function %q not found", inv.Function)
+		}
+		id, err := c.Enqueue(ctx, inv.Function, inv.Payload)
+		if err != nil {
+			return nil, err
+		}
+		return &Outcome{ID: id, Function: inv.Function, Queued: true}, nil
 	}
 	fo, err := s.flow.Invoke(ctx, flow.Request{Function: inv.Function, Payload: inv.Payload, Async: inv.Async})
 	if fo == nil {
