@@ -85,24 +85,54 @@ func (n *Node) AsyncStatus(ctx context.Context, id string) (*AsyncRecord, error)
 	return &r, nil
 }
 
-// startWorkers consumes the async stream with every node's workers.
-func (n *Node) startWorkers(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+// maxDeliver is how often an async invocation is handed out: again after
+// its node died, or after it failed as unavailable.
+const maxDeliver = 20
+
+// startWorkers consumes the async stream with this node's workers, once
+// the shared consumer answers: after a crash its Raft group may take a
+// while to elect a leader, and the node serves meanwhile.
+func (n *Node) startWorkers(ctx context.Context) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		start := time.Now()
+		for attempt := 0; ctx.Err() == nil; attempt++ {
+			err := n.consume(ctx)
+			if err == nil {
+				return
+			}
+			if attempt%10 == 9 {
+				n.log.Warn("async workers: the cluster's queue does not answer yet; retrying", "err", err, "waited", time.Since(start).Round(time.Second))
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}()
+}
+
+func (n *Node) consume(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	cons, err := n.q.CreateOrUpdateConsumer(cctx, jetstream.ConsumerConfig{
-		Durable:       "workers",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       n.cfg.AckWait,
-		MaxDeliver:    20,
-		MaxAckPending: 4096,
-		Replicas:      n.cfg.Replicas,
-		Description:   "Mote async workers, every node",
-	})
+	cons, err := n.q.Consumer(cctx, "workers")
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		cons, err = n.q.CreateOrUpdateConsumer(cctx, jetstream.ConsumerConfig{
+			Durable:       "workers",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       n.cfg.AckWait,
+			MaxDeliver:    maxDeliver,
+			MaxAckPending: 4096,
+			Replicas:      n.cfg.Replicas,
+			Description:   "Mote async workers, every node",
+		})
+	}
 	if err != nil {
-		return unavailable(err, "creating the async consumer")
+		return unavailable(err, "the async consumer")
 	}
 	sem := make(chan struct{}, n.cfg.Workers)
-	n.cons, err = cons.Consume(func(m jetstream.Msg) {
+	cc, err := cons.Consume(func(m jetstream.Msg) {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -113,10 +143,13 @@ func (n *Node) startWorkers(ctx context.Context) error {
 			defer func() { <-sem; n.wg.Done() }()
 			n.runQueued(ctx, m)
 		}()
-	}, jetstream.PullMaxMessages(n.cfg.Workers))
+	}, jetstream.PullMaxMessages(n.cfg.Workers), jetstream.PullExpiry(3*time.Second), jetstream.PullHeartbeat(time.Second))
 	if err != nil {
 		return unavailable(err, "consuming async invocations")
 	}
+	n.consMu.Lock()
+	n.cons = cc
+	n.consMu.Unlock()
 	return nil
 }
 
@@ -145,6 +178,13 @@ func (n *Node) runQueued(ctx context.Context, m jetstream.Msg) {
 	root, err := n.local.RunAsync(ctx, fn, m.Data())
 	if errors.Is(err, ErrNotRun) || ctx.Err() != nil {
 		m.Nak() // this node is stopping: another takes it
+		return
+	}
+	// unavailable says it may not have run (its node died, the cluster
+	// had no quorum): at least once means run it again, until the
+	// deliveries run out.
+	if errs.CodeOf(err) == errs.Unavailable && meta != nil && meta.NumDelivered < maxDeliver {
+		m.NakWithDelay(time.Duration(meta.NumDelivered) * 100 * time.Millisecond)
 		return
 	}
 	rec := AsyncRecord{ID: id, Function: fn, Status: "succeeded", Invocation: root, Node: n.cfg.Node, At: time.Now().UTC()}

@@ -185,11 +185,12 @@ type Node struct {
 	live atomic.Pointer[[]*peer]
 	next atomic.Uint32 // round robin over live peers
 
-	route router
-	stop  context.CancelFunc
-	wg    sync.WaitGroup
-	subs  []*nats.Subscription
-	cons  jetstream.ConsumeContext
+	route  router
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+	subs   []*nats.Subscription
+	consMu sync.Mutex
+	cons   jetstream.ConsumeContext
 }
 
 // Open connects to NATS and makes (or finds) the cluster's buckets and
@@ -389,10 +390,7 @@ func (n *Node) Start(local Local, httpAddr string) error {
 	n.wg.Add(2)
 	go n.heartbeats(ctx)
 	go n.watchRegistry(ctx)
-	if err := n.startWorkers(ctx); err != nil {
-		n.Close()
-		return err
-	}
+	n.startWorkers(ctx)
 	return nil
 }
 
@@ -402,9 +400,11 @@ func (n *Node) Close() {
 	if n.stop != nil {
 		n.stop()
 	}
+	n.consMu.Lock()
 	if n.cons != nil {
 		n.cons.Drain()
 	}
+	n.consMu.Unlock()
 	for _, s := range n.subs {
 		s.Unsubscribe()
 	}

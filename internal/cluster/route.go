@@ -107,6 +107,12 @@ func WithNode(ctx context.Context, node string) context.Context {
 	return context.WithValue(ctx, placeKey{}, node)
 }
 
+// Pinned reports whether ctx names the node its invocations run on.
+func Pinned(ctx context.Context) bool {
+	want, _ := ctx.Value(placeKey{}).(string)
+	return want != ""
+}
+
 // Route returns the node to hand an attempt of version of fn to, or ""
 // to run it here: here when idleHere (a warm instance is free), else a
 // live node that advertised an idle instance of that version, in turn.

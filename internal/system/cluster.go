@@ -186,7 +186,9 @@ func (s *System) runRouted(ctx context.Context, c Cluster, fn string, a *active,
 	node := c.Route(ctx, fn, a.version.Number, a.pool.Stats().Idle > 0)
 	if node != "" {
 		res, u, cold, err := c.Forward(ctx, node, fn, a.version.Number, ev)
-		if err == nil || !isNotRun(err) {
+		// One the node did not start runs here, unless the caller
+		// asked for that node.
+		if err == nil || !isNotRun(err) || cluster.Pinned(ctx) {
 			return res, u, cold, err
 		}
 	}
