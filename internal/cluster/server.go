@@ -122,9 +122,11 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats-route", Host: p})
 	}
 	if len(cfg.Peers) == 0 {
-		// A one-node cluster still runs JetStream clustered, so that more
-		// nodes can join it later with the same data.
-		opts.Routes = nil
+		// JetStream runs clustered only with routes: a node without peers
+		// is a cluster of one with a standalone JetStream, which cannot
+		// grow into a cluster later (docs/cluster.md).
+		opts.Cluster = server.ClusterOpts{}
+		cfg.Logger.Warn("cluster: no --peers: one node with a standalone JetStream; a cluster that is to grow starts with all its peers")
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
