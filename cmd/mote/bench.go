@@ -18,6 +18,7 @@ var scenarios = map[string]func(context.Context, bench.Options) error{
 	"baas":     bench.BaaS,
 	"flows":    bench.Flows,
 	"triggers": bench.Triggers,
+	"cluster":  bench.Cluster,
 }
 
 func cmdBench(args []string, stdout, stderr io.Writer) int {
