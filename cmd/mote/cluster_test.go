@@ -388,3 +388,121 @@ func TestClusterKillOneNode(t *testing.T) {
 	}
 	checkAsync(t, n2, append(acked, queued...), 30*time.Second)
 }
+
+// status asks nd for the cluster's state.
+func status(nd *clusterNode) (*cluster.Status, error) {
+	resp, err := httpc.Get(nd.url + "/v1/cluster")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var st cluster.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// TestClusterPauseMetaLeader pauses the JetStream meta leader's process
+// (SIGSTOP) while the other two take a deploy and async invocations,
+// then resumes it (SIGCONT): the two keep accepting writes (a quorum),
+// and the resumed node converges: it runs the version deployed while it
+// was paused, and every acknowledged async invocation completes.
+func TestClusterPauseMetaLeader(t *testing.T) {
+	guest := writeModule(t, "../../internal/system/testdata/flowguest", true)
+	nodes := startCluster(t, 3)
+	s1 := &server{url: nodes[0].url}
+	if code, out, errOut := s1.mote(t, "deploy", "g", guest); code != 0 {
+		t.Fatalf("deploy: %s %s", out, errOut)
+	}
+	st, err := status(nodes[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leader *clusterNode
+	var others []*clusterNode
+	for _, nd := range nodes {
+		if nd.name == st.MetaLeader {
+			leader = nd
+		} else {
+			others = append(others, nd)
+		}
+	}
+	if leader == nil {
+		t.Fatalf("no meta leader among the nodes: %q", st.MetaLeader)
+	}
+	start := time.Now()
+	leader.cmd.Process.Signal(syscall.SIGSTOP)
+	paused := true
+	defer func() {
+		if paused {
+			leader.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+
+	// The two others hold a quorum: writes go on after the elections.
+	var acked []string
+	waitUntil(t, "the two unpaused nodes accepting async invocations", func() bool {
+		id, _ := enqueue(others[0], "echo:during")
+		if id != "" {
+			acked = append(acked, id)
+		}
+		return id != ""
+	})
+	t.Logf("%v: async accepted with %s paused", time.Since(start).Round(time.Millisecond), leader.name)
+	for i := range 20 {
+		id, c := enqueue(others[i%2], "echo:during")
+		if id == "" {
+			t.Fatalf("async invocation on %s while the leader is paused: %v %d %s", others[i%2].name, c.err, c.status, c.body)
+		}
+		acked = append(acked, id)
+	}
+	// A deploy may meet an election in progress and be refused as
+	// unavailable; a client retries.
+	so := &server{url: others[1].url}
+	var code int
+	var out, errOut string
+	waitUntil(t, "a deploy while the leader is paused", func() bool {
+		code, out, errOut = so.mote(t, "deploy", "g", guest, "--env", "PAUSED=yes")
+		if code != 0 && !strings.Contains(errOut, "unavailable") {
+			t.Fatalf("deploy while the leader is paused: %d %s %s", code, out, errOut)
+		}
+		return code == 0
+	})
+	if !strings.Contains(out, "version 2") {
+		t.Errorf("deploy while the leader is paused: %s, want version 2 (a refused deploy takes no number)", out)
+	}
+	if !strings.Contains(out+errOut, leader.name) {
+		t.Logf("deploy output did not name the paused node %s as missing (it was not live): %s", leader.name, out)
+	}
+
+	t.Logf("%v: deployed version 2", time.Since(start).Round(time.Millisecond))
+	leader.cmd.Process.Signal(syscall.SIGCONT)
+	paused = false
+	waitUntil(t, "the resumed node running version 2", func() bool {
+		c := clusterPost(leader.url+"/fn/g", "env:PAUSED")
+		return c.status == 200 && c.body == "yes"
+	})
+	t.Logf("%v: the resumed node runs version 2", time.Since(start).Round(time.Millisecond))
+	waitUntil(t, "every node seeing the other two alive", func() bool {
+		for _, nd := range nodes {
+			st, err := status(nd)
+			if err != nil {
+				return false
+			}
+			alive := 0
+			for _, n := range st.Nodes {
+				if n.Alive {
+					alive++
+				}
+			}
+			if alive != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("%v: all nodes alive", time.Since(start).Round(time.Millisecond))
+	checkAsync(t, leader, acked, 20*time.Second)
+	t.Logf("%v: every acknowledged async invocation completed", time.Since(start).Round(time.Millisecond))
+}

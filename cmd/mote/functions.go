@@ -147,6 +147,9 @@ func cmdDeploy(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	fmt.Fprintf(stdout, "deployed %s version %d (%s, %d bytes, id %s)\n", v.Function, v.Number, v.Config.Runtime, v.Size, v.ID)
+	for _, m := range v.Missing {
+		fmt.Fprintf(stderr, "mote: warning: not confirmed by node %s\n", m)
+	}
 	return 0
 }
 
@@ -162,7 +165,14 @@ func splitList(s string) []string {
 
 // deploy streams a multipart upload: the config, then the artifact (the
 // file itself, or the directory packed as tar.gz).
-func (c *client) deploy(name, path string, dir bool, cfg registry.Config) (*registry.Version, error) {
+// deployed is a deploy's answer: the version, and on a cluster the nodes
+// that did not confirm it in time (docs/cluster.md).
+type deployed struct {
+	registry.Version
+	Missing []string `json:"missing_nodes"`
+}
+
+func (c *client) deploy(name, path string, dir bool, cfg registry.Config) (*deployed, error) {
 	cfgJSON, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
@@ -205,7 +215,7 @@ func (c *client) deploy(name, path string, dir bool, cfg registry.Config) (*regi
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var v registry.Version
+	var v deployed
 	return &v, json.NewDecoder(resp.Body).Decode(&v)
 }
 

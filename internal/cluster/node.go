@@ -350,6 +350,34 @@ func (n *Node) checkVersions(ctx context.Context) error {
 	}
 }
 
+// gather asks the live nodes for a heartbeat and records the answers,
+// until none came for a while.
+func (n *Node) gather(ctx context.Context) {
+	inbox := nats.NewInbox()
+	ch := make(chan *nats.Msg, 256)
+	sub, err := n.nc.ChanSubscribe(inbox, ch)
+	if err != nil {
+		return
+	}
+	defer sub.Unsubscribe()
+	if n.nc.PublishRequest(n.prefix+"hello", inbox, nil) != nil {
+		return
+	}
+	quiet := time.NewTimer(n.cfg.Heartbeat)
+	defer quiet.Stop()
+	for {
+		select {
+		case m := <-ch:
+			n.onHeartbeat(m)
+			quiet.Reset(n.cfg.Heartbeat / 2)
+		case <-quiet.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // compatible says why a node of hb cannot be in one cluster with this one.
 func (n *Node) compatible(hb heartbeat) error {
 	if hb.Protocol != Protocol || hb.Version != n.cfg.Version {
@@ -383,10 +411,14 @@ func (n *Node) Start(local Local, httpAddr string) error {
 		n.Close()
 		return err
 	}
+	// Before it serves, a node has told the others it is here and has
+	// heard from every live node, so a deploy right after waits for all.
+	n.nc.Publish(n.prefix+"hb", n.heartbeatJSON())
 	if err := n.nc.Flush(); err != nil {
 		n.Close()
 		return fmt.Errorf("cluster: %w", err)
 	}
+	n.gather(ctx)
 	n.wg.Add(2)
 	go n.heartbeats(ctx)
 	go n.watchRegistry(ctx)

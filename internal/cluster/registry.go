@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -160,7 +161,9 @@ func (n *Node) change(ctx context.Context, name string, want int, write func(con
 	if err != nil {
 		return nil, unavailable(err, "subscribing to acknowledgements")
 	}
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// Long enough for JetStream to elect a new leader when the old one
+	// died (Raft's election timeout is up to 9 s).
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	err = write(wctx)
 	cancel()
 	if err != nil {
@@ -182,8 +185,18 @@ func (n *Node) collect(ctx context.Context, ch chan *nats.Msg, want int) []strin
 	}
 	t := time.NewTimer(n.cfg.DeployWait)
 	defer t.Stop()
+	// A node that dies meanwhile is not waited for any longer.
+	tick := time.NewTicker(n.cfg.Heartbeat)
+	defer tick.Stop()
 	for len(waiting) > 0 {
 		select {
+		case <-tick.C:
+			live := n.liveNodes()
+			for node, why := range waiting {
+				if strings.HasPrefix(why, "no answer") && !slices.Contains(live, node) {
+					waiting[node] = "stopped answering (no heartbeat for " + n.cfg.DeadAfter.String() + ")"
+				}
+			}
 		case m := <-ch:
 			var a ack
 			if json.Unmarshal(m.Data, &a) != nil || a.Version != want {

@@ -76,12 +76,34 @@ func (s *System) deployClustered(ctx context.Context, name string, cfg registry.
 		c.Release(ctx, v)
 		return nil, nil, err
 	}
+	prev := s.lookup(name)
 	if err := s.activateModule(ctx, v, mod, true); err != nil {
 		c.Release(ctx, v)
 		return nil, nil, s.redactErr(name, err)
 	}
 	wait, err := c.Publish(ctx, name, v.Number)
-	return v, wait, err
+	if err != nil {
+		s.undoLocal(ctx, name, prev)
+		c.Release(ctx, v)
+		return nil, nil, err
+	}
+	return v, wait, nil
+}
+
+// undoLocal puts back prev (nil: none) as fn's version here after the
+// cluster refused a change this node had already made: the node keeps
+// serving what the cluster serves. (Had the cluster taken the change
+// after all, its registry watch brings it back.)
+func (s *System) undoLocal(ctx context.Context, fn string, prev *active) {
+	var err error
+	if prev == nil {
+		err = s.removeLocked(ctx, fn)
+	} else {
+		err = s.activate(ctx, prev.version.Version, true)
+	}
+	if err != nil {
+		s.log.Error("putting back the version the cluster serves", "fn", fn, "err", s.redactErr(fn, err))
+	}
 }
 
 // ApplyVersion makes v, made on another node, current here

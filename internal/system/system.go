@@ -428,12 +428,17 @@ func (s *System) rollbackLocked(ctx context.Context, name string, n int) (*regis
 	if err != nil {
 		return nil, nil, err
 	}
+	prev := s.lookup(name)
 	if err := s.activate(ctx, v, true); err != nil {
 		return nil, nil, err
 	}
 	if c := s.cfg.Cluster; c != nil {
 		wait, err := c.Publish(ctx, name, v.Number)
-		return v, wait, err
+		if err != nil {
+			s.undoLocal(ctx, name, prev)
+			return nil, nil, err
+		}
+		return v, wait, nil
 	}
 	return v, nil, nil
 }
