@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mote-run/mote/internal/gobuild"
 )
@@ -135,7 +136,86 @@ func Cluster(ctx context.Context, o Options) error {
 		}
 		fmt.Fprintf(o.Out, "  %d              %-10.0f %-10s %s\n", k, medianF(rps), us(time.Duration(medianF(p50))), us(time.Duration(medianF(cpu))))
 	}
+	return clusterKV(ctx, o, tmp, n1)
+}
+
+// clusterKV compares durable KV puts at 16 writers: a JetStream KV bucket
+// with 3 replicas on the cluster's embedded servers (fsync before every
+// acknowledgement), put by Go clients of node1's server, against Mote's
+// embedded store, put by examples/bench-kv on node1 (its host calls, timed
+// inside the function, as in mote bench baas). Functions' KV is not on
+// JetStream yet: this is what that step would stand on.
+func clusterKV(ctx context.Context, o Options, tmp string, n1 *clusterNode) error {
+	kvWasm := filepath.Join(tmp, "kv.wasm")
+	if err := gobuild.Wasm(filepath.Join(o.Examples, "bench-kv"), kvWasm, true); err != nil {
+		return err
+	}
+	if err := deploy(ctx, o.Mote, n1.URL, "kvw", kvWasm, "--min-warm", strconv.Itoa(baasWriters), "--max-instances", strconv.Itoa(baasWriters), "--read", "bench", "--write", "bench"); err != nil {
+		return err
+	}
+	nc, err := nats.Connect(n1.nats)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "benchkv", Replicas: 3, Storage: jetstream.FileStorage})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Out, "\ndurable KV puts, %d writers x %d puts, %d rounds (medians)\n", baasWriters, baasDurOps, o.Rounds)
+	var jsRate, jsP50, moteRate, moteP50 []float64
+	for round := range o.Rounds {
+		rate, p50, err := jetstreamWriters(ctx, kv, round)
+		if err != nil {
+			return err
+		}
+		jsRate, jsP50 = append(jsRate, rate), append(jsP50, p50)
+		// Pinned to node1, so no put travels between nodes.
+		rate, p50, err = durableWriters(n1.URL+"/v1/cluster/nodes/"+n1.name, round)
+		if err != nil {
+			return err
+		}
+		moteRate, moteP50 = append(moteRate, rate), append(moteP50, p50)
+	}
+	fmt.Fprintf(o.Out, "  JetStream KV, R3, sync always (Go client)   %8.0f puts/s  p50 %s\n", medianF(jsRate), us(time.Duration(medianF(jsP50))))
+	fmt.Fprintf(o.Out, "  Mote embedded store, durable (from wasm)    %8.0f puts/s  p50 %s\n", medianF(moteRate), us(time.Duration(medianF(moteP50))))
 	return nil
+}
+
+// jetstreamWriters runs 16 writers of baasDurOps puts each, timed one by
+// one, and returns the total rate and the median of their p50s (ns).
+func jetstreamWriters(ctx context.Context, kv jetstream.KeyValue, round int) (rate, p50 float64, err error) {
+	p50s := make([]float64, baasWriters)
+	errc := make(chan error, baasWriters)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for i := range baasWriters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ds := make([]time.Duration, 0, baasDurOps)
+			for j := range baasDurOps {
+				start := time.Now()
+				if _, err := kv.Put(ctx, fmt.Sprintf("r%d.w%d.k%d", round, i, j), []byte("0123456789abcdef")); err != nil {
+					errc <- err
+					return
+				}
+				ds = append(ds, time.Since(start))
+			}
+			p50s[i] = float64(medianD(ds))
+		}()
+	}
+	wg.Wait()
+	wall := time.Since(t0)
+	close(errc)
+	if err := <-errc; err != nil {
+		return 0, 0, err
+	}
+	return float64(baasWriters*baasDurOps) / wall.Seconds(), medianF(p50s), nil
 }
 
 // startBenchCluster starts n `mote serve` nodes of one cluster with
