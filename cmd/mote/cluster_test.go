@@ -237,7 +237,8 @@ func enqueue(nd *clusterNode, payload string) (string, call) {
 // checks that no acknowledged async invocation is lost, that sync calls
 // on the dead node fail with unavailable (503) within a bound, that the
 // survivors serve, and that the deploy and every acknowledged async
-// outcome outlive the crash of the whole cluster.
+// outcome outlive the crash of the whole cluster. Last, with two nodes
+// dead, the third refuses writes as unavailable and serves sync calls.
 func TestClusterKillOneNode(t *testing.T) {
 	guest := writeModule(t, "../../internal/system/testdata/flowguest", true)
 	nodes := startCluster(t, 3)
@@ -387,6 +388,24 @@ func TestClusterKillOneNode(t *testing.T) {
 		}
 	}
 	checkAsync(t, n2, append(acked, queued...), 30*time.Second)
+
+	// Without a quorum (two of three dead), the last node refuses writes
+	// as unavailable and keeps serving what it has.
+	n1.kill()
+	n2.kill()
+	if c := clusterPost(n3.url+"/fn/g", "echo:alone"); c.status != 200 || c.body != "alone" {
+		t.Errorf("sync call on the last node: %d %s %s", c.status, c.code, c.body)
+	}
+	if id, c := enqueue(n3, "echo:lost"); id != "" || c.status != 503 || c.code != "unavailable" {
+		t.Errorf("async invocation without a quorum: id %q, %d %s %s; want 503 unavailable", id, c.status, c.code, c.body)
+	}
+	s3 := &server{url: n3.url}
+	if code, out, errOut := s3.mote(t, "deploy", "g", guest); code == 0 || !strings.Contains(errOut, "unavailable") {
+		t.Errorf("deploy without a quorum: %d %s %s; want it refused as unavailable", code, out, errOut)
+	}
+	if c := clusterPost(n3.url+"/fn/g", "echo:still"); c.status != 200 || c.body != "still" {
+		t.Errorf("sync call on the last node after a refused deploy: %d %s %s", c.status, c.code, c.body)
+	}
 }
 
 // status asks nd for the cluster's state.
