@@ -2,6 +2,8 @@ package wasm
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -76,16 +78,46 @@ func BenchmarkInstantiate(b *testing.B) {
 
 // BenchmarkInstantiateGoReactor is a cold start of the Go SDK reactor
 // (instantiation and _initialize).
+//
+// "init" runs _initialize in every instance (Config.NoSnapshots, the path
+// before snapshots); "snapshot" starts each from the snapshot of the
+// first one (snapshot.go). Issue 13's goal is ≤ 1 ms for "snapshot".
 func BenchmarkInstantiateGoReactor(b *testing.B) {
-	r := newRuntime(b)
-	m := load(b, r, guestModule(b), runtime.Spec{})
-	ctx := context.Background()
-	for b.Loop() {
-		inst, err := m.NewInstance(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		inst.Close(ctx)
+	for _, bm := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"init", Config{NoSnapshots: true}},
+		{"snapshot", Config{}},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			bm.cfg.CacheDir = filepath.Join(os.TempDir(), "mote-wazero-test-cache")
+			ctx := context.Background()
+			r, err := New(ctx, bm.cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer r.Close(ctx)
+			m := load(b, r, guestModule(b), runtime.Spec{}).(*Module)
+			if !bm.cfg.NoSnapshots {
+				newInstance(b, m)
+				<-m.snap.settled
+				if m.snap.ready() == nil {
+					b.Fatal("no snapshot")
+				}
+			}
+			ev := event("count", &testHost{})
+			for b.Loop() {
+				inst, err := m.NewInstance(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := inst.Invoke(ctx, ev); err != nil {
+					b.Fatal(err)
+				}
+				inst.Close(ctx)
+			}
+		})
 	}
 }
 

@@ -26,6 +26,10 @@ type Config struct {
 	// Logger receives the runtime's own events and guest output written
 	// outside any invocation (while a reactor initialises).
 	Logger *slog.Logger
+	// NoSnapshots starts every reactor instance by running its
+	// initialisation, instead of from a snapshot of the first one
+	// (snapshot.go): the start path of before, for comparison.
+	NoSnapshots bool
 }
 
 // Defaults for Config.

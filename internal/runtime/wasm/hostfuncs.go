@@ -53,6 +53,10 @@ type guest struct {
 	nested nestedCPU
 
 	sleepFn func(ns int64) // sleep, made once
+
+	// record, while an initialisation that may become a snapshot runs,
+	// collects what it writes (see snapshot.go).
+	record *[]initLine
 }
 
 func newGuest(function string, log *slog.Logger, limit uint64) *guest {
@@ -140,6 +144,9 @@ func (g *guest) call(ctx context.Context, op string, args [][]byte) ([]byte, err
 // logLine sends one line of guest output to the function's log.
 func (g *guest) logLine(ctx context.Context, stream string, line []byte) {
 	if g.ev == nil {
+		if g.record != nil {
+			*g.record = append(*g.record, initLine{stream: stream, line: append([]byte(nil), line...)})
+		}
 		g.log.Info("guest output", "fn", g.function, "stream", stream, "line", string(line))
 		return
 	}

@@ -29,6 +29,9 @@ type linearMemory struct {
 type memoryAllocator struct {
 	limit uint64
 	mem   *linearMemory
+	// image, when set, is mapped copy-on-write over the start of the
+	// next memory allocated (an instance restored from a snapshot).
+	image *memImage
 }
 
 var _ experimental.MemoryAllocator = (*memoryAllocator)(nil)
@@ -45,6 +48,10 @@ func (a *memoryAllocator) Allocate(capBytes, maxBytes uint64) experimental.Linea
 		if b, err := unix.Mmap(-1, 0, int(limit), unix.PROT_READ|unix.PROT_WRITE,
 			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE); err == nil {
 			m.mapped = b
+			if a.image != nil && mapImage(b, a.image) != nil {
+				_ = unix.Munmap(b)
+				m.mapped = nil
+			}
 		}
 	}
 	a.mem = m

@@ -32,6 +32,8 @@ type Module struct {
 	mu        sync.Mutex
 	closed    bool
 	instances map[*instance]struct{}
+
+	snap snapState // pre-initialised instances (snapshot.go)
 }
 
 var _ runtime.Module = (*Module)(nil)
@@ -129,7 +131,7 @@ func (m *Module) NewInstance(ctx context.Context) (runtime.Instance, error) {
 	m.mu.Unlock()
 	var err error
 	if m.conv == conventionReactor {
-		err = i.initReactor(ctx)
+		err = m.startReactor(ctx, i)
 	}
 	i.mu.Unlock()
 
@@ -164,10 +166,42 @@ func (m *Module) Close(ctx context.Context) error {
 	for _, i := range insts {
 		_ = i.Close(ctx)
 	}
+	m.closeSnapshot(ctx)
 	err := m.compiled.Close(ctx)
 	m.r.mu.Lock()
 	delete(m.r.modules, m)
 	m.r.mu.Unlock()
+	return err
+}
+
+// startReactor starts a reactor's instance i: from the module's snapshot
+// once there is one, else by initialising it, and the first instance
+// initialised becomes the snapshot.
+func (m *Module) startReactor(ctx context.Context, i *instance) error {
+	if s := m.snap.ready(); s != nil {
+		return i.restore(ctx, s)
+	}
+	if m.snap.restoreBin == nil {
+		return i.initReactor(ctx)
+	}
+	m.snap.mu.Lock()
+	first := !m.snap.taken
+	m.snap.taken = true
+	m.snap.mu.Unlock()
+	if !first {
+		return i.initReactor(ctx)
+	}
+	var out []initLine
+	i.g.record = &out
+	err := i.initReactor(ctx)
+	i.g.record = nil
+	if err == nil {
+		m.capture(i, out)
+	} else {
+		m.snap.mu.Lock()
+		m.snap.taken = false // the next instance to initialise tries again
+		m.snap.mu.Unlock()
+	}
 	return err
 }
 

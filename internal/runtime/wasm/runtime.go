@@ -298,7 +298,7 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 		return nil, errs.E(errs.Unavailable, "wasm: runtime is closed")
 	}
 
-	compiled, rt, stopName, err := r.compile(ctx, spec)
+	compiled, rt, stopName, snap, err := r.compile(ctx, spec)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, errs.Wrap(errs.Cancelled, err, "wasm: loading was cancelled")
@@ -323,6 +323,10 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 		timeout:   timeout,
 		instances: make(map[*instance]struct{}),
 	}
+	if conv == conventionReactor && spec.Env[EnvSnapshot] != "off" {
+		m.snap.restoreBin, m.snap.globals = snap.restore, snap.globals
+		m.snap.settled = make(chan struct{})
+	}
 	m.start = m.startFunction()
 	m.config = m.baseConfig()
 	r.mu.Lock()
@@ -338,15 +342,22 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 // compile compiles spec's module, instrumented for stopping (instrument.go)
 // where the rewriter can handle it, and returns the wazero runtime it
 // belongs to and the name of its stop global ("" if not instrumented).
-func (r *Runtime) compile(ctx context.Context, spec runtime.Spec) (wazero.CompiledModule, wazero.Runtime, string, error) {
+func (r *Runtime) compile(ctx context.Context, spec runtime.Spec) (wazero.CompiledModule, wazero.Runtime, string, snapshotable, error) {
 	ins, err := r.instrument(spec.Artifact)
 	if err == nil {
+		// An instrumented module that can be snapshotted exports its
+		// mutable globals, which changes nothing else.
+		if snap, serr := makeSnapshotable(ins.bin); serr == nil && !r.cfg.NoSnapshots {
+			if compiled, cerr := compileModule(ctx, r.rt, snap.bin); cerr == nil {
+				return compiled, r.rt, ins.stopName, snap, nil
+			}
+		}
 		compiled, cerr := compileModule(ctx, r.rt, ins.bin)
 		if cerr == nil {
-			return compiled, r.rt, ins.stopName, nil
+			return compiled, r.rt, ins.stopName, snapshotable{}, nil
 		}
 		if ctx.Err() != nil {
-			return nil, nil, "", cerr
+			return nil, nil, "", snapshotable{}, cerr
 		}
 		// Either the module is invalid, which compiling the original
 		// will say in wazero's words, or the rewriter broke it, which
@@ -358,7 +369,7 @@ func (r *Runtime) compile(ctx context.Context, spec runtime.Spec) (wazero.Compil
 		r.log.Warn("wasm: module not instrumented; deadlines use wazero's slower close-on-context-done",
 			"fn", spec.Function, "version", spec.Version, "reason", err)
 	}
-	return compiled, r.rtSafe, "", cerr
+	return compiled, r.rtSafe, "", snapshotable{}, cerr
 }
 
 // compileModule compiles bin, turning a panic in wazero into an error:

@@ -3,8 +3,11 @@
 package main
 
 import (
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
@@ -17,6 +20,7 @@ var (
 	initCallErr error    // what a host call made during initialisation returned
 	hoard       [][]byte // what "bomb" allocates, kept reachable
 	count       int      // invocations served by this instance
+	hoardOnce   []string // what "heap" appended, in this instance
 )
 
 func init() {
@@ -92,6 +96,17 @@ func handle(ctx *mote.Context, event []byte) ([]byte, error) {
 			ctx.InvocationID, ctx.RootID, ctx.ParentID, ctx.Depth, ctx.Function, ctx.Version, ctx.Deadline.UnixMilli()), nil
 	case "env":
 		return []byte(os.Getenv(arg)), nil
+	case "crand": // 8 bytes of crypto/rand, in hex
+		b := make([]byte, 8)
+		if _, err := crand.Read(b); err != nil {
+			return nil, err
+		}
+		return []byte(hex.EncodeToString(b)), nil
+	case "mrand": // the unseeded math/rand sequence's next value
+		return []byte(strconv.FormatUint(rand.Uint64(), 16)), nil
+	case "heap": // write to memory the snapshot holds, then read it back
+		hoardOnce = append(hoardOnce, arg)
+		return []byte(strings.Join(hoardOnce, ",")), nil
 	}
 	return nil, fmt.Errorf("unknown verb %q", verb)
 }
