@@ -702,11 +702,9 @@ func (c *fastConn) appendBody(b []byte, sniff bool, body []byte) []byte {
 func appendOutcomeHeaders(b []byte, out *system.Outcome) []byte {
 	b = append(b, HeaderBilled+": "...)
 	b = strconv.AppendInt(b, out.BilledMs, 10)
-	if out.Cold {
-		b = append(b, "\r\n"+HeaderCold+": true\r\n"...)
-	} else {
-		b = append(b, "\r\n"+HeaderCold+": false\r\n"...)
-	}
+	b = append(b, "\r\n"+HeaderCold+": "...)
+	b = append(b, coldValue(out)...)
+	b = append(b, "\r\n"...)
 	b = append(b, HeaderCPU+": "...)
 	b = strconv.AppendInt(b, out.Usage.CPU.Microseconds(), 10)
 	b = append(b, "\r\n"+HeaderInvocationID+": "...)

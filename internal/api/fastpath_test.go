@@ -149,7 +149,7 @@ func readResponse(t *testing.T, br *bufio.Reader) (rawResponse, error) {
 		if id := resp.Header.Get(api.HeaderInvocationID); id != "" {
 			body = bytes.ReplaceAll(body, []byte(id), []byte("(id)"))
 		}
-		if c := resp.Header.Get(api.HeaderCold); c == "true" || c == "false" {
+		if c := resp.Header.Get(api.HeaderCold); c == "true" || c == "false" || c == "per-call" {
 			// A panic leaves the next invocation a cold start.
 			resp.Header.Set(api.HeaderCold, "(set)")
 		}

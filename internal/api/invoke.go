@@ -40,10 +40,7 @@ const headerLambdaInvocationType = "X-Amz-Invocation-Type"
 func setOutcomeHeaders(h http.Header, out *system.Outcome) {
 	vals := make([]string, 5)
 	vals[0] = out.ID
-	vals[1] = "false"
-	if out.Cold {
-		vals[1] = "true"
-	}
+	vals[1] = coldValue(out)
 	vals[2] = strconv.FormatInt(out.Usage.CPU.Microseconds(), 10)
 	vals[3] = strconv.FormatInt(out.BilledMs, 10)
 	vals[4] = strconv.Itoa(out.Version)
@@ -52,6 +49,20 @@ func setOutcomeHeaders(h http.Header, out *system.Outcome) {
 	h[HeaderCPU] = vals[2:3:3]
 	h[HeaderBilled] = vals[3:4:4]
 	h[HeaderVersion] = vals[4:5:5]
+}
+
+// coldValue is X-Mote-Cold's value: "true" when an instance was started
+// for the invocation, "false" when a warm one ran it, "per-call" when the
+// function's runtime starts a new instance for every invocation (a WASI
+// command; docs/api.md).
+func coldValue(out *system.Outcome) string {
+	switch {
+	case out.PerCall:
+		return "per-call"
+	case out.Cold:
+		return "true"
+	}
+	return "false"
 }
 
 // fnName returns the function name of an invocation route's path

@@ -118,6 +118,15 @@ type Traits interface {
 	HostOnlyEgress() bool
 }
 
+// InstancePerCall is optionally implemented by a Module each of whose
+// invocations runs in a new instance of the function's code, whatever
+// instance the scheduler hands it (a WASI command). Such an invocation is
+// neither warm nor a pool's cold start, and is reported as its own kind
+// (X-Mote-Cold: per-call).
+type InstancePerCall interface {
+	InstancePerCall() bool
+}
+
 // MemoryReporter is optionally implemented by instances that can say how
 // much memory they hold (bytes), for metrics and the idle-memory benchmark.
 type MemoryReporter interface {

@@ -105,6 +105,7 @@ func (c *Config) Validate() error {
 type active struct {
 	version *activeVersion
 	pool    *scheduler.Pool
+	perCall bool // the runtime starts a new instance for every invocation
 	policy  flow.Policy
 	caller  baas.Caller // Function and permissions; Root set per invocation
 }
@@ -601,6 +602,7 @@ func (s *System) switchTo(v *registry.Version, pool *scheduler.Pool, record bool
 	a := &active{
 		version: &activeVersion{Version: v, numberText: strconv.Itoa(v.Number)},
 		pool:    pool,
+		perCall: isPerCall(pool.Module()),
 		policy: flow.Policy{
 			MaxAttempts: c.Retry.Attempts,
 			Backoff:     flow.Backoff{Base: time.Duration(c.Retry.Backoff)},
@@ -671,6 +673,13 @@ func (s *System) load(ctx context.Context, rt runtime.Runtime, v *registry.Versi
 	return rt.Load(ctx, spec)
 }
 
+// isPerCall reports whether mod starts a new instance for every
+// invocation (runtime.InstancePerCall).
+func isPerCall(mod runtime.Module) bool {
+	p, ok := mod.(runtime.InstancePerCall)
+	return ok && p.InstancePerCall()
+}
+
 // Invocation is one request to run a function.
 type Invocation struct {
 	Function string
@@ -688,6 +697,9 @@ type Outcome struct {
 	Usage    runtime.Usage
 	BilledMs int64
 	Cold     bool
+	// PerCall: the function's runtime starts a new instance of its code
+	// for every invocation (a WASI command), so no invocation is warm.
+	PerCall  bool
 	Attempts int
 	Err      error // the function's failure (an *errs.Error), if any
 }
@@ -735,6 +747,9 @@ func (s *System) Invoke(ctx context.Context, inv Invocation) (*Outcome, error) {
 		Attempts: fo.Attempts,
 	}
 	out.Version, _ = strconv.Atoi(fo.Version)
+	if a := s.lookup(inv.Function); a != nil && a.version.Number == out.Version {
+		out.PerCall = a.perCall
+	}
 	if err != nil {
 		switch errs.CodeOf(err) {
 		case errs.Overloaded, errs.Unavailable, errs.NotFound, errs.LimitExceeded:

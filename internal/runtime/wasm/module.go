@@ -36,7 +36,14 @@ type Module struct {
 	snap snapState // pre-initialised instances (snapshot.go)
 }
 
-var _ runtime.Module = (*Module)(nil)
+var (
+	_ runtime.Module          = (*Module)(nil)
+	_ runtime.InstancePerCall = (*Module)(nil)
+)
+
+// InstancePerCall reports whether every invocation instantiates the
+// module afresh: a WASI command's do.
+func (m *Module) InstancePerCall() bool { return m.conv == conventionCommand }
 
 // Reserved environment variables; spec.Env cannot override them.
 const (
