@@ -276,6 +276,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 			return nil, fmt.Errorf("process: extract SDKs: %w", err)
 		}
 		r.sdks = &sdks
+		precompilePython(ctx, cfg.Logger, sdks.PythonPath(), cfg.Path)
 		r.readOnly = append(r.readOnly, sdks.PythonPath(), filepath.Dir(sdks.JSDir()))
 	}
 	r.freeze = cfg.FreezeAfter > 0 && sb.Controllers()["freezer"] != ""

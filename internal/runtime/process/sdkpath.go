@@ -2,12 +2,18 @@ package process
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/mote-run/mote/internal/sandbox"
 
 	jssdk "github.com/mote-run/mote/sdk/js"
 	pysdk "github.com/mote-run/mote/sdk/python"
@@ -56,6 +62,38 @@ func ExtractSDKs(root string) (SDKs, error) {
 		return SDKs{}, err
 	}
 	return s, nil
+}
+
+// precompilePython writes the Python SDK's bytecode next to it with the
+// python3 functions will find on path, if there is one. Functions cannot
+// write into the SDK's directory, so without it every Python instance
+// compiled the SDK's source again at start (~4 ms of a ~37 ms interpreter
+// start with `import mote`, measured with /usr/bin/python3 3.11). A
+// failure only costs that time, and is logged.
+func precompilePython(ctx context.Context, log *slog.Logger, dir, path string) {
+	py, err := sandbox.LookPath("python3", dir, []string{"PATH=" + path})
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, py, "-m", "compileall", "-q", filepath.Join(dir, "mote"))
+	cmd.Env = []string{"PATH=" + path, "LANG=C.UTF-8"}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		log.Warn("process: could not precompile the Python SDK; Python functions compile it at each start", "err", err, "output", string(out))
+		return
+	}
+	// The bytecode must be readable by every function's user.
+	_ = filepath.WalkDir(filepath.Join(dir, "mote"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil {
+			mode := os.FileMode(0o644)
+			if d.IsDir() {
+				mode = 0o755
+			}
+			_ = os.Chmod(p, mode)
+		}
+		return nil
+	})
 }
 
 // PythonPath is the directory to put on a function's PYTHONPATH.
