@@ -23,6 +23,14 @@ const (
 	KindProcess Kind = "process"
 )
 
+// EnvPreinit set to "off" in a function's environment turns off the
+// runtimes' pre-initialised starts for it: the wasm runtime then runs a
+// reactor's initialisation in every instance instead of restoring a
+// snapshot of the first (for a function that needs the Go runtime's
+// random state drawn afresh in each), and the process runtime keeps no
+// started spare instance.
+const EnvPreinit = "MOTE_PREINIT"
+
 // Spec is everything a runtime needs to load one function version.
 type Spec struct {
 	Function string // function name

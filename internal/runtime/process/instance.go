@@ -86,7 +86,25 @@ func (c *call) finish(out []byte, err error) bool {
 // NewInstance starts a sandboxed process and waits until it asks for its
 // first event (a cold start). A handler that fails to start, exits, or
 // reports an init error gives an init_error with the tail of its output.
+//
+// With a spare (spare.go), the spare is handed out if it is ready, and a
+// new one starts in the background after every instance handed out.
 func (m *module) NewInstance(ctx context.Context) (runtime.Instance, error) {
+	if in := m.spare.take(); in != nil {
+		m.spare.refill(m)
+		return in, nil
+	}
+	in, err := m.newInstance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m.spare.refill(m)
+	return in, nil
+}
+
+// newInstance starts a sandboxed process and waits until it asks for its
+// first event.
+func (m *module) newInstance(ctx context.Context) (*instance, error) {
 	rt := m.rt
 	name := fmt.Sprintf("i%d-%s", rt.seq.Add(1), randHex(4))
 	in := &instance{

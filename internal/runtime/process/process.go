@@ -141,6 +141,11 @@ type Config struct {
 	OutputRate, OutputBurst int64
 	// Now is the clock the output limit reads; default time.Now.
 	Now func() time.Time
+
+	// NoSpare turns off the started spare each loaded function keeps
+	// (spare.go) for every function; a function turns it off for itself
+	// with runtime.EnvPreinit=off in its environment.
+	NoSpare bool
 }
 
 // Validate applies defaults and checks c.
@@ -340,7 +345,9 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 		spec.Version = "$LATEST"
 	}
 	spec.Dir = dir
-	return &module{rt: r, spec: spec, argv: argv, path: path}, nil
+	m := &module{rt: r, spec: spec, argv: argv, path: path}
+	m.spare.on = !r.cfg.NoSpare && spec.Env[runtime.EnvPreinit] != "off"
+	return m, nil
 }
 
 // Close closes every live instance and releases the sandbox's cgroups.
@@ -382,11 +389,16 @@ type module struct {
 	spec runtime.Spec
 	argv []string
 	path string
+
+	spare spare // a started instance kept ready (spare.go)
 }
 
-// Close is a no-op: a module holds no resources; instances are closed by
-// their owner (or by Runtime.Close).
-func (m *module) Close(ctx context.Context) error { return nil }
+// Close closes the module's spare instance; the instances it handed out
+// are closed by their owner (or by Runtime.Close).
+func (m *module) Close(ctx context.Context) error {
+	m.spare.close(ctx)
+	return nil
+}
 
 // env builds the function's environment: Lambda's documented variables
 // (which spec.Env cannot override), then spec.Env, over a small base.

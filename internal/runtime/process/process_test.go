@@ -37,8 +37,17 @@ func newRuntime(t testing.TB) *Runtime {
 	return newRuntimeWith(t, Config{})
 }
 
-// newRuntimeWith is newRuntime with cfg's other fields.
+// newRuntimeWith is newRuntime with cfg's other fields. Its modules keep
+// no spare (tests that count processes would count it, and each spare is
+// a start the machine pays for); spare.go's tests use newRuntimeSpare.
 func newRuntimeWith(t testing.TB, cfg Config) *Runtime {
+	t.Helper()
+	cfg.NoSpare = true
+	return newRuntimeSpare(t, cfg)
+}
+
+// newRuntimeSpare is newRuntimeWith with spares as cfg says.
+func newRuntimeSpare(t testing.TB, cfg Config) *Runtime {
 	t.Helper()
 	cfg.BaseDir = baseDir(t)
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

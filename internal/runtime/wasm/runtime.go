@@ -323,7 +323,7 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 		timeout:   timeout,
 		instances: make(map[*instance]struct{}),
 	}
-	if conv == conventionReactor && spec.Env[EnvSnapshot] != "off" {
+	if conv == conventionReactor && spec.Env[runtime.EnvPreinit] != "off" {
 		m.snap.restoreBin, m.snap.globals = snap.restore, snap.globals
 		m.snap.settled = make(chan struct{})
 	}

@@ -44,12 +44,6 @@ import (
 // memory or global, and no data count section (so no passive segments
 // that memory.init could read after the data is gone).
 
-// EnvSnapshot set to "off" in a function's environment makes every
-// instance of it run its initialisation: for a function that needs the
-// Go runtime's random state (math/rand's unseeded sequence, map seeds)
-// drawn afresh in each instance.
-const EnvSnapshot = "MOTE_SNAPSHOT"
-
 // snapGlobalPrefix starts the export names of a snapshotable module's
 // mutable globals ("mote.g.3" for global 3).
 const snapGlobalPrefix = "mote.g."

@@ -151,11 +151,11 @@ func FuzzMakeSnapshotable(f *testing.F) {
 	})
 }
 
-// TestSnapshotOff: MOTE_SNAPSHOT=off initialises every instance, so each
+// TestSnapshotOff: MOTE_PREINIT=off initialises every instance, so each
 // draws the runtime's random state afresh.
 func TestSnapshotOff(t *testing.T) {
 	r := newRuntime(t)
-	m := load(t, r, guestModule(t), runtime.Spec{Env: map[string]string{EnvSnapshot: "off"}}).(*Module)
+	m := load(t, r, guestModule(t), runtime.Spec{Env: map[string]string{runtime.EnvPreinit: "off"}}).(*Module)
 	if m.snap.restoreBin != nil {
 		t.Fatal("snapshots are on")
 	}
