@@ -1,5 +1,8 @@
-// Command guest is the wasm runtime's test function: a Go SDK reactor whose
-// event names what it should do ("spin:20", "call:op:arg", "panic:x", ...).
+// Command guest is the runtimes' test function: a Go SDK function, built
+// as a wasm reactor or natively as a process function, whose event names
+// what it should do ("spin:20", "call:op:arg", "panic:x", ...). The wasm
+// runtime's tests and the conformance suite (internal/runtime/runtimetest)
+// run it.
 package main
 
 import (
@@ -29,8 +32,10 @@ func init() {
 	_, initCallErr = mote.Call("test.echo", []byte("x"))
 }
 
-// main must never run: a reactor only runs init and its exports.
-func main() { panic("main ran in a reactor") }
+// main runs the native build's Runtime API loop (a process function, for
+// internal/runtime/runtimetest); a wasm reactor never runs it, and
+// mote.Start says so and exits if a module built as a command does.
+func main() { mote.Start() }
 
 func handle(ctx *mote.Context, event []byte) ([]byte, error) {
 	count++
@@ -79,6 +84,12 @@ func handle(ctx *mote.Context, event []byte) ([]byte, error) {
 	case "bomb":
 		for {
 			hoard = append(hoard, make([]byte, 1<<20))
+		}
+	case "signal-loop": // tell the host the invocation runs, then loop
+		if _, err := mote.Call("test.started"); err != nil {
+			return nil, err
+		}
+		for {
 		}
 	case "loop":
 		for {
