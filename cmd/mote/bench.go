@@ -13,12 +13,13 @@ import (
 
 // scenarios are the end-to-end benchmarks `mote bench` runs.
 var scenarios = map[string]func(context.Context, bench.Options) error{
-	"gateway":  bench.Gateway,
-	"lambda":   bench.Lambda,
-	"baas":     bench.BaaS,
-	"flows":    bench.Flows,
-	"triggers": bench.Triggers,
-	"cluster":  bench.Cluster,
+	"gateway":   bench.Gateway,
+	"lambda":    bench.Lambda,
+	"baas":      bench.BaaS,
+	"flows":     bench.Flows,
+	"triggers":  bench.Triggers,
+	"cluster":   bench.Cluster,
+	"coldstart": bench.Coldstart,
 }
 
 func cmdBench(args []string, stdout, stderr io.Writer) int {
