@@ -352,6 +352,13 @@ func cmdInfo(args []string, stdout, stderr io.Writer) int {
 	if f.Pool != nil {
 		fmt.Fprintf(stdout, "instances: %d live, %d idle, %d busy, %d waiting; %d invocations, %d cold starts\n",
 			f.Pool.Live, f.Pool.Idle, f.Pool.Busy, f.Pool.Waiting, f.Pool.Invocations, f.Pool.ColdStarts)
+		if f.Pool.Invocations > 0 {
+			fmt.Fprintf(stdout, "observed (this version, since the server started): peak memory %.1f MiB, CPU per invocation %v mean, %v most\n",
+				float64(f.Pool.PeakMemory)/(1<<20), f.Pool.MeanCPU.Round(time.Microsecond), f.Pool.MaxCPU.Round(time.Microsecond))
+		}
+		if rec := f.Pool.RecommendedMemory; rec > 0 {
+			fmt.Fprintf(stdout, "recommended memory limit: %d MiB\n", rec>>20)
+		}
 	}
 	return 0
 }

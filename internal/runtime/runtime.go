@@ -141,6 +141,14 @@ type MemoryReporter interface {
 	Memory() int64
 }
 
+// PeakMemoryReporter is optionally implemented by instances that can say
+// the most memory they have held since they started (bytes): a process's
+// cgroup peak, a wasm instance's linear memory (which never shrinks). The
+// scheduler records it per version to recommend a memory limit.
+type PeakMemoryReporter interface {
+	PeakMemory() int64
+}
+
 // callerKey marks the context of a host call with the calling invocation's
 // runtime state.
 type callerKey struct{}

@@ -402,6 +402,25 @@ func (cg *Cgroup) MemoryUsage() int64 {
 	return n
 }
 
+// MemoryPeak returns the most memory the group has been charged since it
+// was made, in bytes (memory.peak in v2, memory.max_usage_in_bytes in v1;
+// the current charge where the kernel has neither).
+func (cg *Cgroup) MemoryPeak() int64 {
+	if cg.mem.dir == "" {
+		return 0
+	}
+	file := "memory.max_usage_in_bytes"
+	if cg.mem.v2 {
+		file = "memory.peak"
+	}
+	b, err := os.ReadFile(filepath.Join(cg.mem.dir, file))
+	if err != nil {
+		return cg.MemoryUsage()
+	}
+	n, _ := strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64)
+	return n
+}
+
 // statField finds "key value" in a flat-keyed cgroup file.
 func statField(b []byte, key string) (int64, bool) {
 	sc := bufio.NewScanner(bytes.NewReader(b))

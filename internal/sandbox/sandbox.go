@@ -528,6 +528,15 @@ func (p *Proc) Memory() int64 {
 	return p.cg.MemoryUsage()
 }
 
+// MemoryPeak returns the most memory the sandbox has been charged since
+// it started, in bytes (0 without a memory cgroup).
+func (p *Proc) MemoryPeak() int64 {
+	if p.cg == nil {
+		return 0
+	}
+	return p.cg.MemoryPeak()
+}
+
 // Freeze stops every process of the sandbox until Thaw (see
 // Cgroup.Freeze); ErrNoFreezer without a cgroup freezer.
 func (p *Proc) Freeze() error {

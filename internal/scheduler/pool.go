@@ -62,6 +62,14 @@ type Stats struct {
 	Live, Idle, Busy, Waiting int
 	Invocations, ColdStarts   uint64
 	Rejected, Retired         uint64
+
+	// Observed use of this version's instances (usage.go): the most
+	// memory one instance held (bytes; 0 when the runtime cannot say),
+	// CPU per invocation (mean and most), and the memory limit Mote
+	// would set from it (bytes; 0 before any observation).
+	PeakMemory        int64
+	MeanCPU, MaxCPU   time.Duration
+	RecommendedMemory int64
 }
 
 type slot struct {
@@ -113,6 +121,8 @@ type Pool struct {
 	coldStarts, rejected, retired atomic.Uint64
 
 	onStart func(key string, took time.Duration, err error) // Config.OnStart
+
+	usage usage // what invocations used, for right-sizing (usage.go)
 }
 
 func newPool(key string, mod runtime.Module, cfg PoolConfig, log *slog.Logger, now func() time.Time) *Pool {
@@ -205,8 +215,9 @@ func (p *Pool) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Result, r
 	if err != nil {
 		return runtime.Result{}, runtime.Usage{}, cold, err
 	}
-	p.invocations.Add(1)
+	n := p.invocations.Add(1)
 	res, u, err := s.inst.Invoke(ctx, ev)
+	p.usage.observe(s.inst, u, n, err != nil)
 	p.release(s, err == nil || s.inst.Reusable())
 	return res, u, cold, err
 }
@@ -390,6 +401,7 @@ func (p *Pool) startFailed(busy bool) {
 func (p *Pool) closeInstance(s *slot) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	p.usage.observeMemory(s.inst)
 	if err := s.inst.Close(ctx); err != nil {
 		p.log.Debug("closing instance", "err", err)
 	}
@@ -472,6 +484,7 @@ func (p *Pool) Stats() Stats {
 	st.ColdStarts = p.coldStarts.Load()
 	st.Rejected = p.rejected.Load()
 	st.Retired = p.retired.Load()
+	p.usage.fill(&st)
 	return st
 }
 

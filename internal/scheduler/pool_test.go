@@ -3,6 +3,8 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,7 +30,10 @@ type fakeInstance struct {
 	m      *fakeModule
 	broken bool
 	closed atomic.Bool
+	peak   atomic.Int64 // what "use:" invocations made it hold
 }
+
+func (i *fakeInstance) PeakMemory() int64 { return i.peak.Load() }
 
 func (m *fakeModule) NewInstance(ctx context.Context) (runtime.Instance, error) {
 	if m.startDelay > 0 {
@@ -64,6 +69,13 @@ func (i *fakeInstance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.R
 		return runtime.Result{}, runtime.Usage{}, errs.E(errs.FunctionError, "trap")
 	case "fail":
 		return runtime.Result{}, runtime.Usage{}, errs.E(errs.FunctionError, "handled")
+	}
+	if use, ok := strings.CutPrefix(string(ev.Payload), "use:"); ok { // use:CPU:MEM
+		cpu, mem, _ := strings.Cut(use, ":")
+		d, _ := time.ParseDuration(cpu)
+		n, _ := strconv.ParseInt(mem, 10, 64)
+		storeMax(&i.peak, n)
+		return runtime.Result{}, runtime.Usage{CPU: d}, nil
 	}
 	if d, err := time.ParseDuration(string(ev.Payload)); err == nil {
 		time.Sleep(d)

@@ -438,6 +438,15 @@ func (in *instance) Memory() int64 {
 	return in.proc.Memory()
 }
 
+// PeakMemory reports the most memory the instance's cgroup has been
+// charged, in bytes.
+func (in *instance) PeakMemory() int64 {
+	if in.proc == nil {
+		return 0
+	}
+	return in.proc.MemoryPeak()
+}
+
 // Close kills the process tree, stops the Runtime API server and removes
 // the instance's cgroup and directory.
 func (in *instance) Close(ctx context.Context) error {

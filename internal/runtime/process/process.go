@@ -246,6 +246,8 @@ var (
 	_ runtime.Module         = (*module)(nil)
 	_ runtime.Instance       = (*instance)(nil)
 	_ runtime.MemoryReporter = (*instance)(nil)
+
+	_ runtime.PeakMemoryReporter = (*instance)(nil)
 )
 
 // New starts the process runtime: it detects the sandbox features this

@@ -181,6 +181,12 @@ func testOOM(t *testing.T, h Harness) {
 	if in.Reusable() {
 		t.Error("reusable after running out of memory")
 	}
+	// What right-sizing reads: the instance reached its limit.
+	if r, ok := in.(runtime.PeakMemoryReporter); ok {
+		if peak := r.PeakMemory(); peak < 32<<20 {
+			t.Errorf("peak memory after exhausting 64 MiB: %d bytes", peak)
+		}
+	}
 }
 
 func testCancel(t *testing.T, h Harness) {

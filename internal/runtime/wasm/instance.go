@@ -51,12 +51,32 @@ type instance struct {
 
 	reusable atomic.Bool
 	memBytes atomic.Int64 // linear memory size, for Memory
+	peak     atomic.Int64 // the largest linear memory seen, for PeakMemory
 }
 
 var (
 	_ runtime.Instance       = (*instance)(nil)
 	_ runtime.MemoryReporter = (*instance)(nil)
+
+	_ runtime.PeakMemoryReporter = (*instance)(nil)
 )
+
+// setMem records the live module's memory size; keep is false once the
+// module can no longer be used (it holds nothing for Memory then).
+func (i *instance) setMem(n int64, keep bool) {
+	if keep {
+		i.memBytes.Store(n)
+	} else {
+		i.memBytes.Store(0)
+	}
+	if n > i.peak.Load() { // writers hold i.mu
+		i.peak.Store(n)
+	}
+}
+
+// PeakMemory reports the largest linear memory any of the instance's
+// modules reached (a command's: any invocation's), in bytes.
+func (i *instance) PeakMemory() int64 { return i.peak.Load() }
 
 // instanceOverhead estimates the host memory an instance holds besides its
 // linear memory: wazero's module instance, its stack, the guest state.
@@ -82,7 +102,7 @@ func (i *instance) initReactor(ctx context.Context) error {
 	}
 	i.mod = mod
 	i.handle = mod.ExportedFunction(exportHandle)
-	i.memBytes.Store(int64(mod.Memory().Size()))
+	i.setMem(int64(mod.Memory().Size()), true)
 	return nil
 }
 
@@ -265,7 +285,7 @@ func (i *instance) invokeReactor(ctx context.Context, ev *runtime.Event, start t
 	goruntime.UnlockOSThread()
 
 	if err != nil {
-		i.memBytes.Store(0)
+		i.setMem(int64(i.mod.Memory().Size()), false)
 		i.reusable.Store(false)
 		return runtime.Result{}, usage, i.guestError(ctx, err)
 	}
@@ -275,7 +295,7 @@ func (i *instance) invokeReactor(ctx context.Context, ev *runtime.Event, start t
 		}
 		return runtime.Result{}, usage, errs.E(errs.FunctionError, "%s", g.failMsg)
 	}
-	i.memBytes.Store(int64(i.mod.Memory().Size()))
+	i.setMem(int64(i.mod.Memory().Size()), true)
 	ptr, n := uint32(i.stack[0]>>32), uint32(i.stack[0])
 	if n == 0 {
 		return runtime.Result{}, usage, nil
@@ -321,6 +341,9 @@ func (i *instance) invokeCommand(ctx context.Context, ev *runtime.Event, deadlin
 	}
 	usage := runtime.Usage{CPU: cpu - g.nested.onThisThread(), Wall: time.Since(start)}
 	goruntime.UnlockOSThread()
+	if lm := g.alloc.mem; lm != nil {
+		i.setMem(int64(len(lm.buf)), false) // before Close frees it
+	}
 	if mod != nil {
 		_ = mod.Close(context.Background())
 	}

@@ -393,6 +393,6 @@ func (i *instance) restore(ctx context.Context, s *snapshot) error {
 	}
 	i.mod = mod
 	i.handle = mod.ExportedFunction(exportHandle)
-	i.memBytes.Store(int64(mem.Size()))
+	i.setMem(int64(mem.Size()), true)
 	return nil
 }

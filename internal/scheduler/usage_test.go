@@ -1,0 +1,42 @@
+package scheduler
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/mote-run/mote/internal/runtime"
+)
+
+func TestRecommendMemory(t *testing.T) {
+	for _, tc := range []struct{ peak, want int64 }{
+		{0, 0},
+		{1, 16 << 20},
+		{12 << 20, 16 << 20},
+		{13 << 20, 24 << 20}, // 16.25 MiB rounds up to 24
+		{100 << 20, 128 << 20},
+		{128 << 20, 160 << 20},
+	} {
+		if got := RecommendMemory(tc.peak); got != tc.want {
+			t.Errorf("RecommendMemory(%d MiB): got %d MiB, want %d MiB", tc.peak>>20, got>>20, tc.want>>20)
+		}
+	}
+}
+
+// TestPoolRecordsUsage: a pool reports its instances' peak memory and
+// CPU per invocation, and the memory limit it recommends from them.
+func TestPoolRecordsUsage(t *testing.T) {
+	_, p, _, _ := newTestPool(t, PoolConfig{MaxInstances: 2})
+	for _, ev := range []string{"use:1ms:1000", "use:3ms:50000000", "use:2ms:2000"} {
+		if _, _, _, err := p.Invoke(context.Background(), &runtime.Event{Payload: []byte(ev)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := p.Stats()
+	if st.PeakMemory != 50000000 || st.MaxCPU != 3*time.Millisecond || st.MeanCPU != 2*time.Millisecond {
+		t.Fatalf("got peak %d, max CPU %v, mean CPU %v; want 50000000, 3ms, 2ms", st.PeakMemory, st.MaxCPU, st.MeanCPU)
+	}
+	if st.RecommendedMemory != RecommendMemory(50000000) {
+		t.Fatalf("recommended %d, want %d", st.RecommendedMemory, RecommendMemory(50000000))
+	}
+}
