@@ -34,6 +34,7 @@ func cmdDeploy(args []string, stdout, stderr io.Writer) int {
 	c := clientFlags(fs)
 	var (
 		memory, cache, configFile, read, write, invoke, secretList string
+		calls                                                      string
 		timeout, idle                                              time.Duration
 		env                                                        = envList{}
 		cfg                                                        registry.Config
@@ -53,6 +54,7 @@ func cmdDeploy(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&read, "read", "", "buckets the function may read (comma-separated, '*' for all)")
 	fs.StringVar(&write, "write", "", "buckets the function may write")
 	fs.StringVar(&invoke, "invoke", "", "functions the function may invoke, start or map over (comma-separated, 'img-*' patterns, '*' for all; default none)")
+	fs.StringVar(&calls, "calls", "", "functions this one calls, prewarmed when it gets traffic (comma-separated)")
 	fs.StringVar(&secretList, "secrets", "", "secrets injected as env vars of the same name (comma-separated; see mote secret)")
 	fs.StringVar(&configFile, "config", "", "JSON config file (default: DIR/"+manifestName+" if present)")
 	pos, err := parse(fs, args)
@@ -119,6 +121,8 @@ func cmdDeploy(args []string, stdout, stderr io.Writer) int {
 			base.Permissions.Write = splitList(write)
 		case "invoke":
 			base.Permissions.Invoke = splitList(invoke)
+		case "calls":
+			base.Calls = splitList(calls)
 		case "secrets":
 			base.Secrets = nil
 			for _, n := range splitList(secretList) {

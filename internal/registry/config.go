@@ -33,7 +33,15 @@ type Config struct {
 	OnSuccess    string            `json:"on_success,omitempty"`
 	OnFailure    string            `json:"on_failure,omitempty"`
 	Concurrency  int               `json:"concurrency,omitempty"` // cap on concurrent invocations, 0 = max_instances+max_queue
+	// Calls names the functions this one calls: when it gets traffic,
+	// Mote starts an instance of each (and of theirs) that has none
+	// ready, so a chain does not stack cold starts. A hint only: it
+	// grants nothing (permissions.invoke does).
+	Calls []string `json:"calls,omitempty"`
 }
+
+// maxCalls bounds Config.Calls.
+const maxCalls = 32
 
 // Permissions lists the storage buckets a function may use and the
 // functions it may invoke. An entry is a name, a prefix ending in '*', or
@@ -234,6 +242,14 @@ func (c Config) Validate() error {
 	for _, code := range c.Retry.On {
 		if !errs.Code(code).Known() {
 			return bad("retry.on: unknown error code %q", code)
+		}
+	}
+	if len(c.Calls) > maxCalls {
+		return bad("calls: at most %d functions", maxCalls)
+	}
+	for _, fn := range c.Calls {
+		if ValidName(fn) != nil {
+			return bad("calls: %q is not a function name", fn)
 		}
 	}
 	for _, d := range []string{c.OnSuccess, c.OnFailure} {

@@ -109,6 +109,7 @@ type Pool struct {
 	waiters     []*waiter
 	closed      bool
 	retiring    bool // no longer current: scale to zero when idle
+	prewarming  int  // Prewarm starts in flight: one at a time
 
 	// mod is the module new instances start from; Replace changes it.
 	// uses counts, per module, the instances started or starting from it:
@@ -406,6 +407,28 @@ func (p *Pool) closeInstance(s *slot) {
 		p.log.Debug("closing instance", "err", err)
 	}
 	p.dropUse(s.mod)
+}
+
+// Prewarm starts an instance in the background if the pool has none idle
+// and room for one, so that the next invocation finds one ready: for the
+// callees of a function that gets traffic. It reports whether it started
+// one.
+func (p *Pool) Prewarm() bool {
+	p.mu.Lock()
+	if p.closed || p.retiring || p.prewarming > 0 || len(p.idle) > 0 || len(p.waiters) > 0 || p.live >= p.cfg.MaxInstances {
+		p.mu.Unlock()
+		return false
+	}
+	p.live++
+	p.prewarming++
+	p.mu.Unlock()
+	go func() {
+		p.startIdle()
+		p.mu.Lock()
+		p.prewarming--
+		p.mu.Unlock()
+	}()
+	return true
 }
 
 // Warm starts instances until n are live (at most MaxInstances), waiting

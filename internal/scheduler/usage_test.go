@@ -40,3 +40,31 @@ func TestPoolRecordsUsage(t *testing.T) {
 		t.Fatalf("recommended %d, want %d", st.RecommendedMemory, RecommendMemory(50000000))
 	}
 }
+
+// TestPrewarm: Prewarm starts one instance when none is ready, one at a
+// time, and none when one is idle.
+func TestPrewarm(t *testing.T) {
+	_, p, m, _ := newTestPool(t, PoolConfig{MaxInstances: 4})
+	if !p.Prewarm() {
+		t.Fatal("Prewarm of an empty pool started nothing")
+	}
+	if p.Prewarm() {
+		t.Fatal("a second Prewarm started another while the first was starting")
+	}
+	waitFor(t, func() bool { return p.Stats().Idle == 1 })
+	if p.Prewarm() {
+		t.Fatal("Prewarm started an instance beside an idle one")
+	}
+	if _, cold, _ := invokeCold(t, p, "x"); cold {
+		t.Fatal("the invocation after Prewarm was a cold start")
+	}
+	if got := m.started.Load(); got != 1 {
+		t.Fatalf("started %d instances, want 1", got)
+	}
+}
+
+func invokeCold(t *testing.T, p *Pool, ev string) ([]byte, bool, error) {
+	t.Helper()
+	res, _, cold, err := p.Invoke(context.Background(), &runtime.Event{Payload: []byte(ev)})
+	return res.Output, cold, err
+}

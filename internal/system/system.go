@@ -673,6 +673,35 @@ func (s *System) load(ctx context.Context, rt runtime.Runtime, v *registry.Versi
 	return rt.Load(ctx, spec)
 }
 
+// maxPrewarm bounds how many functions one invocation's declared call
+// graph may prewarm.
+const maxPrewarm = 64
+
+// prewarmCalls starts an instance of every function fn declares it calls
+// ("calls" in its config), and of theirs, whose pool has none ready: a
+// chain answers its first call without a cold start at every link. A
+// function without declared calls costs a map lookup.
+func (s *System) prewarmCalls(fn string) {
+	a := s.lookup(fn)
+	if a == nil || len(a.version.Config.Calls) == 0 {
+		return
+	}
+	seen := map[string]bool{fn: true}
+	queue := append([]string(nil), a.version.Config.Calls...)
+	for len(queue) > 0 && len(seen) < maxPrewarm {
+		c := queue[0]
+		queue = queue[1:]
+		if seen[c] {
+			continue
+		}
+		seen[c] = true
+		if ca := s.lookup(c); ca != nil {
+			ca.pool.Prewarm()
+			queue = append(queue, ca.version.Config.Calls...)
+		}
+	}
+}
+
 // isPerCall reports whether mod starts a new instance for every
 // invocation (runtime.InstancePerCall).
 func isPerCall(mod runtime.Module) bool {
@@ -729,6 +758,7 @@ func (s *System) Invoke(ctx context.Context, inv Invocation) (*Outcome, error) {
 		}
 		return &Outcome{ID: id, Function: inv.Function, Queued: true}, nil
 	}
+	s.prewarmCalls(inv.Function)
 	fo, err := s.flow.Invoke(ctx, flow.Request{Function: inv.Function, Payload: inv.Payload, Async: inv.Async})
 	if fo == nil {
 		if err == nil {
