@@ -22,6 +22,9 @@ type linearMemory struct {
 	mapped  []byte // the whole mapping (nil when backed by the Go heap)
 	buf     []byte // the guest's memory: mapped[:size]
 	refused bool   // a growth past limit was refused
+	// pending are data segments to write at the first Reallocate (the
+	// module's own were removed; see snapshot.go).
+	pending []dataSeg
 }
 
 // memoryAllocator makes the linearMemory of one instantiation and keeps it
@@ -32,6 +35,9 @@ type memoryAllocator struct {
 	// image, when set, is mapped copy-on-write over the start of the
 	// next memory allocated (an instance restored from a snapshot).
 	image *memImage
+	// segments are the module's data segments, written into each new
+	// memory that does not start from an image.
+	segments []dataSeg
 }
 
 var _ experimental.MemoryAllocator = (*memoryAllocator)(nil)
@@ -44,6 +50,9 @@ func (a *memoryAllocator) Allocate(capBytes, maxBytes uint64) experimental.Linea
 	// so this only matters as a guard.
 	limit := max(min(a.limit, maxBytes), capBytes)
 	m := &linearMemory{limit: limit}
+	if a.image == nil {
+		m.pending = a.segments
+	}
 	if limit > 0 {
 		if b, err := unix.Mmap(-1, 0, int(limit), unix.PROT_READ|unix.PROT_WRITE,
 			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE); err == nil {
@@ -66,6 +75,7 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 	}
 	if m.mapped != nil {
 		m.buf = m.mapped[:size]
+		m.writePending()
 		return m.buf
 	}
 	// No mapping (mmap failed): grow on the Go heap, copying.
@@ -75,7 +85,17 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 		m.buf = nb
 	}
 	m.buf = m.buf[:size]
+	m.writePending()
 	return m.buf
+}
+
+// writePending writes the data segments into a new memory, in order, as
+// instantiation would have. Load checked that they fit the initial size.
+func (m *linearMemory) writePending() {
+	for _, d := range m.pending {
+		copy(m.buf[d.offset:], d.data)
+	}
+	m.pending = nil
 }
 
 // Free implements experimental.LinearMemory.

@@ -121,6 +121,7 @@ func validEnv(env map[string]string) error {
 // is only prepared, since every invocation instantiates it afresh.
 func (m *Module) NewInstance(ctx context.Context) (runtime.Instance, error) {
 	i := &instance{m: m, g: newGuest(m.spec.Function, m.log, m.limit)}
+	i.g.alloc.segments = m.snap.segments // a snapshotable module's data
 	i.reusable.Store(true)
 	// The instance joins the module before its guest runs, and holds mu
 	// while it initialises, as Invoke does: Close (the module's or the
@@ -173,7 +174,7 @@ func (m *Module) Close(ctx context.Context) error {
 	for _, i := range insts {
 		_ = i.Close(ctx)
 	}
-	m.closeSnapshot(ctx)
+	m.closeSnapshot()
 	err := m.compiled.Close(ctx)
 	m.r.mu.Lock()
 	delete(m.r.modules, m)
@@ -188,7 +189,7 @@ func (m *Module) startReactor(ctx context.Context, i *instance) error {
 	if s := m.snap.ready(); s != nil {
 		return i.restore(ctx, s)
 	}
-	if m.snap.restoreBin == nil {
+	if !m.snap.on {
 		return i.initReactor(ctx)
 	}
 	m.snap.mu.Lock()

@@ -323,9 +323,12 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 		timeout:   timeout,
 		instances: make(map[*instance]struct{}),
 	}
-	if conv == conventionReactor && spec.Env[runtime.EnvPreinit] != "off" {
-		m.snap.restoreBin, m.snap.globals = snap.restore, snap.globals
-		m.snap.settled = make(chan struct{})
+	// A rewritten module has no data segments: every instance's memory
+	// gets them from the allocator. Only reactors are captured.
+	m.snap.segments = snap.segments
+	m.snap.settled = make(chan struct{})
+	if snap.bin != nil && conv == conventionReactor && spec.Env[runtime.EnvPreinit] != "off" {
+		m.snap.on, m.snap.globals = true, snap.globals
 	}
 	m.start = m.startFunction()
 	m.config = m.baseConfig()

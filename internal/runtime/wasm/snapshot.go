@@ -9,7 +9,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 	"golang.org/x/sys/unix"
@@ -18,31 +17,36 @@ import (
 )
 
 // Pre-initialised reactors (Wizer's idea). A Go reactor's _initialize
-// (the Go runtime's start-up and the packages' init functions) is most of
-// a cold start: ~3.7 ms of the ~3.7 ms an instance took on the
-// development VM. The first instance of a module initialises as before;
-// right after, before it runs any invocation, its linear memory is
-// copied into a memory file and its mutable globals are read. Later
-// instances start from that image: the module is instantiated without
-// its data segments and without _initialize, its memory is the memory
-// file mapped copy-on-write (no copy: a page is copied only when the
-// instance writes it), and its globals are set to the captured values.
+// (the Go runtime's start-up and the packages' init functions) is nearly
+// all of a cold start. The first instance of a module initialises as
+// before; right after, before it runs any invocation, its linear memory
+// is copied into a memory file and its mutable globals are read. Later
+// instances start from that image: instantiated without _initialize,
+// their memory is the memory file mapped copy-on-write (no copy: a page
+// is copied only when the instance writes it), their globals set to the
+// captured values.
+//
+// One compiled module serves both: Load rewrites a snapshotable module to
+// export its mutable globals and to drop its data segments, which the
+// memory allocator writes itself into each new memory (memory.go) unless
+// the memory starts from an image; so instantiating from the image does
+// not overwrite it, and no second compilation is needed.
 //
 // What a restored instance shares with its siblings is what the first
 // instance computed at initialisation and nothing it does later: each has
 // its own memory (private pages), globals, WASI state and host state.
 // Two things differ from an initialised instance, and are documented in
-// docs/runtimes.md: the Go runtime's internal random state (map seeds, the
-// unseeded math/rand sequence) is the one drawn at the snapshot, so it
-// repeats across restored instances of one version (crypto/rand, which
+// docs/host-api.md: the Go runtime's internal random state (map seeds,
+// the unseeded math/rand sequence) is the one drawn at the snapshot, so
+// it repeats across restored instances of one version (crypto/rand, which
 // asks the host on every call, stays fresh); and what the initialisation
 // wrote to its output is logged again for each restored instance, as if
 // it had run.
 //
 // A module qualifies when its instrumented binary can be rewritten: every
 // mutable global is a number, there is no start section, no imported
-// memory or global, and no data count section (so no passive segments
-// that memory.init could read after the data is gone).
+// memory or global, no data count section, and every data segment is
+// active in memory 0 at a constant offset inside the initial memory.
 
 // snapGlobalPrefix starts the export names of a snapshotable module's
 // mutable globals ("mote.g.3" for global 3).
@@ -50,9 +54,15 @@ const snapGlobalPrefix = "mote.g."
 
 // snapshotable is a module rewritten for snapshots.
 type snapshotable struct {
-	bin     []byte   // the module with every mutable global exported: instances initialise from it
-	restore []byte   // bin without its data segments: restored instances start from it
-	globals []string // the exports, one per mutable global, in index order
+	bin      []byte    // the module with every mutable global exported and no data segments
+	globals  []string  // the exports, one per mutable global, in index order
+	segments []dataSeg // the data segments, written by the memory allocator
+}
+
+// dataSeg is an active data segment: bytes at an offset of memory 0.
+type dataSeg struct {
+	offset uint32
+	data   []byte
 }
 
 // makeSnapshotable rewrites bin (an instrumented module) for snapshots.
@@ -81,7 +91,9 @@ func makeSnapshotable(bin []byte) (snapshotable, error) {
 	var mutable []uint64
 	names := map[string]bool{}
 	var nExports uint32
-	hasExport, hasData := false, false
+	var minBytes uint64
+	var segs []dataSeg
+	hasExport := false
 	for _, s := range secs {
 		switch s.id {
 		case secImport:
@@ -96,6 +108,22 @@ func makeSnapshotable(bin []byte) (snapshotable, error) {
 			return fail("has a start section")
 		case secDataCount:
 			return fail("has a data count section")
+		case secMemory:
+			mc := cursor{b: s.body}
+			if n := mc.u32(); n != 1 {
+				return fail("not exactly one memory")
+			}
+			flags := mc.byte()
+			if flags > 1 {
+				return fail("a shared or 64-bit memory")
+			}
+			minBytes = uint64(mc.u32()) * pageSize
+			if flags == 1 {
+				mc.u32()
+			}
+			if mc.err != nil || !mc.done() {
+				return fail("memory section")
+			}
 		case secGlobal:
 			gc := cursor{b: s.body}
 			n := gc.u32()
@@ -121,13 +149,36 @@ func makeSnapshotable(bin []byte) (snapshotable, error) {
 			}
 			nExports, hasExport = n, true
 		case secData:
-			hasData = true
+			dc := cursor{b: s.body}
+			n := dc.u32()
+			for k := uint32(0); k < n && dc.err == nil; k++ {
+				if flags := dc.u32(); flags != 0 {
+					return fail("a passive data segment or one in another memory")
+				}
+				if dc.byte() != 0x41 { // i32.const
+					return fail("a data segment at a computed offset")
+				}
+				off := uint32(dc.sleb(32))
+				if dc.byte() != 0x0b {
+					return fail("a data segment at a computed offset")
+				}
+				data := dc.take(int(dc.u32()))
+				segs = append(segs, dataSeg{offset: off, data: data})
+			}
+			if dc.err != nil || !dc.done() {
+				return fail("data section")
+			}
 		}
 	}
 	if !hasExport {
 		return fail("no exports")
 	}
-	out := snapshotable{}
+	for _, d := range segs {
+		if uint64(d.offset)+uint64(len(d.data)) > minBytes {
+			return fail("a data segment outside the initial memory")
+		}
+	}
+	out := snapshotable{segments: segs}
 	exportBody := func(old []byte) []byte {
 		b := binary.AppendUvarint(nil, uint64(nExports)+uint64(len(mutable)))
 		oc := cursor{b: old}
@@ -146,26 +197,20 @@ func makeSnapshotable(bin []byte) (snapshotable, error) {
 		}
 		return b
 	}
-	emit := func(dst []byte, id byte, body []byte) []byte {
-		dst = append(dst, id)
-		dst = binary.AppendUvarint(dst, uint64(len(body)))
-		return append(dst, body...)
-	}
-	full := append(make([]byte, 0, len(bin)+len(mutable)*12), bin[:8]...)
-	restore := append(make([]byte, 0, len(bin)), bin[:8]...)
+	dst := append(make([]byte, 0, len(bin)+len(mutable)*12), bin[:8]...)
 	for _, s := range secs {
 		body := s.body
-		if s.id == secExport {
+		switch s.id {
+		case secExport:
 			body = exportBody(s.body)
+		case secData:
+			body = []byte{0} // no segments: the allocator writes them
 		}
-		full = emit(full, s.id, body)
-		if s.id == secData {
-			body = []byte{0} // no segments: the memory comes from the image
-		}
-		restore = emit(restore, s.id, body)
+		dst = append(dst, s.id)
+		dst = binary.AppendUvarint(dst, uint64(len(body)))
+		dst = append(dst, body...)
 	}
-	_ = hasData
-	out.bin, out.restore = full, restore
+	out.bin = dst
 	return out, nil
 }
 
@@ -204,10 +249,9 @@ type initLine struct {
 // snapshot is an initialised instance's state, which new instances of
 // its module start from.
 type snapshot struct {
-	compiled wazero.CompiledModule // the module without data segments
-	image    *memImage
-	globals  []uint64 // values of Module.snap.globals
-	output   []initLine
+	image   *memImage
+	globals []uint64 // values of Module.snap.globals
+	output  []initLine
 }
 
 // memImage is a linear memory's content in a memory file, mapped
@@ -251,14 +295,15 @@ func mapImage(mapped []byte, im *memImage) error {
 
 // snapState is a Module's snapshot machinery.
 type snapState struct {
-	restoreBin []byte   // the module without data segments; nil: no snapshots
-	globals    []string // export names of the mutable globals
+	on       bool      // the module was rewritten for snapshots
+	globals  []string  // export names of the mutable globals
+	segments []dataSeg // the data segments the allocator writes
 
 	mu    sync.Mutex
 	taken bool      // an instance initialises to be captured, or was
-	cur   *snapshot // ready once its module has compiled
-	// settled is closed when a capture's background compile has ended,
-	// in a snapshot or not (for tests and benchmarks to wait on).
+	cur   *snapshot // set once the first instance is captured
+	// settled is closed once the first capture has been tried, whether
+	// it made a snapshot or not (for tests and benchmarks to wait on).
 	settled chan struct{}
 }
 
@@ -270,16 +315,9 @@ func (s *snapState) ready() *snapshot {
 }
 
 // capture records i, just initialised and not yet invoked, as the
-// module's snapshot, and compiles the module restored instances start
-// from in the background: instances initialise as before until it is
-// ready. out is what the initialisation wrote.
+// module's snapshot. out is what the initialisation wrote.
 func (m *Module) capture(i *instance, out []initLine) {
-	launched := false
-	defer func() {
-		if !launched {
-			close(m.snap.settled)
-		}
-	}()
+	defer close(m.snap.settled)
 	mem, ok := i.mod.Memory().Read(0, i.mod.Memory().Size())
 	if !ok {
 		return
@@ -298,42 +336,25 @@ func (m *Module) capture(i *instance, out []initLine) {
 		return
 	}
 	s := &snapshot{image: im, globals: vals, output: out}
-	launched = true
-	go func() {
-		defer close(m.snap.settled)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		c, err := compileModule(ctx, m.rt, m.snap.restoreBin)
-		if err != nil {
-			m.log.Warn("wasm: no snapshot: compiling the module without data failed", "err", err)
-			im.close()
-			return
-		}
-		s.compiled = c
-		m.mu.Lock()
-		closed := m.closed
-		if !closed {
-			m.snap.mu.Lock()
-			m.snap.cur = s
-			m.snap.mu.Unlock()
-		}
-		m.mu.Unlock()
-		if closed {
-			_ = c.Close(ctx)
-			im.close()
-		}
-	}()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		im.close()
+		return
+	}
+	m.snap.mu.Lock()
+	m.snap.cur = s
+	m.snap.mu.Unlock()
 }
 
 // closeSnapshot releases the snapshot; Module.Close calls it once no
 // instance can start from it.
-func (m *Module) closeSnapshot(ctx context.Context) {
+func (m *Module) closeSnapshot() {
 	m.snap.mu.Lock()
 	s := m.snap.cur
 	m.snap.cur = nil
 	m.snap.mu.Unlock()
 	if s != nil {
-		_ = s.compiled.Close(ctx)
 		s.image.close()
 	}
 }
@@ -350,7 +371,7 @@ func (i *instance) restore(ctx context.Context, s *snapshot) error {
 	g.alloc.image = s.image
 	ictx := experimental.WithMemoryAllocator(withGuest(r, g), &g.alloc)
 	cfg := m.config.WithStdout(&g.stdout).WithStderr(&g.stderr).WithNanosleep(g.sleepFn)
-	mod, err := m.rt.InstantiateModule(ictx, s.compiled, cfg)
+	mod, err := m.rt.InstantiateModule(ictx, m.compiled, cfg)
 	g.alloc.image = nil
 	if err != nil {
 		return errs.Wrap(errs.InitError, err, "function failed to start from its snapshot: "+firstLine(err.Error()))

@@ -14,7 +14,7 @@ import (
 func snapshotModule(t testing.TB, r *Runtime) *Module {
 	t.Helper()
 	m := load(t, r, guestModule(t), runtime.Spec{}).(*Module)
-	if m.snap.restoreBin == nil {
+	if !m.snap.on {
 		t.Fatal("the Go SDK guest is not snapshotable")
 	}
 	first := newInstance(t, m) // initialised, and captured
@@ -156,7 +156,7 @@ func FuzzMakeSnapshotable(f *testing.F) {
 func TestSnapshotOff(t *testing.T) {
 	r := newRuntime(t)
 	m := load(t, r, guestModule(t), runtime.Spec{Env: map[string]string{runtime.EnvPreinit: "off"}}).(*Module)
-	if m.snap.restoreBin != nil {
+	if m.snap.on {
 		t.Fatal("snapshots are on")
 	}
 	a, b := newInstance(t, m), newInstance(t, m)
