@@ -76,6 +76,9 @@ type slot struct {
 	inst     runtime.Instance
 	mod      runtime.Module // the module inst was started from
 	lastUsed time.Time
+	// fresh: started and not yet used. An invocation that waited for a
+	// fresh instance (one Prewarm was starting) is a cold start too.
+	fresh bool
 }
 
 type grant struct {
@@ -217,6 +220,7 @@ func (p *Pool) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Result, r
 		return runtime.Result{}, runtime.Usage{}, cold, err
 	}
 	n := p.invocations.Add(1)
+	s.fresh = false
 	res, u, err := s.inst.Invoke(ctx, ev)
 	p.usage.observe(s.inst, u, n, err != nil)
 	p.release(s, err == nil || s.inst.Reusable())
@@ -253,7 +257,10 @@ func (p *Pool) acquire(ctx context.Context, nested bool, deadline time.Time) (*s
 	if nested {
 		ceiling += p.cfg.NestedHeadroom
 	}
-	if p.live < ceiling {
+	// An instance Prewarm is starting goes to the first waiter when it is
+	// ready: waiting for it beats starting another beside it.
+	forPrewarm := p.prewarming > len(p.waiters)
+	if p.live < ceiling && !forPrewarm {
 		p.live++
 		p.busy++
 		p.mu.Unlock()
@@ -264,7 +271,7 @@ func (p *Pool) acquire(ctx context.Context, nested bool, deadline time.Time) (*s
 		}
 		return s, true, nil
 	}
-	if len(p.waiters) >= p.cfg.MaxQueue {
+	if len(p.waiters) >= p.cfg.MaxQueue && !forPrewarm {
 		p.mu.Unlock()
 		p.rejected.Add(1)
 		return nil, false, errs.E(errs.Overloaded, "function %s is at its limit of %d instances and %d queued invocations", p.key, p.cfg.MaxInstances, p.cfg.MaxQueue)
@@ -325,7 +332,7 @@ func (p *Pool) start(ctx context.Context) (*slot, error) {
 		return nil, err
 	}
 	p.coldStarts.Add(1)
-	return &slot{inst: inst, mod: mod}, nil
+	return &slot{inst: inst, mod: mod, fresh: true}, nil
 }
 
 // startIdle starts an instance in the background (live already counts it)
@@ -353,7 +360,7 @@ func (p *Pool) release(s *slot, reuse bool) {
 			p.waiters = p.waiters[1:]
 			p.busy++
 			p.mu.Unlock()
-			w.ch <- grant{s: s}
+			w.ch <- grant{s: s, cold: s.fresh}
 			return
 		}
 		s.lastUsed = p.now()

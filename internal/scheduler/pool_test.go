@@ -20,6 +20,7 @@ type fakeModule struct {
 	started, closed atomic.Int64
 	startErr        error
 	startDelay      time.Duration
+	startGate       chan struct{} // if set, starts wait until it is closed
 
 	entered   chan struct{} // if set, "block" sends on it once running
 	modClosed chan struct{} // if set, closed by the module's Close
@@ -36,6 +37,9 @@ type fakeInstance struct {
 func (i *fakeInstance) PeakMemory() int64 { return i.peak.Load() }
 
 func (m *fakeModule) NewInstance(ctx context.Context) (runtime.Instance, error) {
+	if m.startGate != nil {
+		<-m.startGate
+	}
 	if m.startDelay > 0 {
 		time.Sleep(m.startDelay)
 	}

@@ -68,3 +68,36 @@ func invokeCold(t *testing.T, p *Pool, ev string) ([]byte, bool, error) {
 	res, _, cold, err := p.Invoke(context.Background(), &runtime.Event{Payload: []byte(ev)})
 	return res.Output, cold, err
 }
+
+// TestArrivalWaitsForPrewarm: an invocation arriving while Prewarm's
+// instance starts takes that instance instead of starting another, and
+// is reported as a cold start (it waited for one).
+func TestArrivalWaitsForPrewarm(t *testing.T) {
+	_, p, m, _ := newTestPool(t, PoolConfig{MaxInstances: 4})
+	m.startGate = make(chan struct{})
+	if !p.Prewarm() {
+		t.Fatal("Prewarm started nothing")
+	}
+	type answer struct {
+		out  []byte
+		cold bool
+		err  error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, _, cold, err := p.Invoke(context.Background(), &runtime.Event{Payload: []byte("x")})
+		done <- answer{res.Output, cold, err}
+	}()
+	waitFor(t, func() bool { return p.Stats().Waiting == 1 })
+	close(m.startGate)
+	a := <-done
+	if a.err != nil || string(a.out) != "x" {
+		t.Fatalf("got %q, %v", a.out, a.err)
+	}
+	if !a.cold {
+		t.Error("an invocation that waited for the prewarmed start is not reported cold")
+	}
+	if got := m.started.Load(); got != 1 {
+		t.Fatalf("started %d instances, want 1: the arrival started its own", got)
+	}
+}
