@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -67,6 +68,19 @@ function req(method, path, body) {
 })();
 `
 
+// chainLink is a Python function of the prewarm chain: it calls the
+// function named by NEXT, or answers at the end of the chain.
+const chainLink = `import os
+import mote
+
+
+def handler(event, context):
+    nxt = os.environ.get("NEXT")
+    if not nxt:
+        return "end"
+    return mote.invoke(nxt, b"x").decode()
+`
+
 // Coldstart measures issue 13's cold-start figures end to end, through
 // the HTTP API as a user meets them, in one run: for each runtime, a new
 // instance's first answer with today's pre-initialised start (a started
@@ -87,6 +101,14 @@ func Coldstart(ctx context.Context, o Options) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	if o.Only == "chain" {
+		mote, err := StartMote(ctx, o.Mote, tmp)
+		if err != nil {
+			return err
+		}
+		defer mote.Stop()
+		return chainPrewarm(ctx, o, mote.URL, tmp)
+	}
 
 	goLambda := filepath.Join(tmp, "go-lambda")
 	goSDK := filepath.Join(tmp, "go-sdk")
@@ -234,8 +256,101 @@ func Coldstart(ctx context.Context, o Options) error {
 		}
 		fmt.Fprintf(o.Out, "| %s | %.1f ms | %.1f ms | %v | %s |\n", f.row, ms(time.Duration(median(got))), ms(time.Duration(minOf(got))), goalDeploy, verdict(median(got) <= float64(goalDeploy)))
 	}
+	if err := chainPrewarm(ctx, o, mote.URL, tmp); err != nil {
+		return err
+	}
 	fmt.Fprintln(o.Out, "\n(load on the machine: "+strings.TrimSpace(loadAvg())+")")
 	return nil
+}
+
+// chainPrewarm measures declared-call prewarming (issue 13): two chains
+// of 5 Python functions, each calling the next, one declaring its calls
+// ("calls") and one not, both without spares (MOTE_PREINIT=off) so that
+// every start is on a call's path. Each round both chains scale to zero,
+// then a burst of concurrent first calls reaches each entry.
+func chainPrewarm(ctx context.Context, o Options, url, tmp string) error {
+	const links, burst = 5, 4
+	dir := filepath.Join(tmp, "chain-link")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "handler.py"), []byte(chainLink), 0o644); err != nil {
+		return err
+	}
+	for _, prewarm := range []bool{true, false} {
+		for k := links; k >= 1; k-- {
+			name := chainName(prewarm, k)
+			flags := []string{"--runtime", "process", "--handler", "/usr/bin/python3 -m mote handler.handler",
+				"--idle-timeout", "1s", "--invoke", "*", "--env", "MOTE_PREINIT=off"}
+			if k < links {
+				flags = append(flags, "--env", "NEXT="+chainName(prewarm, k+1))
+				if prewarm {
+					flags = append(flags, "--calls", chainName(prewarm, k+1))
+				}
+			}
+			if err := deploy(ctx, o.Mote, url, name, dir, flags...); err != nil {
+				return err
+			}
+		}
+	}
+	got := map[bool][]float64{}
+	for round := 0; round < o.Rounds; round++ {
+		if err := sleepCtx(ctx, 2500*time.Millisecond); err != nil {
+			return err
+		}
+		for _, prewarm := range []bool{true, false} {
+			type res struct {
+				d   time.Duration
+				err error
+			}
+			ch := make(chan res, burst)
+			for range burst {
+				go func() {
+					t0 := time.Now()
+					body, _, err := post(url+"/fn/"+chainName(prewarm, 1), "{}", nil)
+					if err == nil && !strings.Contains(body, "end") {
+						err = fmt.Errorf("chain answered %q", body)
+					}
+					ch <- res{time.Since(t0), err}
+				}()
+			}
+			for range burst {
+				r := <-ch
+				if r.err != nil {
+					return r.err
+				}
+				got[prewarm] = append(got[prewarm], float64(r.d))
+			}
+		}
+	}
+	fmt.Fprintf(o.Out, "\nchain of %d Python functions from zero, bursts of %d first calls, %d rounds (no spares)\n", links, burst, o.Rounds)
+	fmt.Fprintf(o.Out, "\n| declared calls | p50 | p99 |\n|---|---|---|\n")
+	for _, prewarm := range []bool{true, false} {
+		label := "prewarm off (no \"calls\")"
+		if prewarm {
+			label = "prewarm on (\"calls\": next link)"
+		}
+		fmt.Fprintf(o.Out, "| %s | %.1f ms | %.1f ms |\n", label, ms(time.Duration(median(got[prewarm]))), ms(time.Duration(percentile(got[prewarm], 0.99))))
+	}
+	return nil
+}
+
+func chainName(prewarm bool, k int) string {
+	if prewarm {
+		return fmt.Sprintf("chain-on-%d", k)
+	}
+	return fmt.Sprintf("chain-off-%d", k)
+}
+
+// percentile returns the p-th percentile of v (nearest rank).
+func percentile(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	i := int(p*float64(len(s)) + 0.5)
+	return s[min(max(i-1, 0), len(s)-1)]
 }
 
 func minOf(v []float64) float64 {

@@ -29,7 +29,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.Examples, "examples", "examples", "directory holding the example functions' sources")
 	fs.DurationVar(&o.Duration, "duration", 0, "length of each load run (default 5s)")
 	fs.IntVar(&o.Rounds, "rounds", 0, "rounds per point; medians are reported (default 3)")
-	fs.StringVar(&o.Only, "only", "", `run part of a scenario (baas: "process", the process-function rows)`)
+	fs.StringVar(&o.Only, "only", "", `run part of a scenario (baas: "process", the process-function rows; coldstart: "chain", the prewarm chain)`)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return 2
@@ -41,8 +41,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	if o.Only != "" && pos[0] != "baas" {
-		fmt.Fprintf(stderr, "mote bench: --only applies to the baas scenario, not %s\n", pos[0])
+	if o.Only != "" && pos[0] != "baas" && pos[0] != "coldstart" {
+		fmt.Fprintf(stderr, "mote bench: --only applies to the baas and coldstart scenarios, not %s\n", pos[0])
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
