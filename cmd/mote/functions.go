@@ -363,6 +363,10 @@ func cmdInfo(args []string, stdout, stderr io.Writer) int {
 		if rec := f.Pool.RecommendedMemory; rec > 0 {
 			fmt.Fprintf(stdout, "recommended memory limit: %d MiB\n", rec>>20)
 		}
+		if n := f.Pool.Predicted; n > 0 {
+			fmt.Fprintf(stdout, "kept live ahead of arrivals: %d instances (about %.0f MiB at the observed peak)\n",
+				n, float64(int64(n)*f.Pool.PeakMemory)/(1<<20))
+		}
 	}
 	return 0
 }

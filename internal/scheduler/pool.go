@@ -70,6 +70,10 @@ type Stats struct {
 	PeakMemory        int64
 	MeanCPU, MaxCPU   time.Duration
 	RecommendedMemory int64
+	// Predicted is how many instances the pool keeps live ahead of
+	// arrivals (usage.predict); their memory is about Predicted ×
+	// PeakMemory.
+	Predicted int
 }
 
 type slot struct {
@@ -113,6 +117,7 @@ type Pool struct {
 	closed      bool
 	retiring    bool // no longer current: scale to zero when idle
 	prewarming  int  // Prewarm starts in flight: one at a time
+	predicted   int  // instances the arrival model keeps live (usage.predict)
 
 	// mod is the module new instances start from; Replace changes it.
 	// uses counts, per module, the instances started or starting from it:
@@ -474,7 +479,8 @@ func (p *Pool) unretire() {
 func (p *Pool) reap() (empty bool) {
 	now := p.now()
 	p.mu.Lock()
-	keep := p.cfg.MinWarm
+	p.predicted = min(p.usage.predict(now), p.cfg.MaxInstances)
+	keep := max(p.cfg.MinWarm, p.predicted)
 	if p.retiring {
 		keep = 0
 	}
@@ -490,8 +496,8 @@ func (p *Pool) reap() (empty bool) {
 		stop = append(stop, s)
 	}
 	missing := 0
-	if !p.retiring && !p.closed && p.live < p.cfg.MinWarm {
-		missing = p.cfg.MinWarm - p.live
+	if !p.retiring && !p.closed && p.live < keep {
+		missing = keep - p.live
 		p.live += missing
 	}
 	empty = p.retiring && p.live == 0
@@ -508,7 +514,7 @@ func (p *Pool) reap() (empty bool) {
 // Stats returns a snapshot of the pool.
 func (p *Pool) Stats() Stats {
 	p.mu.Lock()
-	st := Stats{Live: p.live, Idle: len(p.idle), Busy: p.busy, Waiting: len(p.waiters)}
+	st := Stats{Live: p.live, Idle: len(p.idle), Busy: p.busy, Waiting: len(p.waiters), Predicted: p.predicted}
 	p.mu.Unlock()
 	st.Invocations = p.invocations.Load()
 	st.ColdStarts = p.coldStarts.Load()

@@ -74,12 +74,16 @@ func (i *fakeInstance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.R
 	case "fail":
 		return runtime.Result{}, runtime.Usage{}, errs.E(errs.FunctionError, "handled")
 	}
-	if use, ok := strings.CutPrefix(string(ev.Payload), "use:"); ok { // use:CPU:MEM
-		cpu, mem, _ := strings.Cut(use, ":")
-		d, _ := time.ParseDuration(cpu)
-		n, _ := strconv.ParseInt(mem, 10, 64)
+	if use, ok := strings.CutPrefix(string(ev.Payload), "use:"); ok { // use:CPU:MEM[:WALL]
+		f := strings.Split(use, ":")
+		d, _ := time.ParseDuration(f[0])
+		n, _ := strconv.ParseInt(f[1], 10, 64)
+		var wall time.Duration
+		if len(f) > 2 {
+			wall, _ = time.ParseDuration(f[2])
+		}
 		storeMax(&i.peak, n)
-		return runtime.Result{}, runtime.Usage{CPU: d}, nil
+		return runtime.Result{}, runtime.Usage{CPU: d, Wall: wall}, nil
 	}
 	if d, err := time.ParseDuration(string(ev.Payload)); err == nil {
 		time.Sleep(d)

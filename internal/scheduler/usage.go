@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -18,7 +19,17 @@ type usage struct {
 	peakMem atomic.Int64
 	cpuSum  atomic.Int64 // ns
 	cpuMax  atomic.Int64 // ns
+	wallSum atomic.Int64 // ns
 	calls   atomic.Int64
+
+	// The arrival model, updated by the reaper (under Pool.mu): the
+	// arrival rate (an average over reaps), and the calls and wall time
+	// seen at the last reap.
+	rate              float64 // arrivals per second
+	lastCalls, lastAt int64   // calls and time (ns) at the last reap
+	lastWall          int64
+	meanWall          float64 // seconds per invocation, over the last interval with calls
+	predicted         int     // instances the model keeps live
 }
 
 // sampleEvery is how often (in invocations) a healthy instance's peak
@@ -28,6 +39,7 @@ const sampleEvery = 16
 func (u *usage) observe(inst runtime.Instance, use runtime.Usage, n uint64, failed bool) {
 	cpu := int64(use.CPU)
 	u.cpuSum.Add(cpu)
+	u.wallSum.Add(int64(use.Wall))
 	u.calls.Add(1)
 	storeMax(&u.cpuMax, cpu)
 	if failed || n <= sampleEvery || n%sampleEvery == 0 {
@@ -48,6 +60,38 @@ func (u *usage) fill(st *Stats) {
 		st.MeanCPU = time.Duration(u.cpuSum.Load() / n)
 	}
 	st.RecommendedMemory = RecommendMemory(st.PeakMemory)
+}
+
+// predict updates the arrival model at now and returns how many
+// instances should be live so that the next arrival finds one idle: by
+// Little's law the mean number of invocations in flight is L = arrival
+// rate × mean duration; the pool keeps L + 2√L (a Poisson arrival
+// stream rarely exceeds it). Below L = 1 it keeps none: a single new
+// instance is the spare's or the snapshot's job. Called by the reaper
+// with Pool.mu held.
+func (u *usage) predict(now time.Time) int {
+	calls, wall, at := u.calls.Load(), u.wallSum.Load(), now.UnixNano()
+	if u.lastAt == 0 {
+		u.lastCalls, u.lastWall, u.lastAt = calls, wall, at
+		return 0
+	}
+	dt := float64(at-u.lastAt) / 1e9
+	if dt <= 0 {
+		return u.predicted
+	}
+	n := calls - u.lastCalls
+	if n > 0 {
+		u.meanWall = float64(wall-u.lastWall) / 1e9 / float64(n)
+	}
+	const keep = 0.5 // weight of the past: the rate halves each idle reap
+	u.rate = keep*u.rate + (1-keep)*float64(n)/dt
+	u.lastCalls, u.lastWall, u.lastAt = calls, wall, at
+	l := u.rate * u.meanWall
+	u.predicted = 0
+	if l >= 1 {
+		u.predicted = int(math.Ceil(l + 2*math.Sqrt(l)))
+	}
+	return u.predicted
 }
 
 // storeMax raises a to v if v is larger.

@@ -101,3 +101,37 @@ func TestArrivalWaitsForPrewarm(t *testing.T) {
 		t.Fatalf("started %d instances, want 1: the arrival started its own", got)
 	}
 }
+
+// TestPredictedWarm: from the arrival rate and the invocations' duration
+// the pool keeps enough instances live for the next arrival to find one
+// idle (L + 2√L by Little's law), and lets them go when arrivals stop.
+func TestPredictedWarm(t *testing.T) {
+	s, p, _, clock := newTestPool(t, PoolConfig{MaxInstances: 16, IdleTimeout: time.Minute})
+	ctx := context.Background()
+	s.Reap(ctx) // the model's start
+	for range 50 {
+		if _, _, _, err := p.Invoke(ctx, &runtime.Event{Payload: []byte("use:1ms:1000:100ms")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Add(time.Second)
+	s.Reap(ctx)
+	// 50 arrivals in 1 s, averaged with the 0 before: 25/s; 100 ms each:
+	// L = 2.5, so ⌈2.5 + 2√2.5⌉ = 6 live.
+	if got := p.Stats().Predicted; got != 6 {
+		t.Fatalf("predicted %d, want 6", got)
+	}
+	waitFor(t, func() bool { st := p.Stats(); return st.Live == 6 && st.Idle == 6 })
+	// No more arrivals: the rate halves each reap, the prediction falls
+	// to 0, and the idle timeout scales the pool to zero.
+	for range 3 {
+		clock.Add(time.Second)
+		s.Reap(ctx)
+	}
+	if got := p.Stats().Predicted; got != 0 {
+		t.Fatalf("predicted %d after arrivals stopped, want 0", got)
+	}
+	clock.Add(2 * time.Minute)
+	s.Reap(ctx)
+	waitFor(t, func() bool { return p.Stats().Live == 0 })
+}
