@@ -34,17 +34,21 @@ func TestDeclaredCallsArePrewarmed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	live := func(fn string) int {
+	pool := func(fn string) (live, idle int) {
 		f, err := s.Describe(fn)
 		if err != nil || f.Pool == nil {
 			t.Fatalf("Describe(%s): %v", fn, err)
 		}
-		return f.Pool.Live
+		return f.Pool.Live, f.Pool.Idle
 	}
+	live := func(fn string) int { n, _ := pool(fn); return n }
+	idle := func(fn string) int { _, n := pool(fn); return n }
 	// The idle timeout scales b and c to zero (the reaper runs each second).
 	waitUntil(t, func() bool { return live("b") == 0 && live("c") == 0 })
 	call(t, s, "a", "echo:x")
-	waitUntil(t, func() bool { return live("b") == 1 && live("c") == 1 })
+	// Started, and ready: a call arriving while one starts waits for it,
+	// and is cold.
+	waitUntil(t, func() bool { return idle("b") == 1 && idle("c") == 1 })
 	for _, fn := range []string{"b", "c"} {
 		if out := call(t, s, fn, "echo:y"); out.Cold {
 			t.Errorf("%s's first call after a's was a cold start", fn)
