@@ -363,6 +363,13 @@ func cmdInfo(args []string, stdout, stderr io.Writer) int {
 		if rec := f.Pool.RecommendedMemory; rec > 0 {
 			fmt.Fprintf(stdout, "recommended memory limit: %d MiB\n", rec>>20)
 		}
+		if f.MemoryLimit > 0 && f.Current > 0 {
+			for _, v := range f.Versions {
+				if v.Number == f.Current && v.Config.Memory == registry.SizeAuto {
+					fmt.Fprintf(stdout, "memory: auto, now %d MiB (at most %s)\n", f.MemoryLimit>>20, v.Config.MemoryMax)
+				}
+			}
+		}
 		if n := f.Pool.Predicted; n > 0 {
 			fmt.Fprintf(stdout, "kept live ahead of arrivals: %d instances (about %.0f MiB at the observed peak)\n",
 				n, float64(int64(n)*f.Pool.PeakMemory)/(1<<20))

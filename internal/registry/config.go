@@ -16,9 +16,14 @@ import (
 // Config is a function version's configuration, fixed at deploy. Its JSON
 // form is what `mote deploy` sends and what manifests hold.
 type Config struct {
-	Runtime      runtime.Kind      `json:"runtime"`                 // "wasm" (default) or "process"
-	Handler      string            `json:"handler,omitempty"`       // process: command line
-	Memory       Size              `json:"memory,omitempty"`        // memory limit
+	Runtime runtime.Kind `json:"runtime"`           // "wasm" (default) or "process"
+	Handler string       `json:"handler,omitempty"` // process: command line
+	Memory  Size         `json:"memory,omitempty"`  // memory limit, or "auto" (SizeAuto)
+	// MemoryMax bounds a limit Mote sets itself ("memory": "auto"):
+	// it starts at DefaultMemory (or MemoryMax, if lower) and doubles,
+	// up to MemoryMax, each time an invocation runs out of memory, whose
+	// attempt is then run again at the new limit.
+	MemoryMax    Size              `json:"memory_max,omitempty"`
 	Timeout      Duration          `json:"timeout,omitempty"`       // per invocation
 	MinWarm      int               `json:"min_warm,omitempty"`      // instances kept ready
 	MaxInstances int               `json:"max_instances,omitempty"` // pool ceiling
@@ -144,10 +149,26 @@ const (
 	DefaultIdleTimeout  = 5 * time.Minute
 	DefaultCache        = 16 << 20
 
-	maxMemory   = 16 << 30
-	maxTimeout  = 15 * time.Minute
-	maxInstance = 4096
+	maxMemory = 16 << 30
+
+	// DefaultMemoryMax bounds "memory": "auto" without memory_max.
+	DefaultMemoryMax = 1 << 30
+	maxTimeout       = 15 * time.Minute
+	maxInstance      = 4096
 )
+
+// MemoryBound is the most memory an instance of the function may have:
+// its limit, or MemoryMax under "memory": "auto".
+func (c Config) MemoryBound() Size {
+	if c.Memory == SizeAuto {
+		return c.MemoryMax
+	}
+	return c.Memory
+}
+
+// AutoMemoryStart is the limit a function with "memory": "auto" starts
+// at.
+func (c Config) AutoMemoryStart() Size { return min(DefaultMemory, c.MemoryMax) }
 
 // WithDefaults returns c with unset fields given their defaults.
 func (c Config) WithDefaults() Config {
@@ -156,6 +177,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Memory == 0 {
 		c.Memory = DefaultMemory
+	}
+	if c.Memory == SizeAuto && c.MemoryMax == 0 {
+		c.MemoryMax = DefaultMemoryMax
 	}
 	if c.Timeout == 0 {
 		c.Timeout = Duration(DefaultTimeout)
@@ -192,7 +216,11 @@ func (c Config) Validate() error {
 		return bad("unknown runtime %q (want wasm or process)", c.Runtime)
 	}
 	switch {
-	case c.Memory < 1<<20 || c.Memory > maxMemory:
+	case c.Memory == SizeAuto && (c.MemoryMax < 1<<20 || c.MemoryMax > maxMemory):
+		return bad("memory_max %s out of range 1MiB..16GiB", c.MemoryMax)
+	case c.Memory != SizeAuto && c.MemoryMax != 0:
+		return bad(`memory_max is for "memory": "auto"`)
+	case c.Memory != SizeAuto && (c.Memory < 1<<20 || c.Memory > maxMemory):
 		return bad("memory %s out of range 1MiB..16GiB", c.Memory)
 	case c.Timeout < Duration(time.Millisecond) || c.Timeout > Duration(maxTimeout):
 		return bad("timeout %s out of range 1ms..15m", c.Timeout)
@@ -204,7 +232,7 @@ func (c Config) Validate() error {
 		return bad("max_queue %d out of range", c.MaxQueue)
 	case c.IdleTimeout < Duration(time.Second):
 		return bad("idle_timeout must be at least 1s")
-	case c.Cache < 0 || c.Cache > c.Memory*4:
+	case c.Cache < 0 || c.Cache > c.MemoryBound()*4:
 		return bad("cache budget %s out of range", c.Cache)
 	case c.Concurrency < 0:
 		return bad("concurrency must not be negative")
@@ -283,9 +311,15 @@ func ValidName(name string) error {
 // or a plain number of bytes.
 type Size int64
 
+// SizeAuto is the memory of a function that Mote sizes itself: "auto".
+const SizeAuto Size = -1
+
 // ParseSize parses a size such as "128MiB", "64mb", "1g" or "1048576".
 func ParseSize(s string) (Size, error) {
 	t := strings.TrimSpace(strings.ToLower(s))
+	if t == "auto" {
+		return SizeAuto, nil
+	}
 	mult := int64(1)
 	for _, u := range []struct {
 		suffix string
@@ -305,6 +339,8 @@ func ParseSize(s string) (Size, error) {
 
 func (s Size) String() string {
 	switch {
+	case s == SizeAuto:
+		return "auto"
 	case s >= 1<<30 && s%(1<<30) == 0:
 		return fmt.Sprintf("%dGiB", s>>30)
 	case s >= 1<<20 && s%(1<<20) == 0:

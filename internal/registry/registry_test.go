@@ -200,6 +200,13 @@ func TestConfigValidate(t *testing.T) {
 		{`{"retry":{"on":["nope"]}}`, false},
 		{`{"on_failure":"Bad Name"}`, false},
 		{`{"idle_timeout":"10ms"}`, false},
+		{`{"memory":"auto"}`, true},
+		{`{"memory":"auto","memory_max":"2GiB","cache":"1GiB"}`, true},
+		{`{"memory":"auto","memory_max":"32GiB"}`, false},
+		{`{"memory":"64MiB","memory_max":"1GiB"}`, false},
+		{`{"cache":"auto"}`, false},
+		{`{"calls":["resize","store"]}`, true},
+		{`{"calls":["Bad Name"]}`, false},
 	} {
 		var c Config
 		err := json.Unmarshal([]byte(tc.json), &c)

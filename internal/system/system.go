@@ -151,6 +151,7 @@ type System struct {
 	fns   atomic.Pointer[map[string]*active]
 
 	deployMu sync.Mutex // one deploy/rollback/remove at a time
+	autoMem  autoMemory // limits of "memory": "auto" versions (automem.go)
 
 	draining atomic.Bool
 	inflight inflight
@@ -317,6 +318,9 @@ func (s *System) Run(ctx context.Context, fn string, ev *runtime.Event) (runtime
 		res, u, cold, err = a.pool.Invoke(ctx, ev)
 	}
 	if err != nil {
+		res, u, cold, err = s.retryOutOfMemory(ctx, a, ev, res, u, cold, err)
+	}
+	if err != nil {
 		err = s.redactErr(fn, err)
 	}
 	return res, u, cold, a.version.numberText, err
@@ -476,6 +480,9 @@ type Function struct {
 	registry.Function
 	Versions []*registry.Version `json:"versions,omitempty"`
 	Pool     *scheduler.Stats    `json:"pool,omitempty"`
+	// MemoryLimit is the current version's memory limit in bytes: the
+	// one Mote chose under "memory": "auto".
+	MemoryLimit int64 `json:"memory_limit,omitempty"`
 }
 
 // Describe returns fn with its versions and its current pool's state.
@@ -492,6 +499,7 @@ func (s *System) Describe(name string) (*Function, error) {
 	if a := s.lookup(name); a != nil {
 		st := a.pool.Stats()
 		out.Pool = &st
+		out.MemoryLimit = s.memoryLimit(a.version.Version)
 	}
 	return out, nil
 }
@@ -611,7 +619,7 @@ func (s *System) switchTo(v *registry.Version, pool *scheduler.Pool, record bool
 			OnFailure:   c.OnFailure,
 			Concurrency: c.Concurrency,
 			Timeout:     time.Duration(c.Timeout),
-			Memory:      int64(c.Memory),
+			Memory:      s.memoryLimit(v),
 		},
 		caller: baas.Caller{
 			Function:   v.Function,
@@ -645,7 +653,7 @@ func (s *System) load(ctx context.Context, rt runtime.Runtime, v *registry.Versi
 		Kind:        v.Config.Runtime,
 		Handler:     v.Config.Handler,
 		Env:         env,
-		MemoryLimit: int64(v.Config.Memory),
+		MemoryLimit: s.memoryLimit(v),
 		Timeout:     time.Duration(v.Config.Timeout),
 		Network:     v.Config.Network,
 		CacheBudget: int64(v.Config.Cache),

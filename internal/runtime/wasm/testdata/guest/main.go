@@ -99,6 +99,13 @@ func handle(ctx *mote.Context, event []byte) ([]byte, error) {
 		fmt.Fprintln(os.Stderr, "stderr", arg)
 		fmt.Println("stdout", arg)
 		return []byte("logged"), nil
+	case "alloc": // hold N bytes, every page touched, for the invocation
+		n, _ := strconv.Atoi(arg)
+		b := make([]byte, n)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		return []byte(strconv.Itoa(len(b))), nil
 	case "big":
 		n, _ := strconv.Atoi(arg)
 		return make([]byte, n), nil
