@@ -12,6 +12,7 @@ import (
 
 	"github.com/mote-run/mote/internal/flow"
 	"github.com/mote-run/mote/internal/meter"
+	"github.com/mote-run/mote/internal/system"
 )
 
 // cmdTrace is `mote trace ID`: the invocation's call tree with timings.
@@ -100,7 +101,37 @@ func cmdUsage(args []string, stdout, stderr io.Writer) int {
 	if t.LambdaGBs > 0 {
 		fmt.Fprintf(stdout, "CPU-time billing charges %.1f%% of what wall-clock GB-s billing would.\n", 100*t.BilledGBs/t.LambdaGBs)
 	}
+	if !*hourly {
+		atRecommended(c, rows, stdout)
+	}
 	return 0
+}
+
+// atRecommended prints what each function's billed GB-s would have been
+// at the memory limit Mote recommends from its current version's observed
+// peak (mote info), against its limit in force. It scales the billed
+// GB-s by the ratio of the two: an estimate, exact only if the period's
+// invocations all ran under the current limit.
+func atRecommended(c *client, rows []meter.Usage, stdout io.Writer) {
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	wrote := false
+	for _, r := range rows {
+		var f system.Function
+		if c.json(http.MethodGet, "/v1/functions/"+url.PathEscape(r.Function), nil, &f) != nil || f.Pool == nil {
+			continue
+		}
+		rec, cur := f.Pool.RecommendedMemory, f.MemoryLimit
+		if rec <= 0 || cur <= 0 {
+			continue
+		}
+		if !wrote {
+			fmt.Fprintln(stdout, "\nat the recommended memory limit (observed peak + 25 %, from the current version):")
+			fmt.Fprintln(tw, "FUNCTION\tLIMIT MiB\tRECOMMENDED MiB\tBILLED GB-s\tAT RECOMMENDED\t")
+			wrote = true
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.4f\t%.4f\t\n", r.Function, cur>>20, rec>>20, r.BilledGBs, r.BilledGBs*float64(rec)/float64(cur))
+	}
+	tw.Flush()
 }
 
 // cmdDLQ is `mote dlq ls | redrive ID`.
