@@ -56,6 +56,9 @@ type instance struct {
 	idleSince   atomic.Int64 // when the last invocation ended, in Runtime.since units
 
 	readyOnce, closeOnce sync.Once
+	// setup is held while newInstance sets the instance up, and by
+	// Close, so that Close never races a start's writes.
+	setup sync.Mutex
 }
 
 // call is one invocation in flight.
@@ -119,9 +122,23 @@ func (m *module) newInstance(ctx context.Context) (*instance, error) {
 	if err := rt.track(in); err != nil {
 		return nil, err
 	}
-	if err := in.start(ctx); err != nil {
+	// Close may come at any time (Runtime.Close while a spare starts):
+	// it waits for the set-up under in.setup, and the wait for the
+	// first GET …/next ends with it.
+	in.setup.Lock()
+	err := in.launch()
+	in.setup.Unlock()
+	if err == nil {
+		err = in.awaitReady(ctx)
+	}
+	if err != nil {
 		_ = in.Close(context.Background())
 		return nil, err
+	}
+	in.setup.Lock()
+	defer in.setup.Unlock()
+	if in.closed() {
+		return nil, errs.E(errs.Unavailable, "process: instance closed while starting")
 	}
 	in.idleSince.Store(rt.since())
 	in.reusable.Store(true)
@@ -131,7 +148,8 @@ func (m *module) newInstance(ctx context.Context) (*instance, error) {
 	return in, nil
 }
 
-func (in *instance) start(ctx context.Context) error {
+// launch starts the sandbox, its Runtime API listener and the command.
+func (in *instance) launch() error {
 	cfg := in.m.rt.cfg
 	var err error
 	in.out, err = newOutput(in)
@@ -183,9 +201,18 @@ func (in *instance) start(ctx context.Context) error {
 	if err := in.proc.Exec(in.m.argv, env, in.m.spec.Dir); err != nil {
 		return in.initError("could not start: " + err.Error())
 	}
+	return nil
+}
+
+// awaitReady waits until the command asks for its first event (a cold
+// start's end), fails, or the instance is closed.
+func (in *instance) awaitReady(ctx context.Context) error {
+	cfg := in.m.rt.cfg
 	timer := time.NewTimer(cfg.InitTimeout)
 	defer timer.Stop()
 	select {
+	case <-in.quit:
+		return errs.E(errs.Unavailable, "process: instance closed while starting")
 	case <-in.ready:
 		return nil
 	case body := <-in.initErr:
@@ -222,6 +249,9 @@ func (in *instance) tmpDir() (string, error) {
 // initError builds the init_error for a failed cold start, with the tail
 // of the function's output, which usually says why.
 func (in *instance) initError(what string) error {
+	if in.closed() { // Close killed it: its output is gone
+		return errs.E(errs.Unavailable, "process: instance closed while starting")
+	}
 	in.proc.Kill()
 	select {
 	case <-in.proc.Done():
@@ -452,6 +482,8 @@ func (in *instance) PeakMemory() int64 {
 func (in *instance) Close(ctx context.Context) error {
 	var err error
 	in.closeOnce.Do(func() {
+		in.setup.Lock() // not under a start's set-up (see newInstance)
+		defer in.setup.Unlock()
 		in.reusable.Store(false)
 		// A process frozen after Kill's thaw would never die: once closing
 		// is set the freezer leaves the instance alone (Kill thaws one
