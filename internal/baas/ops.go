@@ -33,7 +33,7 @@ const (
 	OpObjDelete = "obj.delete" // [bucket, key] → ""
 	OpObjList   = "obj.list"   // [bucket, prefix?, cursor?, limit?] → [next_cursor, key...]
 
-	OpEphPut    = "eph.put"    // [key, value, ttl_ms?] → ""
+	OpEphPut    = "eph.put"    // [key, value, ttl_ms?, durability?] → ""
 	OpEphGet    = "eph.get"    // [key] → value
 	OpEphDelete = "eph.delete" // [key] → ""
 	OpEphList   = "eph.list"   // [prefix?, cursor?, limit?] → [next_cursor, key...]
@@ -460,7 +460,11 @@ func (s *Service) ephPut(_ context.Context, who Caller, a args) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
-	return nil, s.eph.Put(who.Root, a.str(0), a.bytes(1), ttl, store.DefaultDurability)
+	d, err := a.durability(3)
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.eph.Put(who.Root, a.str(0), a.bytes(1), ttl, d)
 }
 
 func (s *Service) ephGet(_ context.Context, who Caller, a args) ([]byte, error) {

@@ -262,6 +262,26 @@ func TestCallEphemeralScopedToTree(t *testing.T) {
 	}
 }
 
+// TestCallEphemeralDurability: eph.put takes kv.put's durability argument
+// (a shuffle has no use for an fsync per chunk), and refuses a bad one
+// without writing.
+func TestCallEphemeralDurability(t *testing.T) {
+	s := newService(t)
+	tree := Caller{Function: "map", Root: "tree-1"}
+	for _, d := range []string{"", "durable", "buffered"} {
+		mustCall(t, s, tree, OpEphPut, "k/"+d, "v"+d, "", d)
+		if got := mustCall(t, s, tree, OpEphGet, "k/"+d); got != "v"+d {
+			t.Errorf("durability %q: got %q, want %q", d, got, "v"+d)
+		}
+	}
+	if _, err := call(t, s, tree, OpEphPut, "bad", "v", "", "sometimes"); errs.CodeOf(err) != errs.BadRequest {
+		t.Errorf("durability \"sometimes\": %v, want bad_request", err)
+	}
+	if _, err := call(t, s, tree, OpEphGet, "bad"); errs.CodeOf(err) != errs.NotFound {
+		t.Errorf("a refused put wrote: %v, want not_found", err)
+	}
+}
+
 func TestCallCoordination(t *testing.T) {
 	s := newService(t)
 	if got := mustCall(t, s, admin, OpCounterAdd, "c", "hits", "3"); got != "3" {

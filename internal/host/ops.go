@@ -71,7 +71,7 @@ var Ops = []Op{
 	{"obj.delete", "bucket, key", "empty", AccessWrite, "OBJ_DELETE"},
 	{"obj.list", "bucket, prefix?, cursor?, limit?", "[next_cursor, key...]", AccessRead, "OBJ_LIST"},
 
-	{"eph.put", "key, value, ttl_ms?", "empty", AccessOwnTree, "EPH_PUT"},
+	{"eph.put", "key, value, ttl_ms?, durability?", "empty", AccessOwnTree, "EPH_PUT"},
 	{"eph.get", "key", "value", AccessOwnTree, "EPH_GET"},
 	{"eph.delete", "key", "empty", AccessOwnTree, "EPH_DELETE"},
 	{"eph.list", "prefix?, cursor?, limit?", "[next_cursor, key...]", AccessOwnTree, "EPH_LIST"},

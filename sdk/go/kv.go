@@ -245,6 +245,13 @@ func EphPut(key string, value []byte, ttl time.Duration) error {
 	return err
 }
 
+// EphPutWith is EphPut with options: Buffered skips the fsync, for data
+// (a shuffle) that its tree can make again if a crash loses it.
+func EphPutWith(key string, value []byte, o PutOptions) error {
+	_, err := Call(OpEphPut, []byte(key), value, msArg(o.TTL), []byte(o.Durability))
+	return err
+}
+
 // EphGet reads key from the call tree's ephemeral scope.
 func EphGet(key string) ([]byte, error) { return Call(OpEphGet, []byte(key)) }
 
