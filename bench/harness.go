@@ -31,6 +31,7 @@ type Options struct {
 	Duration time.Duration // per load run
 	Rounds   int           // repetitions; medians are reported
 	Only     string        // a scenario's subset to run ("" for all; baas: "process")
+	Size     string        // input size per job (mapreduce: default "1GiB")
 	Out      io.Writer
 }
 

@@ -20,6 +20,7 @@ var scenarios = map[string]func(context.Context, bench.Options) error{
 	"triggers":  bench.Triggers,
 	"cluster":   bench.Cluster,
 	"coldstart": bench.Coldstart,
+	"mapreduce": bench.MapReduce,
 }
 
 func cmdBench(args []string, stdout, stderr io.Writer) int {
@@ -30,6 +31,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.Duration, "duration", 0, "length of each load run (default 5s)")
 	fs.IntVar(&o.Rounds, "rounds", 0, "rounds per point; medians are reported (default 3)")
 	fs.StringVar(&o.Only, "only", "", `run part of a scenario (baas: "process", the process-function rows; coldstart: "chain", the prewarm chain)`)
+	fs.StringVar(&o.Size, "size", "", "mapreduce: input size per job, e.g. 256MiB (default 1GiB)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return 2
@@ -39,6 +41,10 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		for name := range scenarios {
 			fmt.Fprintln(stderr, "  ", name)
 		}
+		return 2
+	}
+	if o.Size != "" && pos[0] != "mapreduce" {
+		fmt.Fprintf(stderr, "mote bench: --size applies to the mapreduce scenario, not %s\n", pos[0])
 		return 2
 	}
 	if o.Only != "" && pos[0] != "baas" && pos[0] != "coldstart" {

@@ -99,6 +99,7 @@ func run(ctx *mote.Context, t mr.Task) (*mr.RunResult, error) {
 			chunks[j][i] = n
 		}
 		res.ShuffleBytes += mres.Bytes
+		res.ShuffleWriteMs += float64(mres.WriteNs) / 1e6
 	}
 	t1 := time.Now()
 	events = make([][]byte, reduces)
@@ -177,6 +178,7 @@ func mapTask(t mr.Task) (*mr.MapResult, error) {
 				return nil, err
 			}
 		}
+		t0 := time.Now()
 		for k, c := range mr.Chunks(p, mr.ShuffleChunk, unit) {
 			// Buffered: a crash loses the tree, whose retry makes the
 			// shuffle again; an fsync per chunk would buy nothing.
@@ -186,6 +188,7 @@ func mapTask(t mr.Task) (*mr.MapResult, error) {
 			res.Chunks[r]++
 			res.Bytes += int64(len(c))
 		}
+		res.WriteNs += time.Since(t0).Nanoseconds()
 	}
 	return res, nil
 }

@@ -29,8 +29,9 @@ type Task struct {
 
 // MapResult is a map task's answer.
 type MapResult struct {
-	Chunks []int `json:"chunks"` // per reducer
-	Bytes  int64 `json:"bytes"`  // shuffle bytes written
+	Chunks  []int `json:"chunks"`   // per reducer
+	Bytes   int64 `json:"bytes"`    // shuffle bytes written
+	WriteNs int64 `json:"write_ns"` // time spent writing them
 }
 
 // ReduceResult is a reduce task's answer.
@@ -51,8 +52,10 @@ type RunResult struct {
 	ShuffleBytes int64   `json:"shuffle_bytes"`
 	OutputBytes  int64   `json:"output_bytes"`
 	Objects      int     `json:"objects"`
-	// ShuffleReadMs is the reducers' summed time reading shuffle data.
-	ShuffleReadMs float64 `json:"shuffle_read_ms"`
+	// ShuffleWriteMs and ShuffleReadMs are the map and reduce tasks'
+	// summed time writing and reading shuffle data.
+	ShuffleWriteMs float64 `json:"shuffle_write_ms"`
+	ShuffleReadMs  float64 `json:"shuffle_read_ms"`
 	// Retried is how many tasks failed an attempt and were retried (seen
 	// through the failure marker the injected failure leaves).
 	Retried int `json:"retried"`
