@@ -520,6 +520,9 @@ func invoke(o options, ev any, v any) error {
 		return err
 	}
 	defer resp.Body.Close()
+	if id := resp.Header.Get("X-Mote-Invocation-Id"); id != "" {
+		progress("the run's call tree: mote trace %s", id)
+	}
 	out, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return err
