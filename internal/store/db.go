@@ -102,7 +102,11 @@ func OpenWithConfig(dir string, cfg DBConfig) (*DB, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	pdb, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	// A 64 MiB memtable (Pebble's default is 4 MiB, and it starts small
+	// and doubles up to this): a shuffle through ephemeral data writes
+	// 1 MiB values, which at 4 MiB made a flush every four puts and
+	// stalled writers behind L0 compactions (BenchmarkEphemeralShuffle).
+	pdb, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}, MemTableSize: 64 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
