@@ -25,7 +25,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mote-run/mote/internal/errs"
@@ -328,7 +327,7 @@ func New(cfg Config) (*Engine, error) {
 		e.ledger, e.ownLedger = l, true
 	}
 	e.base, e.cancel = context.WithCancel(context.Background())
-	e.w = newWriter(cfg.DB.Pebble(), cfg.Logger)
+	e.w = newWriter(cfg.DB, cfg.Logger)
 	e.q.init()
 	return e, nil
 }
@@ -783,7 +782,7 @@ func (e *Engine) release(t *tree) {
 		// The tree is done: nothing can replay its journal any more.
 		start := journalPrefix(t.id, "")
 		end := store.PrefixEnd(start)
-		e.w.apply(false, func(b *pebble.Batch) { _ = b.DeleteRange(start, end, nil) })
+		e.w.apply(false, func(b *store.Batch) { b.DeleteRange(start, end) })
 	}
 	if e.cfg.OnRootDone != nil && t.hosted.Load() {
 		e.cfg.OnRootDone(t.id)
@@ -799,10 +798,10 @@ func (e *Engine) putNode(in *inv, index bool) {
 	if index {
 		ck = childKey(in.node.Parent, in.node.ID)
 	}
-	e.w.apply(false, func(b *pebble.Batch) {
-		_ = b.Set(k, v, nil)
+	e.w.apply(false, func(b *store.Batch) {
+		b.Set(k, v)
 		if ck != nil {
-			_ = b.Set(ck, nil, nil)
+			b.Set(ck, nil)
 		}
 	})
 }

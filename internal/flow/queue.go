@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/store"
 )
@@ -149,12 +147,12 @@ func (e *Engine) Sweep() {
 		return
 	}
 	cut := idAt(e.cfg.Clock.Now().Add(-e.cfg.Retention))
-	e.w.apply(false, func(b *pebble.Batch) {
-		_ = b.DeleteRange([]byte(keyNode), append([]byte(keyNode), cut...), nil)
-		_ = b.DeleteRange([]byte(keyChild), append([]byte(keyChild), cut...), nil)
+	e.w.apply(false, func(b *store.Batch) {
+		b.DeleteRange([]byte(keyNode), append([]byte(keyNode), cut...))
+		b.DeleteRange([]byte(keyChild), append([]byte(keyChild), cut...))
 		// Whole buckets of leaf roots' segments: the cut's own bucket,
 		// which may hold newer records, waits for a later sweep.
-		_ = b.DeleteRange([]byte(keySegment), bucketPrefix(cut), nil)
+		b.DeleteRange([]byte(keySegment), bucketPrefix(cut))
 	})
 	e.w.flush()
 }
@@ -177,11 +175,11 @@ func (e *Engine) enqueue(ctx context.Context, fn string, payload []byte) (string
 	now := e.cfg.Clock.Now()
 	n := Node{ID: id, Root: id, Function: fn, Status: StatusQueued, Async: true, Start: now}
 	item := queued{ID: id, Function: fn, Payload: payload, At: now, Trace: e.traceparent(ctx)}
-	b := e.cfg.DB.Pebble().NewBatch()
+	b := e.cfg.DB.NewBatch()
 	defer b.Close()
-	_ = b.Set(queueKey(id), encodeQueued(&item), nil)
-	_ = b.Set(nodeKey(id), encodeNode(&n), nil)
-	if err := b.Commit(pebble.Sync); err != nil {
+	b.Set(queueKey(id), encodeQueued(&item))
+	b.Set(nodeKey(id), encodeNode(&n))
+	if err := e.cfg.DB.Commit(b, store.Durable); err != nil {
 		return "", errs.Wrap(errs.Unavailable, err, "flow: could not queue the invocation")
 	}
 	e.q.push(id)
@@ -271,11 +269,11 @@ func (e *Engine) settle(in *inv, out []byte, err error) {
 		dv = encodeQueued(&queued{ID: n.ID, Function: n.Function, Payload: in.payload, At: n.End,
 			Attempts: n.Attempts, Code: n.ErrorCode, Message: n.ErrorMessage})
 	}
-	e.w.apply(true, func(b *pebble.Batch) {
-		_ = b.Set(nk, nv, nil)
-		_ = b.Delete(qk, nil)
+	e.w.apply(true, func(b *store.Batch) {
+		b.Set(nk, nv)
+		b.Delete(qk)
 		if dk != nil {
-			_ = b.Set(dk, dv, nil)
+			b.Set(dk, dv)
 		}
 	})
 
@@ -384,12 +382,12 @@ func (e *Engine) Redrive(id string) error {
 	n.Status, n.ErrorCode, n.ErrorMessage, n.Output = StatusQueued, "", "", nil
 	n.Start, n.End, n.WallMicros = e.cfg.Clock.Now(), time.Time{}, 0
 	item := queued{ID: id, Function: dl.Function, Payload: dl.Payload, At: n.Start, Attempts: n.Attempts}
-	b := e.cfg.DB.Pebble().NewBatch()
+	b := e.cfg.DB.NewBatch()
 	defer b.Close()
-	_ = b.Delete(deadKey(id), nil)
-	_ = b.Set(queueKey(id), encodeQueued(&item), nil)
-	_ = b.Set(nodeKey(id), encodeNode(n), nil)
-	if err := b.Commit(pebble.Sync); err != nil {
+	b.Delete(deadKey(id))
+	b.Set(queueKey(id), encodeQueued(&item))
+	b.Set(nodeKey(id), encodeNode(n))
+	if err := e.cfg.DB.Commit(b, store.Durable); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "flow: could not re-drive")
 	}
 	if e.q.known[id] {

@@ -3,117 +3,82 @@ package flow
 import (
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
+	"github.com/mote-run/mote/internal/store"
 )
 
 // writer group-commits the engine's in-flight records (nodes, child
-// indexes, journal entries) without fsync. An invocation only appends to a
-// shared batch and wakes the writer goroutine, which commits whatever has
-// accumulated: under load one commit carries many invocations' records, so
-// the per-invocation cost is an encode and a memcpy, not a Pebble commit.
-// Records not yet committed are lost if the process dies, which is the
-// contract for in-flight state. Note that a commit without sync is not even
-// in the kernel: Pebble keeps it in its WAL block buffer until a block fills
-// or a sync comes, so SIGKILL loses it. Records that must survive a crash
-// (the journal and settlement of durable async invocations) are applied
-// with sync set, which makes the commit that carries them fsync; callers do
-// not wait for it, so durability lags by about one fsync. Readers call
-// flush first to see all writes made before.
+// indexes, journal entries) through the store's committer, of which it is
+// a Source: an invocation only appends to a shared batch and wakes the
+// committer, whose next cycle carries whatever has accumulated (with the
+// other sources' records) in one commit. Under load one commit carries
+// many invocations' records, so the per-invocation cost is an encode and a
+// memcpy, not a commit. Records not yet committed are lost if the process
+// dies, which is the contract for in-flight state; the store's WAL sync
+// bounds how long a committed one stays unsynced. Records that must
+// survive a crash (the journal and settlement of durable async
+// invocations) are applied with durable set, which makes the cycle that
+// carries them sync; callers do not wait for it, so durability lags by
+// about one fsync. Readers call flush first to see all writes made before.
 type writer struct {
-	db  *pebble.DB
-	log *slog.Logger
+	db   *store.DB
+	log  *slog.Logger
+	feed *store.Feed
 
-	// Lock order: commitMu, then mu. commitMu keeps batches committed in
-	// the order they were swapped out.
-	commitMu sync.Mutex
-	mu       sync.Mutex
-	b        *pebble.Batch
-	sync     bool       // b holds records that must be durable
-	segs     []*segment // leaf roots' records for the next commit
-	spare    []*segment // segments committed, their buffers for reuse
-	scratch  []byte     // a record being encoded, under mu
+	mu      sync.Mutex
+	b       *store.Batch // records for the next cycle
+	sync    bool         // b holds records that must be durable
+	segs    []*segment   // leaf roots' records for the next cycle
+	spare   []*segment   // segments committed, their buffers for reuse
+	scratch []byte       // a record being encoded, under mu
+	gen     uint64       // records applied so far (a count), under mu
 
-	kick   chan struct{}
-	urgent chan struct{}
-	stop   chan struct{}
-	done   chan struct{}
-	once   sync.Once
+	// committed is the gen of the last records committed; flush returns
+	// at once when nothing newer is pending.
+	committed atomic.Uint64
+
+	// The committer's side (only on its goroutine): what the last Collect
+	// gave, kept until its commit succeeds.
+	inflight     *store.Batch
+	inflightSync bool
+	inflightGen  uint64
+	failedLogged bool
+
+	once sync.Once
 }
 
-func newWriter(db *pebble.DB, log *slog.Logger) *writer {
-	w := &writer{
-		db:     db,
-		log:    log,
-		b:      db.NewBatch(),
-		kick:   make(chan struct{}, 1),
-		urgent: make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
-	}
-	go w.loop()
+func newWriter(db *store.DB, log *slog.Logger) *writer {
+	w := &writer{db: db, log: log, b: db.NewBatch(), inflight: db.NewBatch()}
+	w.feed = db.Register(w, store.SourceConfig{Name: "flow", Window: coalesce})
 	return w
 }
 
-// coalesce is how long the writer lets records accumulate before a commit
-// that nothing is waiting on. At low rates every invocation would otherwise
-// cost a Pebble commit (a WAL write syscall and a goroutine wake-up) of its
-// own; a millisecond is short next to anyone reading the records back
+// coalesce is how long the committer lets records accumulate before a
+// cycle that nothing is waiting on. At low rates every invocation would
+// otherwise cost a commit (a WAL write syscall and a goroutine wake-up) of
+// its own; a millisecond is short next to anyone reading the records back
 // (readers flush first anyway).
 const coalesce = time.Millisecond
 
-func (w *writer) loop() {
-	defer close(w.done)
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	for {
-		select {
-		case <-w.kick:
-		case <-w.stop:
-			w.flush()
-			return
-		}
-		w.mu.Lock()
-		urgent := w.sync
-		w.mu.Unlock()
-		if !urgent {
-			t.Reset(coalesce)
-			select {
-			case <-t.C:
-			case <-w.urgent:
-				t.Stop()
-			case <-w.stop:
-				t.Stop()
-				w.flush()
-				return
-			}
-		}
-		w.flush()
-	}
-}
-
 // apply adds records to the next commit; with durable, that commit syncs.
-func (w *writer) apply(durable bool, fn func(b *pebble.Batch)) {
+func (w *writer) apply(durable bool, fn func(b *store.Batch)) {
 	w.mu.Lock()
 	fn(w.b)
 	w.sync = w.sync || durable
+	w.gen++
 	w.mu.Unlock()
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
 	if durable {
 		// Cut a coalescing wait short: this commit must sync now.
-		select {
-		case w.urgent <- struct{}{}:
-		default:
-		}
+		w.feed.Urgent()
+	} else {
+		w.feed.Wake()
 	}
 }
 
 func (w *writer) set(durable bool, key, value []byte) {
-	w.apply(durable, func(b *pebble.Batch) { _ = b.Set(key, value, nil) })
+	w.apply(durable, func(b *store.Batch) { b.Set(key, value) })
 }
 
 // A leaf root, a root invocation that called no other function (the
@@ -155,49 +120,75 @@ func (w *writer) putLeaf(n *Node) {
 	e := enc{b: seg.buf}
 	e.by(w.scratch)
 	seg.buf = e.b
+	w.gen++
 	w.mu.Unlock()
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
+	w.feed.Wake()
 }
 
-// flush commits everything applied so far.
-func (w *writer) flush() {
-	w.commitMu.Lock()
-	defer w.commitMu.Unlock()
+// Collect moves what was applied since the last cycle (segments written
+// out) behind what a failed cycle gave back, and appends it all to the
+// cycle's batch.
+func (w *writer) Collect(cycle *store.Batch) bool {
 	w.mu.Lock()
-	b := w.b
 	for _, s := range w.segs {
-		_ = b.Set(segmentKey(s.first), s.buf, nil) // copied: the buffer is free again
+		w.b.Set(segmentKey(s.first), s.buf) // copied: the buffer is free again
 		if len(w.spare) < 8 && cap(s.buf) <= 1<<20 {
 			w.spare = append(w.spare, s)
 		}
 	}
 	clear(w.segs)
 	w.segs = w.segs[:0]
-	if b.Empty() {
-		w.mu.Unlock()
-		return
+	if !w.b.Empty() {
+		if w.inflight.Empty() {
+			// The common case: swap instead of copying.
+			w.inflight, w.b = w.b, w.inflight
+		} else {
+			w.inflight.Append(w.b)
+			w.b.Reset()
+		}
 	}
-	opts := pebble.NoSync
-	if w.sync {
-		opts = pebble.Sync
-	}
-	w.b, w.sync = w.db.NewBatch(), false
+	w.inflightSync = w.inflightSync || w.sync
+	w.sync = false
+	w.inflightGen = w.gen
 	w.mu.Unlock()
-	if err := b.Commit(opts); err != nil {
-		// Only a closed or broken database fails here; the records are
-		// in-flight state, so log and go on rather than stop invocations.
-		w.log.Error("flow: commit of in-flight records failed", "err", err, "records", b.Count())
-	}
-	_ = b.Close()
+	cycle.Append(w.inflight)
+	return w.inflightSync
 }
 
-// close commits what is pending and stops the writer goroutine.
+// Committed forgets what the cycle carried, or keeps it for the next one.
+func (w *writer) Committed(err error) {
+	if err != nil {
+		// A broken store: the records are in-flight state, so log (once
+		// per failure run) and go on rather than stop invocations.
+		if !w.failedLogged {
+			w.log.Error("flow: commit of in-flight records failed; keeping them for the next cycle",
+				"err", err, "records", w.inflight.Count())
+			w.failedLogged = true
+		}
+		return
+	}
+	w.failedLogged = false
+	w.inflight.Reset()
+	w.inflightSync = false
+	w.committed.Store(w.inflightGen)
+}
+
+// flush commits everything applied so far and returns the commit's error.
+func (w *writer) flush() error {
+	w.mu.Lock()
+	gen := w.gen
+	w.mu.Unlock()
+	if w.committed.Load() >= gen {
+		return nil
+	}
+	return w.feed.Flush()
+}
+
+// close commits what is pending and leaves the committer.
 func (w *writer) close() {
 	w.once.Do(func() {
-		close(w.stop)
-		<-w.done
+		if err := w.feed.Close(); err != nil {
+			w.log.Error("flow: commit of in-flight records at close failed", "err", err)
+		}
 	})
 }

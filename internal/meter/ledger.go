@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/store"
 )
@@ -83,21 +81,26 @@ type Usage struct {
 }
 
 // Ledger accumulates usage in memory and writes it to the database under
-// store.PrefixUsage every FlushInterval, so recording an execution costs a
-// map update, not a database write. Safe for concurrent use.
+// store.PrefixUsage at least every FlushInterval, as a source of the
+// store's committer (one commit carries the ledger's rows with whatever
+// else is pending), so recording an execution costs a map update, not a
+// database write. Safe for concurrent use.
 type Ledger struct {
-	db  *store.DB
-	cfg LedgerConfig
+	db   *store.DB
+	cfg  LedgerConfig
+	feed *store.Feed
 
 	mu      sync.Mutex // guards pending, last and lastKey
 	pending map[hourKey]*Usage
 	last    *Usage // pending[lastKey], the row Record used last
 	lastKey hourKey
 
-	flushMu sync.Mutex // serialises read-modify-write flushes
+	// inflight is what the last Collect wrote (deltas), kept until its
+	// commit succeeds; only the committer's goroutine uses it.
+	inflight map[hourKey]*Usage
+	held     bool       // the last Collect wrote nothing: keep inflight
+	rows     []usageRow // Collect's scratch
 
-	stop     chan struct{}
-	done     chan struct{}
 	closeOne sync.Once
 }
 
@@ -118,27 +121,9 @@ func NewLedger(db *store.DB, cfg LedgerConfig) (*Ledger, error) {
 		db:      db,
 		cfg:     cfg,
 		pending: make(map[hourKey]*Usage),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
 	}
-	go l.loop()
+	l.feed = db.Register((*ledgerSource)(l), store.SourceConfig{Name: "ledger", Every: cfg.FlushInterval})
 	return l, nil
-}
-
-func (l *Ledger) loop() {
-	defer close(l.done)
-	t := time.NewTicker(l.cfg.FlushInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
-			if err := l.Flush(); err != nil {
-				l.cfg.Logger.Error("meter: ledger flush failed", "err", err)
-			}
-		}
-	}
 }
 
 // wallMs rounds wall time up to whole milliseconds, as Lambda does.
@@ -192,57 +177,86 @@ func (l *Ledger) Record(r Record) {
 
 // Flush writes the usage recorded so far to the database.
 func (l *Ledger) Flush() error {
-	l.flushMu.Lock()
-	defer l.flushMu.Unlock()
-
-	l.mu.Lock()
-	pending := l.pending
-	l.pending = make(map[hourKey]*Usage, len(pending))
-	l.last = nil
-	l.lastKey = hourKey{}
-	l.mu.Unlock()
-	if len(pending) == 0 {
-		return nil
-	}
-
-	b := l.db.Pebble().NewBatch()
-	defer b.Close()
-	for k, d := range pending {
-		key := usageKey(k.fn, k.hour)
-		var total Usage
-		old, err := l.db.Get(key)
-		switch {
-		case err == nil:
-			if err := decodeUsage(old, &total); err != nil {
-				return err
-			}
-		case !errors.Is(err, store.ErrNotFound):
-			l.requeue(pending)
-			return errs.Wrap(errs.Internal, err, "meter: read usage")
-		}
-		total.add(d)
-		if err := b.Set(key, encodeUsage(&total), nil); err != nil {
-			l.requeue(pending)
-			return errs.Wrap(errs.Internal, err, "meter: write usage")
-		}
-	}
-	if err := b.Commit(pebble.NoSync); err != nil {
-		l.requeue(pending)
+	if err := l.feed.Flush(); err != nil {
 		return errs.Wrap(errs.Internal, err, "meter: write usage")
 	}
 	return nil
 }
 
-// requeue puts deltas that could not be written back, so a failed flush
-// loses nothing.
-func (l *Ledger) requeue(pending map[hourKey]*Usage) {
+// ledgerSource is the Ledger as the committer's Source.
+type ledgerSource Ledger
+
+// Collect adds what was recorded since the last cycle to what a failed
+// cycle gave back, and appends each row's new total (read, added to,
+// written) to the cycle's batch.
+func (src *ledgerSource) Collect(b *store.Batch) bool {
+	l := (*Ledger)(src)
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	for k, d := range pending {
-		if u := l.pending[k]; u != nil {
+	var pending map[hourKey]*Usage
+	if len(l.pending) > 0 {
+		pending = l.pending
+		l.pending = make(map[hourKey]*Usage, len(pending))
+	}
+	l.last = nil
+	l.lastKey = hourKey{}
+	l.mu.Unlock()
+	if l.inflight == nil {
+		l.inflight = pending
+	} else {
+		merge(l.inflight, pending)
+	}
+	l.held = false
+	rows := l.rows[:0]
+	for k, d := range l.inflight {
+		key := usageKey(k.fn, k.hour)
+		var total Usage
+		old, err := l.db.Get(key)
+		switch {
+		case err == nil:
+			err = decodeUsage(old, &total)
+		case errors.Is(err, store.ErrNotFound):
+			err = nil
+		}
+		if err != nil {
+			// Keep every row for a later cycle: the ledger's part of a
+			// cycle is all of its rows or none.
+			l.cfg.Logger.Error("meter: read usage", "err", err)
+			l.held = true
+			return false
+		}
+		total.add(d)
+		rows = append(rows, usageRow{key, encodeUsage(&total)})
+	}
+	for _, r := range rows {
+		b.Set(r.key, r.value)
+	}
+	clear(rows)
+	l.rows = rows[:0]
+	return false
+}
+
+// Committed forgets the rows written, or keeps them for the next cycle
+// so a failed commit loses nothing.
+func (src *ledgerSource) Committed(err error) {
+	l := (*Ledger)(src)
+	if err != nil {
+		l.cfg.Logger.Error("meter: write usage", "err", err)
+		return
+	}
+	if !l.held {
+		l.inflight = nil
+	}
+}
+
+type usageRow struct{ key, value []byte }
+
+// merge adds the deltas of from into to.
+func merge(to, from map[hourKey]*Usage) {
+	for k, d := range from {
+		if u := to[k]; u != nil {
 			u.add(d)
 		} else {
-			l.pending[k] = d
+			to[k] = d
 		}
 	}
 }
@@ -318,13 +332,13 @@ func Sum(rows []Usage) Usage {
 	return t
 }
 
-// Close stops the flusher and writes what is pending.
+// Close writes what is pending and leaves the committer.
 func (l *Ledger) Close() error {
 	var err error
 	l.closeOne.Do(func() {
-		close(l.stop)
-		<-l.done
-		err = l.Flush()
+		if err = l.feed.Close(); err != nil {
+			err = errs.Wrap(errs.Internal, err, "meter: write usage")
+		}
 	})
 	return err
 }

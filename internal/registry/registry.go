@@ -21,8 +21,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/store"
 )
@@ -146,13 +144,13 @@ func (r *Registry) AddVersion(name, sum string, size int64, cfg Config, makeCurr
 	if makeCurrent {
 		f.Current = v.Number
 	}
-	b := r.db.Pebble().NewBatch()
+	b := r.db.NewBatch()
 	defer b.Close()
 	vb, _ := json.Marshal(v)
 	fb, _ := json.Marshal(f)
-	b.Set(versionKey(name, v.Number), vb, nil)
-	b.Set(functionKey(name), fb, nil)
-	if err := b.Commit(syncOpts); err != nil {
+	b.Set(versionKey(name, v.Number), vb)
+	b.Set(functionKey(name), fb)
+	if err := r.db.Commit(b, store.Durable); err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
 	return v, nil
@@ -278,13 +276,13 @@ func (r *Registry) Delete(name string) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	b := r.db.Pebble().NewBatch()
+	b := r.db.NewBatch()
 	defer b.Close()
-	b.Delete(functionKey(name), nil)
+	b.Delete(functionKey(name))
 	for _, v := range vs {
-		b.Delete(versionKey(name, v.Number), nil)
+		b.Delete(versionKey(name, v.Number))
 	}
-	if err := b.Commit(syncOpts); err != nil {
+	if err := r.db.Commit(b, store.Durable); err != nil {
 		return fmt.Errorf("registry: %w", err)
 	}
 	sums := make([]string, len(vs))
@@ -329,5 +327,3 @@ func versionPrefix(name string) []byte { return []byte(store.PrefixRegistry + "v
 func versionKey(name string, n int) []byte {
 	return []byte(fmt.Sprintf("%sv/%s/%010d", store.PrefixRegistry, name, n))
 }
-
-var syncOpts = pebble.Sync

@@ -244,7 +244,7 @@ func BenchmarkPebbleBatchNoSync1000(b *testing.B) {
 	db, bk, rec := pebbleBenchRecords(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		batch := db.Pebble().NewBatch()
+		batch := pebbleOf(db).NewBatch()
 		for _, k := range bk {
 			_ = batch.Set(k, rec, nil)
 		}
@@ -261,7 +261,7 @@ func BenchmarkPebbleSetNoSync(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		if err := db.Pebble().Set(bk[i%len(bk)], rec, pebble.NoSync); err != nil {
+		if err := pebbleOf(db).Set(bk[i%len(bk)], rec, pebble.NoSync); err != nil {
 			b.Fatal(err)
 		}
 		i++
@@ -275,6 +275,6 @@ func BenchmarkWALSyncerIdleTick(b *testing.B) {
 	b.Cleanup(func() { db.Close() })
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = db.Pebble().Metrics().WAL.BytesIn
+		_ = pebbleOf(db).Metrics().WAL.BytesIn
 	}
 }

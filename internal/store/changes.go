@@ -10,8 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // PrefixChanges is the change log's: chg/e/{seq BE} are the entries,
@@ -173,11 +171,25 @@ type changeRec struct {
 	ch  Change
 }
 
-// commit commits b, first adding to it the entries of the recs in watched
-// buckets. A nil log just commits.
-func (cl *ChangeLog) commit(b *pebble.Batch, opts *pebble.WriteOptions, recs ...changeRec) error {
+// commit commits b on db, first adding to it the entries of the recs in
+// watched buckets. A nil log just commits.
+func (cl *ChangeLog) commit(db *DB, b *Batch, sync bool, recs ...changeRec) error {
+	first, n, err := cl.add(b, recs)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		defer cl.settle(first)
+	}
+	return db.eng.Apply(b, sync)
+}
+
+// add appends to b the entries of the recs in watched buckets and returns
+// the first one's sequence number and how many it added; when it added
+// any, the caller settles first once b's commit has ended.
+func (cl *ChangeLog) add(b *Batch, recs []changeRec) (first uint64, n int, err error) {
 	if cl == nil {
-		return b.Commit(opts)
+		return 0, 0, nil
 	}
 	var mine []changeRec
 	for _, r := range recs {
@@ -186,22 +198,21 @@ func (cl *ChangeLog) commit(b *pebble.Batch, opts *pebble.WriteOptions, recs ...
 		}
 	}
 	if len(mine) == 0 {
-		return b.Commit(opts)
+		return 0, 0, nil
 	}
-	first, err := cl.reserve(uint64(len(mine)))
+	first, err = cl.reserve(uint64(len(mine)))
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
-	defer cl.settle(first)
 	now := cl.now().UTC()
 	for i, r := range mine {
 		ch := r.ch
 		ch.Seq, ch.Time = first+uint64(i), now
 		ch.Space, ch.Bucket, ch.Key = splitRecordKey(r.key)
 		raw, _ := json.Marshal(ch)
-		_ = b.Set(changeEntryKey(ch.Seq), raw, nil)
+		b.Set(changeEntryKey(ch.Seq), raw)
 	}
-	return b.Commit(opts)
+	return first, len(mine), nil
 }
 
 // write commits k=v (v nil with del: a delete of k) and, when k's bucket
@@ -213,14 +224,14 @@ func (cl *ChangeLog) write(db *DB, k, v []byte, del, sync bool, ch Change) error
 		}
 		return db.Set(k, v, sync)
 	}
-	b := db.pdb.NewBatch()
+	b := db.NewBatch()
 	defer b.Close()
 	if del {
-		_ = b.Delete(k, nil)
+		b.Delete(k)
 	} else {
-		_ = b.Set(k, v, nil)
+		b.Set(k, v)
 	}
-	return cl.commit(b, writeOpts(sync), changeRec{key: k, ch: ch})
+	return cl.commit(db, b, sync, changeRec{key: k, ch: ch})
 }
 
 func splitRecordKey(k []byte) (space, bucket, key string) {
@@ -313,7 +324,10 @@ func (cl *ChangeLog) Read(after uint64, max int) (changes []Change, upTo uint64,
 // Trim deletes the entries up to and including upTo: every subscriber
 // has read past them.
 func (cl *ChangeLog) Trim(upTo uint64) error {
-	if err := cl.db.pdb.DeleteRange(changeEntryKey(0), changeEntryKey(upTo+1), pebble.NoSync); err != nil {
+	b := cl.db.NewBatch()
+	defer b.Close()
+	b.DeleteRange(changeEntryKey(0), changeEntryKey(upTo+1))
+	if err := cl.db.Commit(b, Buffered); err != nil {
 		return internalErr(err, "changes: trim failed")
 	}
 	return nil

@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/mote-run/mote/internal/errs"
 )
 
@@ -49,37 +47,29 @@ func (c *Coord) Claim(bucket, name string, max int, into func(QueueItem) (key, v
 	}
 	n := min(uint64(max), q.tail-q.head)
 	lower := q.itemKey(q.head)
-	it, err := c.db.Pebble().NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: q.itemKey(q.head + n)})
-	if err != nil {
-		return nil, nil, internalErr(err, "queue: claim failed")
-	}
 	items := make([]QueueItem, 0, n)
-	for it.First(); it.Valid(); it.Next() {
-		v, err := it.ValueAndErr()
-		if err != nil {
-			it.Close()
-			return nil, nil, internalErr(err, "queue: claim failed")
-		}
-		seq := binary.BigEndian.Uint64(it.Key()[len(q.key)+1:])
+	err = c.db.Range(lower, q.itemKey(q.head+n), false, func(k, v []byte) bool {
+		seq := binary.BigEndian.Uint64(k[len(q.key)+1:])
 		items = append(items, QueueItem{Seq: seq, Value: bytes.Clone(v)})
-	}
-	if err := it.Close(); err != nil {
+		return true
+	})
+	if err != nil {
 		return nil, nil, internalErr(err, "queue: claim failed")
 	}
 	if uint64(len(items)) != n {
 		return nil, nil, internalErr(fmt.Errorf("queue %s/%s: %d items in [%d,%d)", bucket, name, len(items), q.head, q.head+n), "queue: claim failed")
 	}
-	b := c.db.Pebble().NewBatch()
+	b := c.db.NewBatch()
 	defer b.Close()
 	for _, item := range items {
-		_ = b.Delete(q.itemKey(item.Seq), nil)
+		b.Delete(q.itemKey(item.Seq))
 		k, v := into(item)
 		if !bytes.HasPrefix(k, []byte(PrefixTriggers)) {
 			return nil, nil, internalErr(fmt.Errorf("claim into %q, outside %s", k, PrefixTriggers), "queue: claim failed")
 		}
-		_ = b.Set(k, v, nil)
+		b.Set(k, v)
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := c.db.Commit(b, Buffered); err != nil {
 		return nil, nil, internalErr(err, "queue: claim failed")
 	}
 	q.head += n
@@ -100,18 +90,18 @@ func (c *Coord) PushAndDelete(bucket, name string, items [][]byte, del [][]byte)
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	b := c.db.Pebble().NewBatch()
+	b := c.db.NewBatch()
 	defer b.Close()
 	for i, it := range items {
-		_ = b.Set(q.itemKey(q.tail+uint64(i)), it, nil)
+		b.Set(q.itemKey(q.tail+uint64(i)), it)
 	}
 	for _, k := range del {
 		if !bytes.HasPrefix(k, []byte(PrefixTriggers)) {
 			return internalErr(fmt.Errorf("key %q outside %s", k, PrefixTriggers), "queue: push failed")
 		}
-		_ = b.Delete(k, nil)
+		b.Delete(k)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := c.db.Commit(b, Durable); err != nil {
 		return internalErr(err, "queue: push failed")
 	}
 	q.tail += uint64(len(items))
@@ -126,13 +116,13 @@ func (c *Coord) PushAndDelete(bucket, name string, items [][]byte, del [][]byte)
 // key must be under PrefixTriggers. Consumers acknowledge claimed items
 // with it.
 func (db *DB) DeleteKeys(keys [][]byte, sync bool) error {
-	b := db.pdb.NewBatch()
+	b := db.NewBatch()
 	defer b.Close()
 	for _, k := range keys {
 		if !bytes.HasPrefix(k, []byte(PrefixTriggers)) {
 			return internalErr(fmt.Errorf("key %q outside %s", k, PrefixTriggers), "store: delete failed")
 		}
-		_ = b.Delete(k, nil)
+		b.Delete(k)
 	}
-	return b.Commit(writeOpts(sync))
+	return db.eng.Apply(b, sync)
 }

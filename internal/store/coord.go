@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/mote-run/mote/internal/errs"
 )
 
@@ -112,12 +110,7 @@ func (c *Coord) check(bucket, name string) error {
 	return ValidKey(name)
 }
 
-func (c *Coord) opts() *pebble.WriteOptions {
-	if c.cfg.Durability == Buffered {
-		return pebble.NoSync
-	}
-	return pebble.Sync
-}
+func (c *Coord) sync() bool { return c.cfg.Durability != Buffered }
 
 func coordKey(kind, bucket, name string) []byte {
 	k := make([]byte, 0, len(PrefixCoord)+2+len(bucket)+1+len(name)+9)
@@ -184,7 +177,7 @@ func (c *Coord) Add(bucket, name string, delta int64) (int64, error) {
 		return 0, errs.E(errs.BadRequest, "counter would overflow int64")
 	}
 	n += delta
-	if err := c.db.Pebble().Set(k, binary.LittleEndian.AppendUint64(nil, uint64(n)), c.opts()); err != nil {
+	if err := c.db.Set(k, binary.LittleEndian.AppendUint64(nil, uint64(n)), c.sync()); err != nil {
 		return 0, internalErr(err, "counter: write failed")
 	}
 	return n, nil
@@ -292,16 +285,18 @@ func (c *Coord) queue(bucket, name string) (*queue, error) {
 	q := &queue{key: k, ready: make(chan struct{})}
 	// Recover the bounds from the items a previous run left.
 	lower := append(bytes.Clone(k), 0)
-	it, err := c.db.Pebble().NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: PrefixEnd(lower)})
+	upper := PrefixEnd(lower)
+	err := c.db.Range(lower, upper, false, func(key, _ []byte) bool {
+		q.head = binary.BigEndian.Uint64(key[len(lower):])
+		return false
+	})
+	if err == nil {
+		err = c.db.Range(lower, upper, true, func(key, _ []byte) bool {
+			q.tail = binary.BigEndian.Uint64(key[len(lower):]) + 1
+			return false
+		})
+	}
 	if err != nil {
-		return nil, internalErr(err, "queue: open failed")
-	}
-	if it.First() {
-		q.head = binary.BigEndian.Uint64(it.Key()[len(lower):])
-		it.Last()
-		q.tail = binary.BigEndian.Uint64(it.Key()[len(lower):]) + 1
-	}
-	if err := it.Close(); err != nil {
 		return nil, internalErr(err, "queue: open failed")
 	}
 	c.queues[string(k)] = q
@@ -326,12 +321,12 @@ func (c *Coord) Push(bucket, name string, items ...[]byte) (int64, error) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	b := c.db.Pebble().NewBatch()
+	b := c.db.NewBatch()
 	defer b.Close()
 	for i, it := range items {
-		_ = b.Set(q.itemKey(q.tail+uint64(i)), it, nil)
+		b.Set(q.itemKey(q.tail+uint64(i)), it)
 	}
-	if err := b.Commit(c.opts()); err != nil {
+	if err := c.db.Commit(b, c.cfg.Durability); err != nil {
 		return 0, internalErr(err, "queue: push failed")
 	}
 	q.tail += uint64(len(items))
@@ -363,7 +358,7 @@ func (c *Coord) Pop(ctx context.Context, bucket, name string, timeout time.Durat
 			if err != nil {
 				return nil, internalErr(err, "queue: read failed")
 			}
-			if err := c.db.Pebble().Delete(k, c.opts()); err != nil {
+			if err := c.db.Delete(k, c.sync()); err != nil {
 				return nil, internalErr(err, "queue: pop failed")
 			}
 			q.head++

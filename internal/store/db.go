@@ -1,7 +1,7 @@
-// Package store is Mote's storage: one embedded Pebble database in the data
-// directory holds the function registry, KV buckets, object metadata,
-// ephemeral data, coordination state, the invocation journal and the usage
-// ledger. Each subsystem owns a key prefix (see the prefix constants); no
+// Package store is Mote's storage and its only door to it: one embedded
+// Pebble database in the data directory (or another Engine) holds the
+// function registry, KV buckets, object metadata, ephemeral data,
+// coordination state, the invocation journal and the usage ledger. Each subsystem owns a key prefix (see the prefix constants); no
 // two subsystems share one.
 package store
 
@@ -9,12 +9,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // ErrNotFound is returned when a key does not exist.
@@ -38,16 +38,14 @@ const (
 	PrefixStoreMeta = "smeta/" // BaaS bookkeeping (version high-water mark)
 )
 
-// DB is the embedded Pebble database.
+// DB is Mote's one door to storage: reads, batches committed buffered
+// or durable, and the committer that every write-behind writer goes
+// through (commit.go). It sits on an Engine (engine.go), by default the
+// embedded Pebble one; no other package sees the engine.
 type DB struct {
-	pdb *pebble.DB
-
-	// The WAL syncer (syncLoop): syncStop ends it, syncDone is closed once
-	// it has; walSyncs counts the syncs it made (tests read it).
-	syncStop  chan struct{}
-	syncDone  chan struct{}
+	eng       Engine
+	c         *committer
 	closeOnce sync.Once
-	walSyncs  atomic.Int64
 }
 
 // DefaultSyncInterval is how often, at most, the DB syncs its WAL while
@@ -58,19 +56,29 @@ const DefaultSyncInterval = 100 * time.Millisecond
 type DBConfig struct {
 	// SyncInterval bounds how long a write committed without sync (a
 	// buffered KV put once flushed, a coord or ephemeral write, Set or
-	// Delete with sync=false, any NoSync commit on Pebble()) stays only in
-	// process memory: Pebble keeps the WAL's current block in memory until
-	// it fills or a commit asks for a sync, so without a sync a kill -9
-	// loses such writes however old. A background syncer looks every
-	// SyncInterval (default DefaultSyncInterval) at whether anything was
-	// written to the WAL since its last sync, and if so syncs it.
+	// Delete with sync=false, a Buffered commit, a committer cycle that
+	// nothing asked to sync) stays only in process memory: Pebble keeps
+	// the WAL's current block in memory until it fills or a commit asks
+	// for a sync, so without a sync a kill -9 loses such writes however
+	// old. The committer looks every SyncInterval (default
+	// DefaultSyncInterval) at whether anything was written to the WAL
+	// since its last sync, and if so syncs it.
 	SyncInterval time.Duration
+	// FS is the file system Pebble's files live on (default: the
+	// operating system's). Tests pass one that injects I/O errors
+	// (github.com/cockroachdb/pebble/v2/vfs/errorfs).
+	FS vfs.FS
+	// Logger receives commit failures. Default: discard.
+	Logger *slog.Logger
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
 func (c DBConfig) WithDefaults() DBConfig {
 	if c.SyncInterval == 0 {
 		c.SyncInterval = DefaultSyncInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
 }
@@ -87,8 +95,8 @@ func (c DBConfig) Validate() error {
 // DBConfig.
 func Open(dir string) (*DB, error) { return OpenWithConfig(dir, DBConfig{}) }
 
-// OpenWithConfig opens (creating if needed) the database in dir and starts
-// its WAL syncer; Close stops it.
+// OpenWithConfig opens (creating if needed) the embedded database in dir
+// and starts its committer; Close stops it.
 func OpenWithConfig(dir string, cfg DBConfig) (*DB, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -96,92 +104,60 @@ func OpenWithConfig(dir string, cfg DBConfig) (*DB, error) {
 	cfg = cfg.WithDefaults()
 	// Pebble's files hold every bucket's values: no one else may read
 	// them, whatever mode an earlier version left the directory with.
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if cfg.FS == nil {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("store: open %s: %w", dir, err)
+		}
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("store: open %s: %w", dir, err)
+		}
+	} else if err := cfg.FS.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", dir, err)
-	}
-	// A 64 MiB memtable (Pebble's default is 4 MiB, and it starts small
-	// and doubles up to this): a shuffle through ephemeral data writes
-	// 1 MiB values, which at 4 MiB made a flush every four puts and
-	// stalled writers behind L0 compactions (BenchmarkEphemeralShuffle).
-	pdb, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}, MemTableSize: 64 << 20})
+	eng, err := openPebble(dir, cfg.FS)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	db := &DB{pdb: pdb, syncStop: make(chan struct{}), syncDone: make(chan struct{})}
-	// The baseline is read before any caller can write, so every write
-	// counts as pending.
-	go db.syncLoop(cfg.SyncInterval, pdb.Metrics().WAL.BytesIn)
-	return db, nil
+	return NewDB(eng, cfg), nil
 }
 
-// Pebble returns the underlying database for subsystems that need batches
-// or iterators beyond the helpers here.
-func (db *DB) Pebble() *pebble.DB { return db.pdb }
+// NewDB returns a DB on eng (cfg's FS is not used: the engine has its
+// storage) and starts its committer. Close closes eng.
+func NewDB(eng Engine, cfg DBConfig) *DB {
+	cfg = cfg.WithDefaults()
+	return &DB{eng: eng, c: newCommitter(eng, cfg.SyncInterval, cfg.Logger)}
+}
 
-// Close stops the WAL syncer, then flushes and closes the database.
+// Close stops the committer after a last cycle (sources should have
+// closed their feeds first), then closes the engine.
 func (db *DB) Close() error {
-	db.closeOnce.Do(func() {
-		close(db.syncStop)
-		<-db.syncDone
-	})
-	return db.pdb.Close()
+	db.closeOnce.Do(db.c.close)
+	return db.eng.Close()
 }
 
-// syncLoop makes the WAL durable at most every interval while writes
-// committed without sync are pending; synced is the WAL byte count at
-// open.
-//
-// "Pending" is read from Pebble's count of bytes committed to the WAL
-// (Metrics().WAL.BytesIn), so it sees every commit, including those made
-// directly on Pebble(), without writers having to report theirs; an idle
-// DB reads the counter each tick and never syncs. The sync is a synced
-// commit of an empty LogData record: it costs one WAL fsync and makes
-// durable every record committed before it, since Pebble's commit
-// pipeline writes the WAL in order. The counter is read before that
-// commit, so a write racing with the sync is counted as pending and
-// synced at the next tick; the marker's own bytes are added to the
-// baseline, so the sync does not make itself pending. A synced commit by
-// a writer also moves the counter, which costs one redundant sync per
-// interval while durable writes go on.
-func (db *DB) syncLoop(interval time.Duration, synced uint64) {
-	defer close(db.syncDone)
-	marker := db.pdb.NewBatch()
-	marker.LogData(nil, nil)
-	markerLen := uint64(len(marker.Repr()))
-	marker.Close()
+// Err is the engine's sticky write failure, if any (ErrWriteFailed): once
+// a write or fsync has failed the DB refuses writes and keeps serving
+// reads.
+func (db *DB) Err() error { return db.eng.Err() }
 
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-db.syncStop:
-			return
-		case <-t.C:
-		}
-		in := db.pdb.Metrics().WAL.BytesIn
-		if in == synced {
-			continue
-		}
-		// LogData fails only on a read-only DB or a disabled WAL, neither
-		// of which Open makes (a failed fsync is fatal inside Pebble);
-		// keeping synced unchanged retries at the next tick.
-		if err := db.pdb.LogData(nil, pebble.Sync); err != nil {
-			continue
-		}
-		synced = in + markerLen
-		db.walSyncs.Add(1)
-	}
+// Register adds src to the committer; the returned Feed is how the source
+// wakes it, flushes and, with Close, leaves.
+func (db *DB) Register(src Source, cfg SourceConfig) *Feed { return db.c.register(src, cfg) }
+
+// NewBatch returns an empty batch for Commit or a Source's own use.
+func (db *DB) NewBatch() *Batch { return db.eng.NewBatch(0) }
+
+// Commit applies b atomically. Durable (and DefaultDurability) returns
+// only once the batch is fsynced; Buffered returns once it is applied,
+// and the committer's WAL sync makes it durable within SyncInterval. An
+// error means the batch was not acknowledged. Commit does not close b.
+func (db *DB) Commit(b *Batch, d Durability) error {
+	return db.eng.Apply(b, d != Buffered)
 }
 
 // Get returns a copy of the value at key, or ErrNotFound.
 func (db *DB) Get(key []byte) ([]byte, error) {
-	v, closer, err := db.pdb.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, ErrNotFound
-	}
+	v, closer, err := db.eng.Get(key)
 	if err != nil {
 		return nil, err
 	}
@@ -192,57 +168,31 @@ func (db *DB) Get(key []byte) ([]byte, error) {
 
 // Set writes key=value. With sync, it returns only once the write is durable.
 func (db *DB) Set(key, value []byte, sync bool) error {
-	return db.pdb.Set(key, value, writeOpts(sync))
+	b := db.eng.NewBatch(len(key) + len(value) + 16)
+	defer b.Close()
+	b.Set(key, value)
+	return db.eng.Apply(b, sync)
 }
 
 // Delete removes key. With sync, it returns only once the delete is durable.
 func (db *DB) Delete(key []byte, sync bool) error {
-	return db.pdb.Delete(key, writeOpts(sync))
+	b := db.eng.NewBatch(len(key) + 16)
+	defer b.Close()
+	b.Delete(key)
+	return db.eng.Apply(b, sync)
 }
 
 // Scan calls fn for every key with the given prefix, in key order, until fn
 // returns false. key and value are only valid during the call.
 func (db *DB) Scan(prefix []byte, fn func(key, value []byte) bool) error {
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: PrefixEnd(prefix)})
-	if err != nil {
-		return err
-	}
-	for it.First(); it.Valid(); it.Next() {
-		v, err := it.ValueAndErr()
-		if err != nil {
-			it.Close()
-			return err
-		}
-		if !fn(it.Key(), v) {
-			break
-		}
-	}
-	return it.Close()
+	return db.eng.Range(prefix, PrefixEnd(prefix), false, fn)
 }
 
 // Range calls fn for every key in [lower, upper), in key order or, with
 // reverse, in reverse key order, until fn returns false. key and value are
 // only valid during the call.
 func (db *DB) Range(lower, upper []byte, reverse bool, fn func(key, value []byte) bool) error {
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return err
-	}
-	first, next := it.First, it.Next
-	if reverse {
-		first, next = it.Last, it.Prev
-	}
-	for first(); it.Valid(); next() {
-		v, err := it.ValueAndErr()
-		if err != nil {
-			it.Close()
-			return err
-		}
-		if !fn(it.Key(), v) {
-			break
-		}
-	}
-	return it.Close()
+	return db.eng.Range(lower, upper, reverse, fn)
 }
 
 // PrefixEnd returns the smallest key greater than every key with prefix p
@@ -257,18 +207,3 @@ func PrefixEnd(p []byte) []byte {
 	}
 	return nil
 }
-
-func writeOpts(sync bool) *pebble.WriteOptions {
-	if sync {
-		return pebble.Sync
-	}
-	return pebble.NoSync
-}
-
-// quietLogger keeps Pebble's routine chatter (WAL recovery, compactions)
-// off the user's terminal; errors still surface through returned errors.
-type quietLogger struct{}
-
-func (quietLogger) Infof(format string, args ...any)  {}
-func (quietLogger) Errorf(format string, args ...any) {}
-func (quietLogger) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }

@@ -106,7 +106,7 @@ func TestDurableWritesSurviveKill(t *testing.T) {
 	if n < len(acked) {
 		t.Errorf("scan found %d records, want ≥ %d", n, len(acked))
 	}
-	if err := db.Pebble().CheckLevels(nil); err != nil {
+	if err := pebbleOf(db).CheckLevels(nil); err != nil {
 		t.Errorf("CheckLevels after crash: %v", err)
 	}
 	t.Logf("%d acknowledged durable writes, all present after SIGKILL", len(acked))

@@ -5,8 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/mote-run/mote/internal/errs"
 )
 
@@ -146,7 +144,10 @@ func (e *Ephemeral) EndScope(root string) error {
 		return nil
 	}
 	start := ephKey(root, "")
-	if err := e.kv.db.Pebble().DeleteRange(start, PrefixEnd(bytes.Clone(start)), pebble.NoSync); err != nil {
+	b := e.kv.db.NewBatch()
+	defer b.Close()
+	b.DeleteRange(start, PrefixEnd(bytes.Clone(start)))
+	if err := e.kv.db.Commit(b, Buffered); err != nil {
 		return errs.Wrap(errs.Internal, err, "ephemeral: end scope failed")
 	}
 	return nil

@@ -22,6 +22,10 @@ var (
 	ErrTimeout = errors.New("store: wait timed out")
 	// ErrLeaseHeld is an acquire of a lease another owner holds.
 	ErrLeaseHeld = errors.New("store: lease held by another owner")
+	// ErrWriteFailed is a write the storage engine could not make durable
+	// (a failed WAL write or fsync). The engine refuses writes after one;
+	// reads go on.
+	ErrWriteFailed = errors.New("store: write failed")
 	// ErrNotInteger is an increment of a value that is not a decimal integer.
 	ErrNotInteger = errors.New("store: value is not an integer")
 )

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // TestMain lets the durability test re-run this binary as its crashing
@@ -75,3 +77,7 @@ func newTestKV(t testing.TB, cfg KVConfig) (*KV, *DB) {
 	})
 	return kv, db
 }
+
+// pebbleOf is the Pebble database under db, for the benchmarks that
+// measure Pebble itself and the checks of its levels.
+func pebbleOf(db *DB) *pebble.DB { return db.eng.(*pebbleEngine).pdb }

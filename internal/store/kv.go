@@ -15,8 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/mote-run/mote/internal/errs"
 )
 
@@ -255,8 +253,8 @@ func OpenKV(db *DB, cfg KVConfig) (*KV, error) {
 		return nil, err
 	}
 	kv.buf.init(cfg.MaxBufferedBytes)
+	kv.buf.feed = db.Register((*kvSource)(kv), SourceConfig{Name: "kv", Window: cfg.FlushInterval})
 	go kv.sweepLoop()
-	go kv.flushLoop()
 	return kv, nil
 }
 
@@ -268,10 +266,7 @@ func (kv *KV) Close() error {
 	}
 	close(kv.stop)
 	<-kv.done
-	<-kv.buf.stopped
-	kv.buf.mu.Lock()
-	defer kv.buf.mu.Unlock()
-	return kv.buf.err
+	return kv.closeBuffer()
 }
 
 // CacheStats returns the read cache's counters (zero when disabled).
@@ -304,13 +299,6 @@ func (kv *KV) durability(d Durability) Durability {
 		return kv.cfg.Durability
 	}
 	return d
-}
-
-func (kv *KV) writeOpts(d Durability) *pebble.WriteOptions {
-	if kv.durability(d) == Buffered {
-		return pebble.NoSync
-	}
-	return pebble.Sync
 }
 
 func (kv *KV) check(bucket, key string) error {
@@ -423,8 +411,8 @@ func (kv *KV) readLocked(s *stripe, k []byte, now int64, fill bool) (LRUEntry, b
 		}
 		return LRUEntry{Value: val, Version: ver, Expires: exp}, true, nil
 	}
-	raw, closer, err := kv.db.Pebble().Get(k)
-	if errors.Is(err, pebble.ErrNotFound) {
+	raw, closer, err := kv.db.eng.Get(k)
+	if errors.Is(err, ErrNotFound) {
 		return LRUEntry{}, false, nil
 	}
 	if err != nil {
@@ -455,16 +443,17 @@ func (kv *KV) writeLocked(k []byte, val []byte, expires int64, d Durability, cac
 		return 0, err
 	}
 	rec := encodeRecord(ver, expires, val)
+	sync := kv.durability(d) != Buffered
 	if expires == 0 && !kv.cfg.Changes.watching(k) {
-		err = kv.db.Pebble().Set(k, rec, kv.writeOpts(d))
+		err = kv.db.Set(k, rec, sync)
 	} else {
-		b := kv.db.Pebble().NewBatch()
-		_ = b.Set(k, rec, nil)
+		b := kv.db.NewBatch()
+		b.Set(k, rec)
 		if expires != 0 {
-			_ = b.Set(expiryKey(expires, k), nil, nil)
+			b.Set(expiryKey(expires, k), nil)
 		}
-		err = kv.cfg.Changes.commit(b, kv.writeOpts(d), changeRec{key: k, ch: Change{Op: "put", Version: ver}})
-		_ = b.Close()
+		err = kv.cfg.Changes.commit(kv.db, b, sync, changeRec{key: k, ch: Change{Op: "put", Version: ver}})
+		b.Close()
 	}
 	if err != nil {
 		if kv.cache != nil {
@@ -501,7 +490,7 @@ func (kv *KV) Put(bucket, key string, value []byte, o WriteOptions) (uint64, err
 // buffered records to settle.
 func (kv *KV) lockForWrite(k []byte, d Durability) (*stripe, error) {
 	if kv.durability(d) != Buffered {
-		return kv.lockSettled(k), nil
+		return kv.lockSettled(k)
 	}
 	if err := kv.waitForRoom(); err != nil {
 		return nil, err
@@ -542,7 +531,10 @@ func (kv *KV) Delete(bucket, key string, o WriteOptions) error {
 		return err
 	}
 	k := appendKVKey(nil, bucket, key)
-	s := kv.lockSettled(k)
+	s, err := kv.lockSettled(k)
+	if err != nil {
+		return err
+	}
 	defer s.mu.Unlock()
 	if err := kv.deleteLocked(k, o.Durability); err != nil {
 		return err
@@ -671,29 +663,21 @@ func listRecords(db *DB, base []byte, prefix, cursor string, limit int, now int6
 	if cursor != "" {
 		lower = append(append(bytes.Clone(base), cursor...), 0)
 	}
-	it, err := db.Pebble().NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return ListPage{}, internalErr(err, "store: list failed")
-	}
 	page := ListPage{Keys: []string{}}
-	for it.First(); it.Valid(); it.Next() {
+	err := db.Range(lower, upper, false, func(k, v []byte) bool {
 		if records {
-			v, err := it.ValueAndErr()
-			if err != nil {
-				it.Close()
-				return ListPage{}, internalErr(err, "store: list failed")
-			}
 			if _, exp, _, ok := decodeRecord(v); !ok || (exp != 0 && exp <= now) {
-				continue
+				return true
 			}
 		}
 		if len(page.Keys) == limit {
 			page.Next = page.Keys[limit-1]
-			break
+			return false
 		}
-		page.Keys = append(page.Keys, string(it.Key()[len(base):]))
-	}
-	if err := it.Close(); err != nil {
+		page.Keys = append(page.Keys, string(k[len(base):]))
+		return true
+	})
+	if err != nil {
 		return ListPage{}, internalErr(err, "store: list failed")
 	}
 	return page, nil
@@ -729,20 +713,23 @@ func (kv *KV) Batch(ops []BatchOp, o WriteOptions) ([]uint64, error) {
 	if total > kv.cfg.MaxBatchBytes {
 		return nil, errs.E(errs.PayloadTooLarge, "batch is %d bytes; the limit is %d", total, kv.cfg.MaxBatchBytes)
 	}
-	stripes = kv.lockBatch(keys, stripes)
+	stripes, err := kv.lockBatch(keys, stripes)
+	if err != nil {
+		return nil, err
+	}
 	defer func() {
 		for _, i := range stripes {
 			kv.stripes[i].mu.Unlock()
 		}
 	}()
-	b := kv.db.Pebble().NewBatch()
+	b := kv.db.eng.NewBatch(0)
 	defer b.Close()
 	versions := make([]uint64, len(ops))
 	recs := make([][]byte, len(ops))
 	exps := make([]int64, len(ops))
 	for i, op := range ops {
 		if op.Delete {
-			_ = b.Delete(keys[i], nil)
+			b.Delete(keys[i])
 			continue
 		}
 		ver, err := kv.versions.next()
@@ -751,9 +738,9 @@ func (kv *KV) Batch(ops []BatchOp, o WriteOptions) ([]uint64, error) {
 		}
 		versions[i], exps[i] = ver, kv.expiresAt(op.TTL)
 		recs[i] = encodeRecord(ver, exps[i], op.Value)
-		_ = b.Set(keys[i], recs[i], nil)
+		b.Set(keys[i], recs[i])
 		if exps[i] != 0 {
-			_ = b.Set(expiryKey(exps[i], keys[i]), nil, nil)
+			b.Set(expiryKey(exps[i], keys[i]), nil)
 		}
 	}
 	var changes []changeRec
@@ -766,7 +753,7 @@ func (kv *KV) Batch(ops []BatchOp, o WriteOptions) ([]uint64, error) {
 			changes = append(changes, changeRec{key: keys[i], ch: ch})
 		}
 	}
-	if err := kv.cfg.Changes.commit(b, kv.writeOpts(o.Durability), changes...); err != nil {
+	if err := kv.cfg.Changes.commit(kv.db, b, kv.durability(o.Durability) != Buffered, changes...); err != nil {
 		if kv.cache != nil {
 			for _, k := range keys {
 				kv.cache.Delete(string(k))
@@ -793,7 +780,7 @@ func (kv *KV) Batch(ops []BatchOp, o WriteOptions) ([]uint64, error) {
 // slice is shortened to the distinct ones) in ascending order, once no
 // buffered record of keys is in flight. It waits with no lock held: the
 // flusher needs every stripe lock to finish a cycle.
-func (kv *KV) lockBatch(keys [][]byte, stripes []int) []int {
+func (kv *KV) lockBatch(keys [][]byte, stripes []int) ([]int, error) {
 	sort.Ints(stripes)
 	stripes = slices.Compact(stripes)
 	for {
@@ -807,12 +794,14 @@ func (kv *KV) lockBatch(keys [][]byte, stripes []int) []int {
 			}
 		}
 		if wait == 0 {
-			return stripes
+			return stripes, nil
 		}
 		for _, i := range stripes {
 			kv.stripes[i].mu.Unlock()
 		}
-		kv.buf.waitDone(wait)
+		if err := kv.buf.waitDone(wait); err != nil {
+			return nil, err
+		}
 	}
 }
 
@@ -872,28 +861,31 @@ func (kv *KV) expire(ik []byte) (int, error) {
 	rk := ik[len(PrefixExpiry)+8:]
 	// A buffered record of rk still to come is newer than anything this
 	// deletes and stays buffered; one being committed must land first.
-	s := kv.lockSettled(rk)
+	s, err := kv.lockSettled(rk)
+	if err != nil {
+		return 0, err
+	}
 	defer s.mu.Unlock()
-	b := kv.db.Pebble().NewBatch()
+	b := kv.db.eng.NewBatch(0)
 	defer b.Close()
 	n := 0
-	raw, closer, err := kv.db.Pebble().Get(rk)
+	raw, closer, err := kv.db.eng.Get(rk)
 	switch {
 	case err == nil:
 		if _, recExp, _, ok := decodeRecord(raw); ok && recExp == exp {
-			_ = b.Delete(rk, nil)
+			b.Delete(rk)
 			n = 1
 		}
 		closer.Close()
-	case !errors.Is(err, pebble.ErrNotFound):
+	case !errors.Is(err, ErrNotFound):
 		return 0, internalErr(err, "kv: sweep read failed")
 	}
-	_ = b.Delete(ik, nil)
+	b.Delete(ik)
 	var recs []changeRec
 	if n == 1 {
 		recs = append(recs, changeRec{key: rk, ch: Change{Op: "delete", Expired: true}})
 	}
-	if err := kv.cfg.Changes.commit(b, pebble.NoSync, recs...); err != nil {
+	if err := kv.cfg.Changes.commit(kv.db, b, false, recs...); err != nil {
 		return 0, internalErr(err, "kv: sweep failed")
 	}
 	if n == 1 && kv.cache != nil {

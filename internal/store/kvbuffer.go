@@ -4,9 +4,6 @@ import (
 	"encoding/binary"
 	"sync"
 	"sync/atomic"
-	"time"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // Buffered KV writes.
@@ -14,16 +11,19 @@ import (
 // A buffered put does not commit to Pebble itself: a Pebble commit costs
 // 1–2 µs even without sync, several times the budget of a put from a
 // function. Instead the put stores its encoded record in its key stripe's
-// write buffer, under the stripe lock it holds anyway, and a flusher
-// goroutine commits everything buffered as one Pebble batch (without sync)
-// about every FlushInterval. A key written many times between two flushes
+// write buffer, under the stripe lock it holds anyway, and the DB's
+// committer (commit.go), of which the buffer is a Source, commits
+// everything buffered in its next cycle's batch (without sync) about
+// every FlushInterval. A key written many times between two flushes
 // is committed once, with its last record.
 //
 // Epochs. The buffer has a current epoch; each stripe keeps, per key, the
-// newest record of the current epoch and of the previous one. A flush
+// newest record of the current epoch and of the previous one. A committer
 // cycle advances the epoch, collects the previous epoch's records from
 // every stripe (taking each stripe lock once), commits them in one batch,
-// and then forgets them. Because a put reads the epoch while holding its
+// and then forgets them. A cycle whose commit failed keeps them and the
+// next cycle commits the same epoch again before advancing, so epochs
+// still commit in order. Because a put reads the epoch while holding its
 // stripe lock, a cycle collects exactly the puts that read its epoch, and
 // a put acknowledged before another began read the same epoch or an
 // earlier one. So after a crash the buffered puts that survive are a
@@ -69,23 +69,30 @@ type slot struct {
 // and record bytes (map slot, slice header).
 const pendingOverhead = 48
 
-// writeBuffer is the flusher's state. Lock order: a stripe lock, then mu.
+// writeBuffer is the write buffer's state; the DB's committer (commit.go)
+// collects from it. Lock order: a stripe lock, then mu.
 type writeBuffer struct {
 	epoch   atomic.Uint64 // current epoch; starts at 1
 	done    atomic.Uint64 // highest epoch whose records are committed
 	pending atomic.Int64  // bytes buffered and not yet committed
-	kickAt  int64         // a put that takes pending past a multiple wakes the flusher
-	urgent  atomic.Bool   // a waiter wants the next cycle now
-	kick    chan struct{} // wakes the flusher (capacity 1)
-	stopped chan struct{} // closed once the flusher has exited
+	kickAt  int64         // a put that takes pending past a multiple asks for a cycle now
+	feed    *Feed         // the KV's handle on the committer
 
-	mu   sync.Mutex
-	cond *sync.Cond // broadcast on each completed cycle and on exit
-	exit bool       // under mu: the flusher has exited
-	err  error      // under mu: a final flush that failed
+	mu     sync.Mutex
+	cond   *sync.Cond // broadcast after each commit outcome and at close
+	cycles uint64     // under mu: commit outcomes reported
+	failed error      // under mu: the last outcome, when it was a failure
+	closed bool       // under mu: Close has flushed; nothing commits any more
 
-	pairs   []pendingRec // the flusher's scratch
-	scratch []byte
+	// The committer's side, used only on its goroutine: the epoch being
+	// committed (0: none; set while a failed commit waits for a retry),
+	// its records and its bytes.
+	inflight      uint64
+	pairs         []pendingRec
+	inflightBytes int64
+	scratch       []byte
+	changeFirst   uint64 // the change log entries Collect added: the first's seq
+	changes       int    // and how many (0: none)
 
 	// commitHook, when set (by tests), runs before each flush commit: a
 	// fault seam to hold a cycle in flight.
@@ -99,47 +106,50 @@ type pendingRec struct {
 
 func (b *writeBuffer) init(maxBytes int64) {
 	// Flushing at an eighth of the limit keeps a cycle's batch well under
-	// the limit and, unless the flusher lags, under Pebble's large-batch
+	// the limit and, unless the committer lags, under Pebble's large-batch
 	// threshold (half a 4 MiB memtable), so it is an ordinary memtable
 	// insert. (A 2 MiB limit, which would rule large batches out, measured
 	// no better: smaller cycles coalesce less.)
 	b.kickAt = max(maxBytes/8, 4<<10)
 	b.epoch.Store(1)
-	b.kick = make(chan struct{}, 1)
-	b.stopped = make(chan struct{})
 	b.cond = sync.NewCond(&b.mu)
 }
 
-func (b *writeBuffer) wake() {
-	select {
-	case b.kick <- struct{}{}:
-	default:
-	}
-}
-
-// added accounts n more buffered bytes and wakes the flusher when the
-// buffer was empty or crossed a kick threshold.
+// added accounts n more buffered bytes and wakes the committer when the
+// buffer was empty, or asks for a cycle now when it crossed a kick
+// threshold.
 func (b *writeBuffer) added(n int64) {
 	now := b.pending.Add(n)
-	if before := now - n; before == 0 || before/b.kickAt != now/b.kickAt {
-		b.wake()
+	before := now - n
+	switch {
+	case before == 0:
+		b.feed.Wake()
+	case before/b.kickAt != now/b.kickAt:
+		b.feed.Urgent()
 	}
 }
 
-// waitDone blocks until the records of epoch e are committed or the
-// flusher has exited, and reports whether they were committed.
-func (b *writeBuffer) waitDone(e uint64) bool {
+// waitDone blocks until the records of epoch e are committed. It returns
+// the error of a commit that failed meanwhile (the records stay buffered
+// and are retried), or closedErr once the KV has closed.
+func (b *writeBuffer) waitDone(e uint64) error {
 	if b.done.Load() >= e {
-		return true
+		return nil
 	}
-	b.urgent.Store(true)
-	b.wake()
+	b.feed.Urgent()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for b.done.Load() < e && !b.exit {
+	seen := b.cycles
+	for b.done.Load() < e {
+		if b.closed {
+			return closedErr()
+		}
+		if b.cycles != seen && b.failed != nil {
+			return internalErr(b.failed, "kv: committing buffered writes failed")
+		}
 		b.cond.Wait()
 	}
-	return b.done.Load() >= e
+	return nil
 }
 
 // bufferLocked stores rec as k's newest record; the caller holds s.mu and
@@ -206,37 +216,40 @@ func dropBufferedLocked(s *stripe, k []byte) {
 		return
 	}
 	if sl := s.slots[string(k)]; sl != nil {
-		sl.rec = [2][]byte{} // the flusher deletes the empty slot
+		sl.rec = [2][]byte{} // the committed cycle deletes the empty slot
 	}
 }
 
 // lockSettled locks the stripe of k for a direct write: it returns with
-// the lock held and no buffered record of k in flight.
-func (kv *KV) lockSettled(k []byte) *stripe {
+// the lock held and no buffered record of k in flight, or an error (and
+// no lock) when that record's commit failed.
+func (kv *KV) lockSettled(k []byte) (*stripe, error) {
 	s := kv.stripeOf(k)
 	for {
 		s.mu.Lock()
 		e := kv.unsettledLocked(s, k)
 		if e == 0 {
-			return s
+			return s, nil
 		}
 		s.mu.Unlock()
-		kv.buf.waitDone(e)
+		if err := kv.buf.waitDone(e); err != nil {
+			return nil, err
+		}
 	}
 }
 
 // waitForRoom makes a buffered put wait while MaxBufferedBytes are
-// buffered, so a put storm cannot outrun the flusher without bound. Each
+// buffered, so a put storm cannot outrun the committer without bound. Each
 // completed cycle frees its epoch's bytes, so it waits for the next one
 // (not for the current epoch's, which would stall the put for two cycles
-// and leave the flusher idle behind it).
+// and leave the committer idle behind it).
 func (kv *KV) waitForRoom() error {
 	for kv.buf.pending.Load() >= kv.cfg.MaxBufferedBytes {
 		if kv.closed.Load() {
 			return closedErr()
 		}
-		if !kv.buf.waitDone(kv.buf.done.Load()+1) && kv.closed.Load() {
-			return closedErr()
+		if err := kv.buf.waitDone(kv.buf.done.Load() + 1); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -249,103 +262,89 @@ func (kv *KV) flushBuffered() error {
 	if kv.buf.pending.Load() == 0 {
 		return nil
 	}
-	if !kv.buf.waitDone(kv.buf.epoch.Load()) {
-		return closedErr()
-	}
-	return nil
+	return kv.buf.waitDone(kv.buf.epoch.Load())
 }
 
-// flushLoop is the flusher goroutine: it sleeps until a put wakes it,
-// lets FlushInterval's worth of puts gather (less when a waiter or a full
-// buffer asks), and flushes one epoch. On stop it flushes two epochs: the
-// one current when Close marked the KV closed may still receive the puts
-// that checked before the mark.
-func (kv *KV) flushLoop() {
+// kvSource is the KV as the committer's Source.
+type kvSource KV
+
+// Collect advances the epoch and appends the previous epoch's records
+// (and the expiry index entries of those with a TTL) to b; after a failed
+// commit it appends the same epoch's records again instead, so epochs
+// commit in order and at most two are ever buffered.
+func (src *kvSource) Collect(batch *Batch) bool {
+	kv := (*KV)(src)
 	b := &kv.buf
-	defer func() {
-		b.mu.Lock()
-		b.exit = true
-		b.cond.Broadcast()
-		b.mu.Unlock()
-		close(b.stopped)
-	}()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	for {
-		if b.pending.Load() == 0 && !b.urgent.Load() {
-			select {
-			case <-kv.stop:
-				kv.finalFlush()
-				return
-			case <-b.kick:
+	if b.inflight == 0 {
+		e := b.epoch.Add(1) - 1
+		pairs := b.pairs[:0]
+		var bytes int64
+		for i := range kv.stripes {
+			s := &kv.stripes[i]
+			s.mu.Lock()
+			for _, sl := range s.slots {
+				if rec := sl.rec[e&1]; rec != nil {
+					pairs = append(pairs, pendingRec{sl.key, rec})
+				}
 			}
+			bytes += s.bytes[e&1]
+			s.bytes[e&1] = 0
+			s.mu.Unlock()
 		}
-		if !b.urgent.Swap(false) {
-			timer.Reset(kv.cfg.FlushInterval)
-			select {
-			case <-kv.stop:
-				timer.Stop()
-				kv.finalFlush()
-				return
-			case <-b.kick:
-				timer.Stop()
-			case <-timer.C:
-			}
-		}
-		kv.flushCycle(false)
+		b.inflight, b.pairs, b.inflightBytes = e, pairs, bytes
 	}
-}
-
-func (kv *KV) finalFlush() {
-	kv.flushCycle(true)
-	kv.flushCycle(true)
-}
-
-// flushCycle advances the epoch and commits the previous epoch's records.
-// A failed commit is retried until it succeeds (the writes were
-// acknowledged), except at close, where the error is kept for Close.
-func (kv *KV) flushCycle(closing bool) {
-	b := &kv.buf
-	e := b.epoch.Add(1) - 1
-	pairs := b.pairs[:0]
-	var bytes int64
-	for i := range kv.stripes {
-		s := &kv.stripes[i]
-		s.mu.Lock()
-		for _, sl := range s.slots {
-			if rec := sl.rec[e&1]; rec != nil {
-				pairs = append(pairs, pendingRec{sl.key, rec})
-			}
-		}
-		bytes += s.bytes[e&1]
-		s.bytes[e&1] = 0
-		s.mu.Unlock()
-	}
-	if b.commitHook != nil && len(pairs) > 0 {
+	if b.commitHook != nil && len(b.pairs) > 0 {
 		b.commitHook()
 	}
-	for backoff := 10 * time.Millisecond; len(pairs) > 0; backoff = min(2*backoff, time.Second) {
-		err := kv.commitPending(pairs)
-		if err == nil {
-			break
-		}
-		if closing {
-			kv.cfg.Logger.Error("kv: buffered writes lost at close", "records", len(pairs), "err", err)
-			b.mu.Lock()
-			b.err = internalErr(err, "kv: flushing buffered writes failed")
-			b.mu.Unlock()
-			break
-		}
-		kv.cfg.Logger.Warn("kv: flushing buffered writes failed; retrying", "records", len(pairs), "err", err)
-		select {
-		case <-kv.stop: // one more try, then Close reports the loss
-			closing = true
-		case <-time.After(backoff):
+	key := b.scratch[:0]
+	for _, p := range b.pairs {
+		key = append(key[:0], p.key...)
+		batch.Set(key, p.rec)
+		if exp := int64(binary.LittleEndian.Uint64(p.rec[8:])); exp != 0 {
+			batch.Set(expiryKey(exp, key), nil)
 		}
 	}
-	// Empty the committed maps before announcing the cycle, so that an
-	// epoch marked done has nothing left buffered (reads then go to
-	// Pebble, which has it all). No waiter holds a stripe lock.
+	b.scratch = key
+	// Change log entries of the records in watched buckets go into the
+	// same commit; their sequence numbers are settled when it ends.
+	if cl := kv.cfg.Changes; cl.active() {
+		var recs []changeRec
+		for _, p := range b.pairs {
+			if k := []byte(p.key); cl.watching(k) {
+				recs = append(recs, changeRec{key: k, ch: Change{Op: "put", Version: binary.LittleEndian.Uint64(p.rec)}})
+			}
+		}
+		first, n, err := cl.add(batch, recs)
+		if err != nil {
+			kv.cfg.Logger.Error("kv: change log entries of buffered writes lost", "err", err)
+		}
+		b.changeFirst, b.changes = first, n
+	}
+	return false
+}
+
+// Committed forgets the committed epoch's records and announces it, or,
+// on failure, keeps them for the next cycle and wakes the waiters with
+// the error.
+func (src *kvSource) Committed(err error) {
+	kv := (*KV)(src)
+	b := &kv.buf
+	if b.changes > 0 {
+		kv.cfg.Changes.settle(b.changeFirst)
+		b.changeFirst, b.changes = 0, 0
+	}
+	if err != nil {
+		b.mu.Lock()
+		b.cycles++
+		b.failed = err
+		b.cond.Broadcast()
+		b.mu.Unlock()
+		return
+	}
+	e := b.inflight
+	// Empty the committed maps before announcing the epoch, so that an
+	// epoch marked done has nothing left buffered (reads then go to the
+	// engine, which has it all). No waiter holds a stripe lock.
 	for i := range kv.stripes {
 		s := &kv.stripes[i]
 		s.mu.Lock()
@@ -360,45 +359,34 @@ func (kv *KV) flushCycle(closing bool) {
 		}
 		s.mu.Unlock()
 	}
-	b.pending.Add(-bytes)
+	b.pending.Add(-b.inflightBytes)
 	b.mu.Lock()
 	b.done.Store(e)
+	b.cycles++
+	b.failed = nil
 	b.cond.Broadcast()
 	b.mu.Unlock()
-	clear(pairs)
-	b.pairs = pairs[:0]
+	clear(b.pairs)
+	b.pairs = b.pairs[:0]
+	b.inflight, b.inflightBytes = 0, 0
 }
 
-// commitPending writes records (and the expiry index entries of those
-// with a TTL) in one batch without sync.
-func (kv *KV) commitPending(pairs []pendingRec) error {
-	size := 0
-	for _, p := range pairs {
-		size += len(p.key) + len(p.rec) + 16
+// closeBuffer commits what is buffered (two epochs: the one current when
+// Close marked the KV closed may still receive the puts that checked
+// before the mark) and leaves the committer.
+func (kv *KV) closeBuffer() error {
+	b := &kv.buf
+	err := b.feed.Flush()
+	if cerr := b.feed.Close(); err == nil {
+		err = cerr
 	}
-	batch := kv.db.Pebble().NewBatchWithSize(size)
-	defer batch.Close()
-	key := kv.buf.scratch[:0]
-	for _, p := range pairs {
-		key = append(key[:0], p.key...)
-		if err := batch.Set(key, p.rec, nil); err != nil {
-			return err
-		}
-		if exp := int64(binary.LittleEndian.Uint64(p.rec[8:])); exp != 0 {
-			if err := batch.Set(expiryKey(exp, key), nil, nil); err != nil {
-				return err
-			}
-		}
+	b.mu.Lock()
+	b.closed = true
+	b.cond.Broadcast()
+	b.mu.Unlock()
+	if err != nil {
+		kv.cfg.Logger.Error("kv: buffered writes lost at close", "err", err)
+		return internalErr(err, "kv: flushing buffered writes failed")
 	}
-	kv.buf.scratch = key
-	var recs []changeRec
-	for _, p := range pairs {
-		if !kv.cfg.Changes.active() {
-			break
-		}
-		if k := []byte(p.key); kv.cfg.Changes.watching(k) {
-			recs = append(recs, changeRec{key: k, ch: Change{Op: "put", Version: binary.LittleEndian.Uint64(p.rec)}})
-		}
-	}
-	return kv.cfg.Changes.commit(batch, pebble.NoSync, recs...)
+	return nil
 }

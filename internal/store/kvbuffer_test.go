@@ -454,7 +454,7 @@ func TestKVBufferedCrash(t *testing.T) {
 		t.Fatalf("reopen after kill: %v", err)
 	}
 	defer db.Close()
-	if err := db.Pebble().CheckLevels(nil); err != nil {
+	if err := pebbleOf(db).CheckLevels(nil); err != nil {
 		t.Errorf("CheckLevels after crash: %v", err)
 	}
 	if err := db.Scan([]byte(PrefixKV), func(k, v []byte) bool {

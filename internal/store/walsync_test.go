@@ -125,20 +125,20 @@ func TestWALSyncerSyncsOnlyWhatIsPending(t *testing.T) {
 	// idle waits many intervals and checks that no sync happened meanwhile.
 	idle := func(when string) {
 		t.Helper()
-		before := db.walSyncs.Load()
+		before := db.c.walSyncs.Load()
 		time.Sleep(50 * interval)
-		if got := db.walSyncs.Load(); got != before {
+		if got := db.c.walSyncs.Load(); got != before {
 			t.Errorf("%s: %d syncs while idle for %v, want 0", when, got-before, 50*interval)
 		}
 	}
 	// synced waits for the sync that write's pending bytes call for.
 	synced := func(what string, write func() error) {
 		t.Helper()
-		before := db.walSyncs.Load()
+		before := db.c.walSyncs.Load()
 		if err := write(); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
-		for deadline := time.Now().Add(5 * time.Second); db.walSyncs.Load() == before; {
+		for deadline := time.Now().Add(5 * time.Second); db.c.walSyncs.Load() == before; {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: no WAL sync within 5 s", what)
 			}
@@ -151,7 +151,7 @@ func TestWALSyncerSyncsOnlyWhatIsPending(t *testing.T) {
 	idle("after DB.Set's sync")
 	synced("DB.Delete(sync=false)", func() error { return db.Delete([]byte("t/a"), false) })
 	idle("after DB.Delete's sync")
-	synced("Pebble().Set(NoSync)", func() error { return db.Pebble().Set([]byte("t/b"), []byte("2"), pebble.NoSync) })
+	synced("Pebble().Set(NoSync)", func() error { return pebbleOf(db).Set([]byte("t/b"), []byte("2"), pebble.NoSync) })
 	idle("after Pebble().Set's sync")
 }
 
