@@ -144,8 +144,14 @@ func (b *writeBuffer) waitDone(e uint64) error {
 		if b.closed {
 			return closedErr()
 		}
-		if b.cycles != seen && b.failed != nil {
-			return internalErr(b.failed, "kv: committing buffered writes failed")
+		if b.cycles != seen {
+			if b.failed != nil {
+				return internalErr(b.failed, "kv: committing buffered writes failed")
+			}
+			// A cycle committed an earlier epoch (one a failed cycle
+			// had kept): ask for the next.
+			seen = b.cycles
+			b.feed.Urgent()
 		}
 		b.cond.Wait()
 	}
@@ -359,7 +365,11 @@ func (src *kvSource) Committed(err error) {
 		}
 		s.mu.Unlock()
 	}
-	b.pending.Add(-b.inflightBytes)
+	if b.pending.Add(-b.inflightBytes) > 0 {
+		// Puts of the next epoch came meanwhile; they woke no one (a put
+		// wakes the committer only when the buffer was empty).
+		b.feed.Wake()
+	}
 	b.mu.Lock()
 	b.done.Store(e)
 	b.cycles++
