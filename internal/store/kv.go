@@ -492,6 +492,11 @@ func (kv *KV) lockForWrite(k []byte, d Durability) (*stripe, error) {
 	if kv.durability(d) != Buffered {
 		return kv.lockSettled(k)
 	}
+	if err := kv.db.eng.Err(); err != nil {
+		// The engine refuses writes: a buffered put would be acknowledged
+		// and never committed.
+		return nil, internalErr(err, "kv: write failed")
+	}
 	if err := kv.waitForRoom(); err != nil {
 		return nil, err
 	}

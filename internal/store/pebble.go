@@ -171,11 +171,16 @@ func guard(fn func() error) (err error) {
 	return fn()
 }
 
-// fatalError is what Pebble reports through Logger.Fatalf; Pebble expects
-// Fatalf not to return.
-type fatalError string
+// fatalError is what Pebble reports through Logger.Fatalf (Pebble expects
+// Fatalf not to return); it unwraps to the first error among Fatalf's
+// arguments, so errors.Is finds the I/O error under it.
+type fatalError struct {
+	msg string
+	err error
+}
 
-func (f fatalError) Error() string { return "pebble: " + string(f) }
+func (f fatalError) Error() string { return f.msg }
+func (f fatalError) Unwrap() error { return f.err }
 
 func writeOpts(sync bool) *pebble.WriteOptions {
 	if sync {
@@ -194,5 +199,12 @@ type quietLogger struct{}
 func (quietLogger) Infof(format string, args ...any)  {}
 func (quietLogger) Errorf(format string, args ...any) {}
 func (quietLogger) Fatalf(format string, args ...any) {
-	panic(fatalError(fmt.Sprintf(format, args...)))
+	f := fatalError{msg: fmt.Sprintf(format, args...)}
+	for _, a := range args {
+		if err, ok := a.(error); ok {
+			f.err = err
+			break
+		}
+	}
+	panic(f)
 }
