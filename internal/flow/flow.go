@@ -27,6 +27,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/mote-run/mote/internal/clock"
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/host"
 	"github.com/mote-run/mote/internal/meter"
@@ -146,27 +147,25 @@ func (p *Policy) retryable(c errs.Code) bool {
 	return slices.Contains(on, c)
 }
 
-// Clock is the time source for retry backoff and node timestamps, so tests
-// can drive retries without sleeping.
-type Clock interface {
-	Now() time.Time
-	// Sleep waits d or until ctx is done (returning ctx.Err()).
-	Sleep(ctx context.Context, d time.Duration) error
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
-
-func (systemClock) Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
+// sleep waits d on the engine's clock or until ctx is done (returning
+// ctx.Err()).
+func (e *Engine) sleep(ctx context.Context, d time.Duration) error {
+	t := e.cfg.Clock.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-t.C:
+	case <-t.C():
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// now reads the engine's clock; with the system clock, directly.
+func (e *Engine) now() time.Time {
+	if e.sysClock {
+		return time.Now()
+	}
+	return e.cfg.Clock.Now()
 }
 
 // Config configures an Engine. Runner, Functions and DB are required.
@@ -195,7 +194,11 @@ type Config struct {
 	Observer Observer
 	Tracer   trace.Tracer
 
-	Clock  Clock        // default: the system clock
+	// Clock is the time source of ids, node timestamps, retry backoff
+	// and retention (default: the system clock), so tests drive them
+	// without sleeping. Attempt deadlines and wall time are the system
+	// clock's: runtimes enforce deadlines against it.
+	Clock  clock.Clock
 	Logger *slog.Logger // default: discard
 
 	MaxDepth       int           // deepest child allowed (root is 0); default 16
@@ -222,9 +225,7 @@ func (c *Config) Validate() error {
 	case c.MaxDepth < 0 || c.MaxDescendants < 0 || c.DefaultTimeout < 0 || c.Workers < 0 || c.MapConcurrency < 0 || c.TreeLimit < 0:
 		return errs.E(errs.BadRequest, "flow: negative limit in Config")
 	}
-	if c.Clock == nil {
-		c.Clock = systemClock{}
-	}
+	c.Clock = clock.Or(c.Clock)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -318,7 +319,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, ledger: cfg.Ledger}
 	e.grants, _ = cfg.Functions.(Grants)
-	_, e.sysClock = cfg.Clock.(systemClock)
+	_, e.sysClock = cfg.Clock.(clock.System)
 	if e.ledger == nil {
 		l, err := meter.NewLedger(cfg.DB, meter.LedgerConfig{Logger: cfg.Logger})
 		if err != nil {
@@ -392,7 +393,7 @@ type inv struct {
 
 func (e *Engine) newInv(t *tree, up *inv, fn string, pol Policy, payload []byte) *inv {
 	in := &inv{}
-	e.initInv(in, t, up, newID(), fn, &pol, payload)
+	e.initInv(in, t, up, newIDAt(e.now()), fn, &pol, payload)
 	return in
 }
 
@@ -443,7 +444,7 @@ func (e *Engine) Invoke(ctx context.Context, req Request) (*Outcome, error) {
 		}
 		return &Outcome{ID: id, Status: StatusQueued}, nil
 	}
-	now := time.Now()
+	now := e.now()
 	id := newIDAt(now)
 	r := &root{t: tree{id: id}}
 	e.initInv(&r.in, &r.t, nil, id, req.Function, &pol, req.Payload)
@@ -506,7 +507,7 @@ func (e *Engine) run(ctx context.Context, in *inv) (*Outcome, error) {
 			e.putNode(in, false)
 		}
 		in.ended = time.Time{}
-		if serr := e.cfg.Clock.Sleep(ctx, in.pol.Backoff.delay(try)); serr != nil {
+		if serr := e.sleep(ctx, in.pol.Backoff.delay(try)); serr != nil {
 			err = ctxError(ctx, n.Function)
 			break
 		}
@@ -631,7 +632,7 @@ func (e *Engine) acquire(ctx context.Context, in *inv) (func(), error) {
 			return nil, errs.E(errs.LimitExceeded, "flow: %s is at its concurrency cap of %d", in.node.Function, limit)
 		}
 		// Queued work waits for a slot rather than failing.
-		if err := (systemClock{}).Sleep(ctx, time.Millisecond); err != nil {
+		if err := e.sleep(ctx, time.Millisecond); err != nil {
 			return nil, ctxError(ctx, in.node.Function)
 		}
 	}

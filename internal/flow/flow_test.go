@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mote-run/mote/internal/clock"
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/host"
 	"github.com/mote-run/mote/internal/runtime"
@@ -84,20 +85,44 @@ func (p *policies) Policy(fn string) (Policy, error) {
 	return pol, nil
 }
 
-// fakeClock records backoff sleeps instead of sleeping.
+// fakeClock records backoff sleeps instead of sleeping: its timers fire
+// at once. Its time is the system clock's, or, with Fake set, the fake's.
 type fakeClock struct {
+	Fake   *clock.Fake
 	mu     sync.Mutex
 	sleeps []time.Duration
 }
 
-func (c *fakeClock) Now() time.Time { return time.Now() }
+func (c *fakeClock) base() clock.Clock {
+	if c.Fake != nil {
+		return c.Fake
+	}
+	return clock.System{}
+}
 
-func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
+func (c *fakeClock) Now() time.Time                  { return c.base().Now() }
+func (c *fakeClock) Since(t time.Time) time.Duration { return c.base().Since(t) }
+func (c *fakeClock) NewTicker(d time.Duration) clock.Ticker {
+	return c.base().NewTicker(d)
+}
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) clock.Timer {
+	return c.base().AfterFunc(d, f)
+}
+
+func (c *fakeClock) NewTimer(d time.Duration) clock.Timer {
 	c.mu.Lock()
 	c.sleeps = append(c.sleeps, d)
 	c.mu.Unlock()
-	return ctx.Err()
+	t := firedTimer(make(chan time.Time, 1))
+	t <- time.Time{}
+	return t
 }
+
+type firedTimer chan time.Time
+
+func (t firedTimer) C() <-chan time.Time    { return t }
+func (firedTimer) Stop() bool               { return false }
+func (firedTimer) Reset(time.Duration) bool { return false }
 
 type harness struct {
 	t   testing.TB

@@ -127,14 +127,14 @@ func (e *Engine) Start() error {
 // engine closes.
 func (e *Engine) sweepLoop() {
 	every := min(max(e.cfg.Retention/24, time.Minute), time.Hour)
-	t := time.NewTicker(every)
+	t := e.cfg.Clock.NewTicker(every)
 	defer t.Stop()
 	for {
 		e.Sweep()
 		select {
 		case <-e.base.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }
@@ -171,8 +171,8 @@ func (e *Engine) work() {
 // enqueue writes a new async invocation durably and queues it.
 // ctx's span, if any, is where its run's span will hang.
 func (e *Engine) enqueue(ctx context.Context, fn string, payload []byte) (string, error) {
-	id := newID()
 	now := e.cfg.Clock.Now()
+	id := newIDAt(now)
 	n := Node{ID: id, Root: id, Function: fn, Status: StatusQueued, Async: true, Start: now}
 	item := queued{ID: id, Function: fn, Payload: payload, At: now, Trace: e.traceparent(ctx)}
 	b := e.cfg.DB.NewBatch()

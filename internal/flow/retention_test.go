@@ -6,15 +6,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mote-run/mote/internal/clock"
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/host"
 	"github.com/mote-run/mote/internal/runtime"
 )
 
 // TestSweepDeletesOldTreesOnly: records older than the retention go,
-// with their places under their parents; newer trees stay whole.
+// with their places under their parents; newer trees stay whole. Ids
+// and the sweep's cut come from the engine's clock, a fake here, so the
+// old tree ages without the test sleeping.
 func TestSweepDeletesOldTreesOnly(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Retention = 150 * time.Millisecond })
+	clk := clock.NewFake(time.Now())
+	h := newHarness(t, func(c *Config) {
+		c.Retention = 150 * time.Millisecond
+		c.Clock = &fakeClock{Fake: clk}
+	})
 	h.fn("leaf", Policy{}, 0, echo)
 	h.fn("parent", Policy{}, 0, func(ctx context.Context, ev *runtime.Event) ([]byte, error) {
 		return call(ctx, ev, OpInvoke, "leaf", "x")
@@ -23,7 +30,7 @@ func TestSweepDeletesOldTreesOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	clk.Advance(300 * time.Millisecond)
 	fresh, err := h.invoke("parent", "")
 	if err != nil {
 		t.Fatal(err)

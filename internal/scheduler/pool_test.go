@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mote-run/mote/internal/clock"
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/runtime"
 )
@@ -101,29 +102,17 @@ func (i *fakeInstance) Close(context.Context) error {
 	return nil
 }
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newTestPool(t *testing.T, cfg PoolConfig) (*Scheduler, *Pool, *fakeModule, *fakeClock) {
+func newTestPool(t *testing.T, cfg PoolConfig) (*Scheduler, *Pool, *fakeModule, *clock.Fake) {
 	t.Helper()
-	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
-	s := New(Config{ManualReap: true, Now: clock.Now})
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	s := New(Config{ManualReap: true, Clock: clk})
 	t.Cleanup(func() { s.Close(context.Background()) })
 	m := &fakeModule{}
 	p, _, err := s.Add("f@1", m, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, p, m, clock
+	return s, p, m, clk
 }
 
 func invoke(p *Pool, payload string, timeout time.Duration) (bool, error) {
@@ -273,11 +262,35 @@ func TestIdleInstancesScaleToZeroAndMinWarmStays(t *testing.T) {
 			if got := p.Stats().Live; got != 3 {
 				t.Fatalf("before the idle timeout: live %d, want 3", got)
 			}
-			clock.Add(2 * time.Minute)
+			clock.Advance(2 * time.Minute)
 			s.Reap(context.Background())
 			waitFor(t, func() bool { return p.Stats().Live == tc.wantLive && p.Stats().Idle == tc.wantLive })
 		})
 	}
+}
+
+// TestReaperScalesToZeroOnItsClock runs the reaper itself (not a manual
+// Reap) on a fake clock: idle instances stop once the clock passes their
+// idle timeout and the reaper's next tick, with no test sleeping for
+// either.
+func TestReaperScalesToZeroOnItsClock(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	s := New(Config{Clock: clk, ReapEvery: time.Second})
+	t.Cleanup(func() { s.Close(context.Background()) })
+	p, _, err := s.Add("f@1", &fakeModule{}, PoolConfig{MaxInstances: 4, MaxQueue: 4, IdleTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Warm(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	clk.WaitForWaiters(1) // the reaper's ticker
+	clk.Advance(30 * time.Second)
+	if got := p.Stats().Live; got != 2 {
+		t.Fatalf("half way to the idle timeout: live %d, want 2", got)
+	}
+	clk.Advance(31 * time.Second)
+	waitFor(t, func() bool { return p.Stats().Live == 0 })
 }
 
 func TestMinWarmIsToppedUp(t *testing.T) {

@@ -6,15 +6,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mote-run/mote/internal/clock"
 	"github.com/mote-run/mote/internal/runtime"
 )
 
 // Config configures the scheduler.
 type Config struct {
 	Logger     *slog.Logger
-	ReapEvery  time.Duration    // how often idle pools are scaled down; default 1s
-	Now        func() time.Time // injectable clock for tests
-	ManualReap bool             // tests drive Reap themselves
+	ReapEvery  time.Duration // how often idle pools are scaled down; default 1s
+	Clock      clock.Clock   // idle timeouts and the reaper (default: the system clock)
+	ManualReap bool          // tests drive Reap themselves
 	// OnStart, if set, is told of every instance start (a cold start or a
 	// pre-warm) of the pool key: how long it took and its error.
 	OnStart func(key string, took time.Duration, err error)
@@ -37,9 +38,7 @@ func New(cfg Config) *Scheduler {
 	if cfg.ReapEvery <= 0 {
 		cfg.ReapEvery = time.Second
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	s := &Scheduler{cfg: cfg, pools: map[string]*Pool{}, stop: make(chan struct{})}
 	if !cfg.ManualReap {
 		s.wg.Add(1)
@@ -61,7 +60,7 @@ func (s *Scheduler) Add(key string, mod runtime.Module, cfg PoolConfig) (*Pool, 
 		p.unretire()
 		return p, false, nil
 	}
-	p := newPool(key, mod, cfg, s.cfg.Logger, s.cfg.Now)
+	p := newPool(key, mod, cfg, s.cfg.Logger, s.cfg.Clock.Now)
 	p.onStart = s.cfg.OnStart
 	s.pools[key] = p
 	return p, true, nil
@@ -152,13 +151,13 @@ func (s *Scheduler) drop(p *Pool) bool {
 
 func (s *Scheduler) reaper() {
 	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.ReapEvery)
+	t := s.cfg.Clock.NewTicker(s.cfg.ReapEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
-		case <-t.C:
+		case <-t.C():
 			s.Reap(context.Background())
 		}
 	}

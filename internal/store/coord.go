@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mote-run/mote/internal/clock"
 	"github.com/mote-run/mote/internal/errs"
 )
 
@@ -26,6 +27,8 @@ type CoordConfig struct {
 	MaxWait time.Duration
 	// MaxItemBytes caps a queue item or signal payload (default 1 MiB).
 	MaxItemBytes int
+	// Clock times waits and leases (default: the system clock).
+	Clock clock.Clock
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -39,6 +42,7 @@ func (c CoordConfig) WithDefaults() CoordConfig {
 	if c.MaxItemBytes == 0 {
 		c.MaxItemBytes = 1 << 20
 	}
+	c.Clock = clock.Or(c.Clock)
 	return c
 }
 
@@ -127,12 +131,12 @@ func coordKey(kind, bucket, name string) []byte {
 type waiter struct {
 	c     *Coord
 	ctx   context.Context
-	timer *time.Timer
+	timer clock.Timer
 	what  string
 }
 
 func (c *Coord) newWaiter(ctx context.Context, timeout time.Duration, what string) *waiter {
-	return &waiter{c: c, ctx: ctx, timer: time.NewTimer(min(timeout, c.cfg.MaxWait)), what: what}
+	return &waiter{c: c, ctx: ctx, timer: c.cfg.Clock.NewTimer(min(timeout, c.cfg.MaxWait)), what: what}
 }
 
 func (w *waiter) stop() { w.timer.Stop() }
@@ -147,7 +151,7 @@ func (w *waiter) sleepOr(ch <-chan struct{}, alt <-chan time.Time) error {
 		return nil
 	case <-alt:
 		return nil
-	case <-w.timer.C:
+	case <-w.timer.C():
 		return timeoutErr(w.what)
 	case <-w.ctx.Done():
 		if errors.Is(w.ctx.Err(), context.DeadlineExceeded) {
@@ -490,7 +494,7 @@ func (c *Coord) Acquire(ctx context.Context, bucket, name string, ttl, wait time
 	var w *waiter
 	for {
 		c.mu.Lock()
-		now := time.Now()
+		now := c.cfg.Clock.Now()
 		l := c.leases[k]
 		if l == nil || !l.expires.After(now) {
 			nl := &lease{token: newToken(), expires: now.Add(ttl), released: make(chan struct{})}
@@ -510,9 +514,9 @@ func (c *Coord) Acquire(ctx context.Context, bucket, name string, ttl, wait time
 			w = c.newWaiter(ctx, wait, "lease acquire")
 			defer w.stop()
 		}
-		expired := time.NewTimer(left)
+		expired := c.cfg.Clock.NewTimer(left)
 		// Wake when the holder releases or its lease runs out.
-		err := w.sleepOr(released, expired.C)
+		err := w.sleepOr(released, expired.C())
 		expired.Stop()
 		if errs.CodeOf(err) == errs.Timeout && errors.Is(err, ErrTimeout) {
 			return Lease{}, errs.Wrap(errs.Conflict, ErrLeaseHeld, "lease is still held after the wait")
@@ -529,7 +533,7 @@ func (c *Coord) held(bucket, name, token string) (string, *lease, error) {
 	}
 	k := string(coordKey("l", bucket, name))
 	l := c.leases[k]
-	if l == nil || l.token != token || !l.expires.After(time.Now()) {
+	if l == nil || l.token != token || !l.expires.After(c.cfg.Clock.Now()) {
 		return "", nil, errs.Wrap(errs.Conflict, ErrLeaseHeld, "lease is not held with this token")
 	}
 	return k, l, nil
@@ -559,7 +563,7 @@ func (c *Coord) Renew(bucket, name, token string, ttl time.Duration) (Lease, err
 	if err != nil {
 		return Lease{}, err
 	}
-	l.expires = time.Now().Add(ttl)
+	l.expires = c.cfg.Clock.Now().Add(ttl)
 	return Lease{Token: l.token, Expires: l.expires}, nil
 }
 

@@ -236,9 +236,17 @@ func TestSignals(t *testing.T) {
 	}
 }
 
+// TestLeases runs on a fake clock: waiters are known to wait once their
+// timers are pending, and a lease expires when the clock is advanced, so
+// nothing sleeps.
 func TestLeases(t *testing.T) {
-	c, db := newTestCoord(t, t.TempDir())
+	db := openTestDB(t, t.TempDir())
 	defer db.Close()
+	clk := newFakeClock()
+	c, err := OpenCoord(db, CoordConfig{Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	l1, err := c.Acquire(ctx, "l", "leader", time.Minute, 0)
 	if err != nil {
@@ -260,29 +268,34 @@ func TestLeases(t *testing.T) {
 		}
 		got <- l
 	}()
-	time.Sleep(10 * time.Millisecond)
+	clk.WaitForWaiters(2) // its wait and the lease's expiry
 	if err := c.Release("l", "leader", l1.Token); err != nil {
 		t.Fatal(err)
 	}
-	var l2 Lease
-	select {
-	case l2 = <-got:
-	case <-time.After(3 * time.Second):
-		t.Fatal("waiter not woken by release")
-	}
+	l2 := <-got
 	if l2.Token == l1.Token {
 		t.Error("new holder got the old token")
 	}
-	// An expired lease passes to the next acquirer without a release.
+	// An expired lease passes to the next acquirer without a release,
+	// when its expiry comes and not before.
 	if _, err := c.Renew("l", "leader", l2.Token, 20*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	if _, err := c.Acquire(ctx, "l", "leader", time.Minute, 2*time.Second); err != nil {
-		t.Fatalf("acquire of an expiring lease: %v", err)
+	acquired := make(chan error, 1)
+	go func() {
+		_, err := c.Acquire(ctx, "l", "leader", time.Minute, 2*time.Second)
+		acquired <- err
+	}()
+	clk.WaitForWaiters(2)
+	clk.Advance(19 * time.Millisecond)
+	select {
+	case err := <-acquired:
+		t.Fatalf("acquire returned (%v) before the held lease expired", err)
+	default:
 	}
-	if waited := time.Since(start); waited > time.Second {
-		t.Errorf("waited %v for a 20ms lease", waited)
+	clk.Advance(time.Millisecond)
+	if err := <-acquired; err != nil {
+		t.Fatalf("acquire of an expiring lease: %v", err)
 	}
 	if err := c.Release("l", "leader", l2.Token); errs.CodeOf(err) != errs.Conflict {
 		t.Errorf("release by the expired holder: %v, want conflict", err)

@@ -95,7 +95,7 @@ func (e *Ephemeral) Get(root, key string) ([]byte, error) {
 	s := e.kv.stripeOf(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec, found, err := e.kv.readLocked(s, k, e.kv.cfg.Now().UnixNano(), false)
+	rec, found, err := e.kv.readLocked(s, k, e.kv.cfg.Clock.Now().UnixNano(), false)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +126,7 @@ func (e *Ephemeral) List(root, prefix, cursor string, limit int) (ListPage, erro
 		return ListPage{}, err
 	}
 	base := ephKey(root, "")
-	return listRecords(e.kv.db, base, prefix, cursor, limit, e.kv.cfg.Now().UnixNano(), true)
+	return listRecords(e.kv.db, base, prefix, cursor, limit, e.kv.cfg.Clock.Now().UnixNano(), true)
 }
 
 // EndScope deletes every key in root's scope; the flow engine calls it

@@ -2,11 +2,12 @@ package store
 
 import (
 	"os"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/mote-run/mote/internal/clock"
 )
 
 // TestMain lets the durability test re-run this binary as its crashing
@@ -28,25 +29,8 @@ func openTestDB(t testing.TB, dir string) *DB {
 	return db
 }
 
-// fakeClock is a settable clock for TTL tests.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_800_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+// newFakeClock is a clock for TTL and lease tests, moved by Advance.
+func newFakeClock() *clock.Fake { return clock.NewFake(time.Unix(1_800_000_000, 0)) }
 
 // openKVAt opens the DB in dir and a KV on it. The caller closes both: the
 // tests that use it close them to reopen dir.

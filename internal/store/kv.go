@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mote-run/mote/internal/clock"
 	"github.com/mote-run/mote/internal/errs"
 )
 
@@ -120,9 +121,10 @@ type KVConfig struct {
 	// MaxBufferedBytes bounds the memory of buffered puts not yet in
 	// Pebble (default 4 MiB); a put that finds it full waits for a flush.
 	MaxBufferedBytes int64
-	// Now is the clock (default time.Now); tests inject one to expire keys
+	// Clock is the time source of TTLs, expiry and the sweeper (default:
+	// the system clock); tests inject a clock.Fake to expire keys
 	// without sleeping.
-	Now    func() time.Time
+	Clock  clock.Clock
 	Logger *slog.Logger
 	// Changes, if set, logs the writes to watched buckets in the writes'
 	// own commits (changes.go).
@@ -158,9 +160,7 @@ func (c KVConfig) WithDefaults() KVConfig {
 	if c.MaxBufferedBytes == 0 {
 		c.MaxBufferedBytes = 4 << 20
 	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
+	c.Clock = clock.Or(c.Clock)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -340,7 +340,7 @@ func (kv *KV) expiresAt(ttl time.Duration) int64 {
 	if ttl <= 0 {
 		return 0
 	}
-	return kv.cfg.Now().Add(ttl).UnixNano()
+	return kv.cfg.Clock.Now().Add(ttl).UnixNano()
 }
 
 func toTime(unixNanos int64) time.Time {
@@ -361,7 +361,7 @@ func (kv *KV) Get(bucket, key string) (Entry, error) {
 		}
 	}
 	k := appendKVKey(nil, bucket, key)
-	now := kv.cfg.Now().UnixNano()
+	now := kv.cfg.Clock.Now().UnixNano()
 	// A miss reads and fills the cache under the key's stripe lock, so it
 	// cannot put back a value that a concurrent write has just replaced.
 	s := kv.stripeOf(k)
@@ -388,7 +388,7 @@ func (kv *KV) cachedGet(bucket, key string) (Entry, bool) {
 	return Entry{Value: bytes.Clone(e.Value), Version: e.Version, Expires: toTime(e.Expires)}, true
 }
 
-func (kv *KV) nowNanos() int64 { return kv.cfg.Now().UnixNano() }
+func (kv *KV) nowNanos() int64 { return kv.cfg.Clock.Now().UnixNano() }
 
 // readLocked returns the live record at k; the caller holds k's stripe s
 // locked. With fill, a record read from Pebble is put in the cache. The
@@ -575,7 +575,7 @@ func (kv *KV) CAS(bucket, key string, version uint64, value []byte, o WriteOptio
 		return 0, err
 	}
 	defer s.mu.Unlock()
-	cur, found, err := kv.readLocked(s, k, kv.cfg.Now().UnixNano(), true)
+	cur, found, err := kv.readLocked(s, k, kv.cfg.Clock.Now().UnixNano(), true)
 	if err != nil {
 		return 0, err
 	}
@@ -606,7 +606,7 @@ func (kv *KV) Increment(bucket, key string, delta int64, o WriteOptions) (int64,
 		return 0, 0, err
 	}
 	defer s.mu.Unlock()
-	cur, found, err := kv.readLocked(s, k, kv.cfg.Now().UnixNano(), true)
+	cur, found, err := kv.readLocked(s, k, kv.cfg.Clock.Now().UnixNano(), true)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -644,7 +644,7 @@ func (kv *KV) List(bucket, prefix, cursor string, limit int) (ListPage, error) {
 		return ListPage{}, err
 	}
 	base := appendKVKey(nil, bucket, "")
-	return listRecords(kv.db, base, prefix, cursor, limit, kv.cfg.Now().UnixNano(), true)
+	return listRecords(kv.db, base, prefix, cursor, limit, kv.cfg.Clock.Now().UnixNano(), true)
 }
 
 // listRecords pages through keys under base+prefix. With records, values
@@ -812,13 +812,13 @@ func (kv *KV) lockBatch(keys [][]byte, stripes []int) ([]int, error) {
 
 func (kv *KV) sweepLoop() {
 	defer close(kv.done)
-	t := time.NewTicker(kv.cfg.SweepInterval)
+	t := kv.cfg.Clock.NewTicker(kv.cfg.SweepInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-kv.stop:
 			return
-		case <-t.C:
+		case <-t.C():
 			if _, err := kv.Sweep(); err != nil {
 				kv.cfg.Logger.Warn("kv: expiry sweep failed", "err", err)
 			}
@@ -830,7 +830,7 @@ func (kv *KV) sweepLoop() {
 // returns how many it deleted. The background sweeper calls it every
 // SweepInterval; reads already hide expired records in between.
 func (kv *KV) Sweep() (int, error) {
-	now := kv.cfg.Now().UnixNano()
+	now := kv.cfg.Clock.Now().UnixNano()
 	upper := binary.BigEndian.AppendUint64([]byte(PrefixExpiry), uint64(now)+1)
 	deleted := 0
 	for {
