@@ -145,6 +145,8 @@ type committer struct {
 	exit     bool       // the loop has returned
 	failures int        // cycles failed in a row (backoff)
 
+	batch *Batch // the cycle's batch, reused; only the loop uses it
+
 	walSyncs atomic.Int64 // syncs made because the WAL sync was due (tests read it)
 	cycles   atomic.Int64
 }
@@ -212,6 +214,10 @@ func (c *committer) next(now, nextWAL time.Time) time.Time {
 
 func (c *committer) loop() {
 	defer func() {
+		if c.batch != nil {
+			c.batch.Close()
+			c.batch = nil
+		}
 		c.mu.Lock()
 		c.exit = true
 		c.cond.Broadcast()
@@ -269,7 +275,10 @@ func (c *committer) cycle(now time.Time, walDue bool) bool {
 	}
 	c.mu.Unlock()
 
-	b := c.eng.NewBatch(0)
+	if c.batch == nil {
+		c.batch = c.eng.NewBatch(0)
+	}
+	b := c.batch
 	durable := false
 	for _, f := range take {
 		if f.src.Collect(b) {
@@ -284,7 +293,14 @@ func (c *committer) cycle(now time.Time, walDue bool) bool {
 	case durable || walSync:
 		err = c.eng.Sync()
 	}
-	b.Close()
+	if err == nil {
+		// Reused: its buffer (up to Pebble's 1 MiB retention limit)
+		// saves growing a fresh one every cycle.
+		b.Reset()
+	} else {
+		b.Close() // a batch whose commit failed cannot be reused
+		c.batch = nil
+	}
 	if walSync && err == nil {
 		c.walSyncs.Add(1)
 	}
