@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/mote-run/mote/internal/host"
 	"github.com/mote-run/mote/internal/store"
@@ -108,7 +109,11 @@ func New(cfg Config) (*Service, error) {
 	}
 	cfg = cfg.WithDefaults()
 	// One change log for KV and objects: trigger subscriptions read it.
-	changes, err := store.OpenChangeLog(cfg.DB, cfg.KV.Now)
+	var now func() time.Time
+	if cfg.KV.Clock != nil {
+		now = cfg.KV.Clock.Now
+	}
+	changes, err := store.OpenChangeLog(cfg.DB, now)
 	if err != nil {
 		return nil, err
 	}

@@ -151,6 +151,7 @@ func (w *writer) Collect(cycle *store.Batch) bool {
 	w.sync = false
 	w.inflightGen = w.gen
 	w.mu.Unlock()
+	cycle.Reserve(w.inflight.Len())
 	cycle.Append(w.inflight)
 	return w.inflightSync
 }

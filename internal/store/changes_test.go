@@ -7,16 +7,19 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mote-run/mote/internal/clock"
 )
 
-func openChanges(t *testing.T, dir string, clock func() time.Time) (*DB, *ChangeLog, *KV, *Objects) {
+func openChanges(t *testing.T, dir string, clk clock.Clock) (*DB, *ChangeLog, *KV, *Objects) {
 	t.Helper()
+	clk = clock.Or(clk)
 	db := openTestDB(t, dir+"/db")
-	cl, err := OpenChangeLog(db, clock)
+	cl, err := OpenChangeLog(db, clk.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := OpenKV(db, KVConfig{Changes: cl, Now: clock})
+	kv, err := OpenKV(db, KVConfig{Changes: cl, Clock: clk, SweepInterval: 1 << 62})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +55,7 @@ func readAll(t *testing.T, cl *ChangeLog, after uint64) ([]string, uint64) {
 func TestChangeLogRecordsWatchedWrites(t *testing.T) {
 	clock := newFakeClock()
 	dir := t.TempDir()
-	db, cl, kv, obj := openChanges(t, dir, clock.Now)
+	db, cl, kv, obj := openChanges(t, dir, clock)
 	if err := cl.Watch("kv", "w"); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +101,7 @@ func TestChangeLogRecordsWatchedWrites(t *testing.T) {
 	kv.Close()
 	obj.Close()
 	db.Close()
-	db, cl, kv, _ = openChanges(t, dir, clock.Now)
+	db, cl, kv, _ = openChanges(t, dir, clock)
 	defer db.Close()
 	defer kv.Close()
 	if got, _ := readAll(t, cl, 0); !slices.Equal(got, want) {

@@ -145,8 +145,6 @@ type committer struct {
 	exit     bool       // the loop has returned
 	failures int        // cycles failed in a row (backoff)
 
-	batch *Batch // the cycle's batch, reused; only the loop uses it
-
 	walSyncs atomic.Int64 // syncs made because the WAL sync was due (tests read it)
 	cycles   atomic.Int64
 }
@@ -214,10 +212,6 @@ func (c *committer) next(now, nextWAL time.Time) time.Time {
 
 func (c *committer) loop() {
 	defer func() {
-		if c.batch != nil {
-			c.batch.Close()
-			c.batch = nil
-		}
 		c.mu.Lock()
 		c.exit = true
 		c.cond.Broadcast()
@@ -275,10 +269,8 @@ func (c *committer) cycle(now time.Time, walDue bool) bool {
 	}
 	c.mu.Unlock()
 
-	if c.batch == nil {
-		c.batch = c.eng.NewBatch(0)
-	}
-	b := c.batch
+	// Sources that know their size reserve it (Batch.Reserve).
+	b := c.eng.NewBatch(0)
 	durable := false
 	for _, f := range take {
 		if f.src.Collect(b) {
@@ -293,14 +285,7 @@ func (c *committer) cycle(now time.Time, walDue bool) bool {
 	case durable || walSync:
 		err = c.eng.Sync()
 	}
-	if err == nil {
-		// Reused: its buffer (up to Pebble's 1 MiB retention limit)
-		// saves growing a fresh one every cycle.
-		b.Reset()
-	} else {
-		b.Close() // a batch whose commit failed cannot be reused
-		c.batch = nil
-	}
+	b.Close()
 	if walSync && err == nil {
 		c.walSyncs.Add(1)
 	}

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"sync"
@@ -43,7 +44,12 @@ const (
 // through (commit.go). It sits on an Engine (engine.go), by default the
 // embedded Pebble one; no other package sees the engine.
 type DB struct {
-	eng       Engine
+	eng Engine
+	// pe is eng when it is the embedded Pebble engine. The hot paths
+	// (KV reads, single writes) call it directly: a call through the
+	// Engine interface makes the keys they build in stack buffers
+	// escape to the heap, an allocation per put.
+	pe        *pebbleEngine
 	c         *committer
 	closeOnce sync.Once
 }
@@ -125,7 +131,8 @@ func OpenWithConfig(dir string, cfg DBConfig) (*DB, error) {
 // storage) and starts its committer. Close closes eng.
 func NewDB(eng Engine, cfg DBConfig) *DB {
 	cfg = cfg.WithDefaults()
-	return &DB{eng: eng, c: newCommitter(eng, cfg.SyncInterval, cfg.Logger)}
+	pe, _ := eng.(*pebbleEngine)
+	return &DB{eng: eng, pe: pe, c: newCommitter(eng, cfg.SyncInterval, cfg.Logger)}
 }
 
 // Close stops the committer after a last cycle (sources should have
@@ -157,7 +164,7 @@ func (db *DB) Commit(b *Batch, d Durability) error {
 
 // Get returns a copy of the value at key, or ErrNotFound.
 func (db *DB) Get(key []byte) ([]byte, error) {
-	v, closer, err := db.eng.Get(key)
+	v, closer, err := db.get(key)
 	if err != nil {
 		return nil, err
 	}
@@ -166,8 +173,19 @@ func (db *DB) Get(key []byte) ([]byte, error) {
 	return out, nil
 }
 
+// get is the engine's Get, directly on the Pebble engine (see DB.pe).
+func (db *DB) get(key []byte) ([]byte, io.Closer, error) {
+	if db.pe != nil {
+		return db.pe.Get(key)
+	}
+	return db.eng.Get(key)
+}
+
 // Set writes key=value. With sync, it returns only once the write is durable.
 func (db *DB) Set(key, value []byte, sync bool) error {
+	if db.pe != nil {
+		return db.pe.SetOne(key, value, sync)
+	}
 	b := db.eng.NewBatch(len(key) + len(value) + 16)
 	defer b.Close()
 	b.Set(key, value)
@@ -176,6 +194,9 @@ func (db *DB) Set(key, value []byte, sync bool) error {
 
 // Delete removes key. With sync, it returns only once the delete is durable.
 func (db *DB) Delete(key []byte, sync bool) error {
+	if db.pe != nil {
+		return db.pe.DeleteOne(key, sync)
+	}
 	b := db.eng.NewBatch(len(key) + 16)
 	defer b.Close()
 	b.Delete(key)

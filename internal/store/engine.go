@@ -45,7 +45,8 @@ type Engine interface {
 // format of RocksDB's and Pebble's WAL), which any engine reads back with
 // Each. A Batch is not safe for concurrent use.
 type Batch struct {
-	pb *pebble.Batch
+	pb  *pebble.Batch
+	pdb *pebble.DB // for Reserve
 }
 
 // Op is the kind of one write in a Batch.
@@ -72,6 +73,22 @@ func (b *Batch) Append(o *Batch) {
 		return
 	}
 	_ = b.pb.Apply(o.pb, nil)
+}
+
+// Reserve makes room for about n more bytes of writes, so a source that
+// knows what it will append grows the batch once rather than by
+// doubling.
+func (b *Batch) Reserve(n int) {
+	repr := b.pb.Repr()
+	if b.pdb == nil || cap(repr)-len(repr) >= n {
+		return
+	}
+	nb := b.pdb.NewBatchWithSize(len(repr) + n)
+	if !b.pb.Empty() {
+		_ = nb.Apply(b.pb, nil)
+	}
+	_ = b.pb.Close()
+	b.pb = nb
 }
 
 // Empty reports whether the batch holds no writes.

@@ -411,7 +411,7 @@ func (kv *KV) readLocked(s *stripe, k []byte, now int64, fill bool) (LRUEntry, b
 		}
 		return LRUEntry{Value: val, Version: ver, Expires: exp}, true, nil
 	}
-	raw, closer, err := kv.db.eng.Get(k)
+	raw, closer, err := kv.db.get(k)
 	if errors.Is(err, ErrNotFound) {
 		return LRUEntry{}, false, nil
 	}
@@ -874,7 +874,7 @@ func (kv *KV) expire(ik []byte) (int, error) {
 	b := kv.db.eng.NewBatch(0)
 	defer b.Close()
 	n := 0
-	raw, closer, err := kv.db.eng.Get(rk)
+	raw, closer, err := kv.db.get(rk)
 	switch {
 	case err == nil:
 		if _, recExp, _, ok := decodeRecord(raw); ok && recExp == exp {

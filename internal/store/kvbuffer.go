@@ -302,6 +302,11 @@ func (src *kvSource) Collect(batch *Batch) bool {
 	if b.commitHook != nil && len(b.pairs) > 0 {
 		b.commitHook()
 	}
+	size := 0
+	for _, p := range b.pairs {
+		size += len(p.key) + len(p.rec) + 16
+	}
+	batch.Reserve(size)
 	key := b.scratch[:0]
 	for _, p := range b.pairs {
 		key = append(key[:0], p.key...)

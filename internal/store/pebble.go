@@ -83,9 +83,9 @@ func (e *pebbleEngine) Range(lower, upper []byte, reverse bool, fn func(key, val
 
 func (e *pebbleEngine) NewBatch(sizeHint int) *Batch {
 	if sizeHint > 0 {
-		return &Batch{pb: e.pdb.NewBatchWithSize(sizeHint)}
+		return &Batch{pb: e.pdb.NewBatchWithSize(sizeHint), pdb: e.pdb}
 	}
-	return &Batch{pb: e.pdb.NewBatch()}
+	return &Batch{pb: e.pdb.NewBatch(), pdb: e.pdb}
 }
 
 func (e *pebbleEngine) Err() error {
@@ -111,6 +111,28 @@ func (e *pebbleEngine) Apply(b *Batch, sync bool) error {
 	// metrics costs more than a durable put should pay): it costs at most
 	// one redundant Sync per SyncInterval while durable writes go on.
 	if err := guard(func() error { return b.pb.Commit(writeOpts(sync)) }); err != nil {
+		return e.fail(err)
+	}
+	return nil
+}
+
+// SetOne and DeleteOne are Apply of a batch of one write, without building
+// the batch (DB.Set, DB.Delete and KV writes without a TTL use them).
+func (e *pebbleEngine) SetOne(key, value []byte, sync bool) error {
+	if err := e.Err(); err != nil {
+		return err
+	}
+	if err := guard(func() error { return e.pdb.Set(key, value, writeOpts(sync)) }); err != nil {
+		return e.fail(err)
+	}
+	return nil
+}
+
+func (e *pebbleEngine) DeleteOne(key []byte, sync bool) error {
+	if err := e.Err(); err != nil {
+		return err
+	}
+	if err := guard(func() error { return e.pdb.Delete(key, writeOpts(sync)) }); err != nil {
 		return e.fail(err)
 	}
 	return nil
