@@ -29,6 +29,11 @@ func openTestDB(t testing.TB, dir string) *DB {
 	return db
 }
 
+// manualSweep is the SweepInterval of tests that move a fake clock and
+// call Sweep themselves: the background sweeper runs on the KV's clock,
+// so it must not tick while they advance it.
+const manualSweep = 1 << 62
+
 // newFakeClock is a clock for TTL and lease tests, moved by Advance.
 func newFakeClock() *clock.Fake { return clock.NewFake(time.Unix(1_800_000_000, 0)) }
 

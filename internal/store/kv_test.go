@@ -258,7 +258,7 @@ func TestKVBatchAllOrNothing(t *testing.T) {
 
 func TestKVTTL(t *testing.T) {
 	clk := newFakeClock()
-	kv, db := newTestKV(t, KVConfig{Clock: clk})
+	kv, db := newTestKV(t, KVConfig{Clock: clk, SweepInterval: manualSweep})
 	kv.Put("b", "short", []byte("x"), WriteOptions{TTL: time.Minute})
 	kv.Put("b", "renewed", []byte("x"), WriteOptions{TTL: time.Minute})
 	kv.Put("b", "forever", []byte("x"), WriteOptions{})
@@ -417,7 +417,7 @@ func TestKVVersionsSurviveReopen(t *testing.T) {
 
 func TestEphemeralScopes(t *testing.T) {
 	clk := newFakeClock()
-	kv, _ := newTestKV(t, KVConfig{Clock: clk, EphemeralTTL: time.Hour})
+	kv, _ := newTestKV(t, KVConfig{Clock: clk, EphemeralTTL: time.Hour, SweepInterval: manualSweep})
 	eph := kv.Ephemeral()
 	if err := eph.Put("root1", "shuffle/0", []byte("a"), 0, DefaultDurability); err != nil {
 		t.Fatal(err)

@@ -47,7 +47,7 @@ func TestKVBufferedReadYourWrites(t *testing.T) {
 	for _, cacheBytes := range []int64{0, -1} {
 		t.Run(fmt.Sprintf("cache=%d", cacheBytes), func(t *testing.T) {
 			clk := newFakeClock()
-			kv, db := newTestKV(t, holdBuffer(KVConfig{CacheBytes: cacheBytes, Clock: clk}))
+			kv, db := newTestKV(t, holdBuffer(KVConfig{CacheBytes: cacheBytes, Clock: clk, SweepInterval: manualSweep}))
 			v1, err := kv.Put("b", "k", []byte("one"), buffered)
 			if err != nil {
 				t.Fatal(err)
@@ -608,7 +608,7 @@ func TestKVDirectWriteWaitsForFlushInFlight(t *testing.T) {
 func TestKVBufferedCloseFlushesAll(t *testing.T) {
 	dir := t.TempDir()
 	clk := newFakeClock()
-	kv, db := openKVAt(t, dir, holdBuffer(KVConfig{Clock: clk, SweepInterval: time.Hour}))
+	kv, db := openKVAt(t, dir, holdBuffer(KVConfig{Clock: clk, SweepInterval: manualSweep}))
 	const n = 3000
 	vers := make([]uint64, n)
 	for i := range n {
@@ -626,7 +626,7 @@ func TestKVBufferedCloseFlushesAll(t *testing.T) {
 	}
 	db.Close()
 
-	kv, db = openKVAt(t, dir, KVConfig{Clock: clk, SweepInterval: time.Hour})
+	kv, db = openKVAt(t, dir, KVConfig{Clock: clk, SweepInterval: manualSweep})
 	defer db.Close()
 	defer kv.Close()
 	for i := range n {
