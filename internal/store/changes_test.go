@@ -19,7 +19,7 @@ func openChanges(t *testing.T, dir string, clk clock.Clock) (*DB, *ChangeLog, *K
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := OpenKV(db, KVConfig{Changes: cl, Clock: clk, SweepInterval: 1 << 62})
+	kv, err := OpenKV(db, KVConfig{Changes: cl, Clock: clk, SweepInterval: manualSweep})
 	if err != nil {
 		t.Fatal(err)
 	}
