@@ -114,7 +114,7 @@ func TestPredictedWarm(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	clock.Add(time.Second)
+	clock.Advance(time.Second)
 	s.Reap(ctx)
 	// 50 arrivals in 1 s, averaged with the 0 before: 25/s; 100 ms each:
 	// L = 2.5, so ⌈2.5 + 2√2.5⌉ = 6 live.
@@ -125,13 +125,13 @@ func TestPredictedWarm(t *testing.T) {
 	// No more arrivals: the rate halves each reap, the prediction falls
 	// to 0, and the idle timeout scales the pool to zero.
 	for range 3 {
-		clock.Add(time.Second)
+		clock.Advance(time.Second)
 		s.Reap(ctx)
 	}
 	if got := p.Stats().Predicted; got != 0 {
 		t.Fatalf("predicted %d after arrivals stopped, want 0", got)
 	}
-	clock.Add(2 * time.Minute)
+	clock.Advance(2 * time.Minute)
 	s.Reap(ctx)
 	waitFor(t, func() bool { return p.Stats().Live == 0 })
 }
