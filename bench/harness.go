@@ -32,6 +32,7 @@ type Options struct {
 	Rounds   int           // repetitions; medians are reported
 	Only     string        // a scenario's subset to run ("" for all; baas: "process")
 	Size     string        // input size per job (mapreduce: default "1GiB")
+	Video    VideoConfig   // the video scenario's input and settings
 	Out      io.Writer
 }
 

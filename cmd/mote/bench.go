@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 
 	"github.com/mote-run/mote/bench"
 )
@@ -21,6 +23,7 @@ var scenarios = map[string]func(context.Context, bench.Options) error{
 	"cluster":   bench.Cluster,
 	"coldstart": bench.Coldstart,
 	"mapreduce": bench.MapReduce,
+	"video":     bench.Video,
 }
 
 func cmdBench(args []string, stdout, stderr io.Writer) int {
@@ -32,9 +35,25 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Rounds, "rounds", 0, "rounds per point; medians are reported (default 3)")
 	fs.StringVar(&o.Only, "only", "", `run part of a scenario (baas: "process", the process-function rows; coldstart: "chain", the prewarm chain)`)
 	fs.StringVar(&o.Size, "size", "", "mapreduce: input size per job, e.g. 256MiB (default 1GiB)")
+	fs.StringVar(&o.Video.Input, "video-input", "", "video: the file to encode (default: generated testsrc2)")
+	fs.StringVar(&o.Video.Size, "video-size", "", "video: generated input's size (default 1920x1080)")
+	fs.Float64Var(&o.Video.Seconds, "video-seconds", 0, "video: generated input's length in seconds (default 60)")
+	fs.StringVar(&o.Video.Preset, "video-preset", "", "video: x264 preset (default veryfast)")
+	fs.IntVar(&o.Video.CRF, "video-crf", 0, "video: x264 CRF (default 23)")
+	chunks := fs.String("video-chunks", "", "video: chunk lengths in seconds, the first timed against the baseline (default 2,1,4,10)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return 2
+	}
+	if *chunks != "" {
+		for _, c := range strings.Split(*chunks, ",") {
+			s, err := strconv.ParseFloat(strings.TrimSpace(c), 64)
+			if err != nil {
+				fmt.Fprintf(stderr, "mote bench: --video-chunks: %q is not a number of seconds\n", c)
+				return 2
+			}
+			o.Video.Chunks = append(o.Video.Chunks, s)
+		}
 	}
 	if len(pos) != 1 || scenarios[pos[0]] == nil {
 		fmt.Fprintln(stderr, "usage: mote bench SCENARIO [flags]; scenarios:")
