@@ -10,8 +10,8 @@ Two handlers over the same directory (see README.md):
 - ``video.encode``: encodes one chunk object with Debian's ffmpeg (libx264)
   and stores the encoded chunk as an object.
 
-A host call moves at most 6 MiB of an object from a process function
-(docs/storage.md, and MOTE_MAX_RESPONSE), so objects are read in ranges,
+A host call moves at most 8 MiB of an object (docs/storage.md), so
+objects are read in ranges,
 and a function writes anything larger as numbered parts (``KEY.part000``, ``KEY.part001``, ...) whose bytes, concatenated in
 order, are the file. The answers name the keys.
 """
@@ -28,10 +28,8 @@ FFMPEG = "/usr/bin/ffmpeg"
 FFPROBE = "/usr/bin/ffprobe"
 
 # PART is the most one host call moves here: an object host call carries
-# at most 8 MiB (MaxHostObjectBytes), and the Runtime API takes a host
-# call's body only up to MOTE_MAX_RESPONSE (6 MiB by default); leave room
-# for the other arguments.
-PART = min(8 << 20, int(os.environ.get("MOTE_MAX_RESPONSE", 6 << 20))) - (64 << 10)
+# at most 8 MiB (MaxHostObjectBytes); leave room for the other arguments.
+PART = (8 << 20) - (64 << 10)
 
 
 def _read(bucket, keys, path):

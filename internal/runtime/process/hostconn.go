@@ -220,7 +220,7 @@ func (in *instance) serveHostConn(c *spinConn, br *bufio.Reader) {
 		return
 	}
 	cfg := &in.m.rt.cfg
-	max := uint64(cfg.MaxResponse)
+	max := uint64(cfg.hostCallLimit())
 	bw := bufio.NewWriter(c)
 	var buf, out []byte
 	for {
@@ -236,12 +236,30 @@ func (in *instance) serveHostConn(c *spinConn, br *bufio.Reader) {
 			}
 		}
 		c.expect(cfg.APIBodyTimeout)
-		frame, err := readFrame(br, &buf, max)
-		c.idle()
+		n, err := readFrameLen(br)
 		if err != nil {
 			return
 		}
-		res, err := in.hostCall(frame)
+		var res []byte
+		if n <= max {
+			frame, rerr := readFrameBody(br, &buf, n)
+			if rerr != nil {
+				return
+			}
+			c.idle()
+			res, err = in.hostCall(frame)
+		} else {
+			// Skip the frame (when not absurd), keeping the channel in
+			// step, and answer it with a clear error.
+			if n > maxDrain {
+				return
+			}
+			if _, derr := io.CopyN(io.Discard, br, int64(n)); derr != nil {
+				return
+			}
+			c.idle()
+			err = errs.E(errs.PayloadTooLarge, "host call: arguments of %d bytes are over the %d-byte limit", n, max)
+		}
 		out = out[:0]
 		if err != nil {
 			out = host.AppendArgs(out, []byte(errs.CodeOf(err)), []byte(errs.MessageOf(err)))

@@ -40,6 +40,10 @@ const (
 	DefaultPidsLimit   = 64
 	DefaultFreezeAfter = 5 * time.Millisecond
 	DefaultMaxResponse = 6 << 20 // AWS Lambda's synchronous response limit
+	// DefaultMaxHostCall leaves room for the largest argument a host op
+	// takes whole (obj.put's 8 MiB object, baas.Config's
+	// MaxHostObjectBytes) and the op's other arguments.
+	DefaultMaxHostCall = 9 << 20
 	DefaultPath        = "/usr/local/bin:/usr/bin:/bin"
 	DefaultRegion      = "us-east-1"
 	// DefaultMaxAPIConns is well above what an SDK opens (a few; see
@@ -110,6 +114,11 @@ type Config struct {
 	Region string
 	// MaxResponse caps a response or error body (bytes).
 	MaxResponse int64
+	// MaxHostCall caps one host call's encoded arguments (bytes), on the
+	// Runtime API and on the host-call channel alike. Default
+	// DefaultMaxHostCall, never below MaxResponse: a function can pass
+	// on what it can return.
+	MaxHostCall int64
 	// SDKRoot, if set, is where the Python and JS SDKs are extracted so
 	// that functions import them without bundling a copy: PYTHONPATH
 	// includes it, and Node finds SDKRoot/node_modules/mote from function
@@ -180,6 +189,9 @@ func (c *Config) Validate() error {
 	if c.MaxResponse == 0 {
 		c.MaxResponse = DefaultMaxResponse
 	}
+	if c.MaxHostCall == 0 {
+		c.MaxHostCall = DefaultMaxHostCall
+	}
 	if c.OutputRate == 0 {
 		c.OutputRate = DefaultOutputRate
 	}
@@ -209,6 +221,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("process: uid range must be positive")
 	case c.MaxResponse < 1024:
 		return fmt.Errorf("process: max response %d is below 1 KiB", c.MaxResponse)
+	case c.MaxHostCall < 0:
+		return fmt.Errorf("process: max host call %d is negative", c.MaxHostCall)
 	case c.MaxAPIConns < 2:
 		return fmt.Errorf("process: max runtime api connections %d is below 2", c.MaxAPIConns)
 	case c.OutputRate < 0 || c.OutputBurst < 0:
@@ -504,3 +518,12 @@ func newID() string {
 	h := hex.EncodeToString(b[:])
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
+
+// hostCallLimit is the largest host call accepted (Config.MaxHostCall).
+func (c *Config) hostCallLimit() int64 { return max(c.MaxHostCall, c.MaxResponse) }
+
+// maxDrain bounds the body of a request over its limit that is read and
+// discarded so that the function reads a clear "too large" answer:
+// closing a connection with unread bytes resets it, and the sender sees
+// a broken pipe instead. A body declared larger than this is not read.
+const maxDrain = 64 << 20

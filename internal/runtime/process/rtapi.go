@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/mote-run/mote/internal/httpwire"
@@ -163,6 +164,9 @@ func (in *instance) readRequest(br *bufio.Reader, bw *bufio.Writer, r *rtRequest
 		}
 	}
 	max := in.m.rt.cfg.MaxResponse
+	if strings.HasPrefix(r.path, pathCall) {
+		max = in.m.rt.cfg.hostCallLimit()
+	}
 	if expect && (chunked || length > 0 && length <= max) {
 		bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 		if err := bw.Flush(); err != nil {
@@ -176,7 +180,14 @@ func (in *instance) readRequest(br *bufio.Reader, bw *bufio.Writer, r *rtRequest
 	case chunked:
 		r.body, err = readChunked(br, r.body, max)
 	case length > max:
+		// Read what was sent (when not absurd) so the answer reaches
+		// the sender; the connection closes after it all the same.
 		r.tooLarge = true
+		if length <= maxDrain && !expect {
+			if _, err := io.CopyN(io.Discard, br, length); err != nil {
+				r.bodyErr = err
+			}
+		}
 		return keepAlive, nil
 	case length > 0:
 		r.body, err = appendFull(br, r.body[:0], int(length))

@@ -215,23 +215,34 @@ func (r *shmRegion) awaitResult(br *bufio.Reader, seq uint32) error {
 // readFrame reads a uvarint-prefixed frame of at most limit bytes into
 // *buf (reused), skipping doorbell bytes before it.
 func readFrame(br *bufio.Reader, buf *[]byte, limit uint64) ([]byte, error) {
-	for {
-		b, err := br.ReadByte()
-		if err != nil {
-			return nil, err
-		}
-		if b != 0 {
-			br.UnreadByte()
-			break
-		}
-	}
-	n, err := binary.ReadUvarint(br)
+	n, err := readFrameLen(br)
 	if err != nil {
 		return nil, err
 	}
 	if n > limit {
 		return nil, errTooLarge
 	}
+	return readFrameBody(br, buf, n)
+}
+
+// readFrameLen reads a frame's length prefix, skipping the doorbell's
+// 0x00 bytes before it.
+func readFrameLen(br *bufio.Reader) (uint64, error) {
+	for {
+		b, err := br.ReadByte()
+		if err != nil {
+			return 0, err
+		}
+		if b != 0 {
+			br.UnreadByte()
+			break
+		}
+	}
+	return binary.ReadUvarint(br)
+}
+
+// readFrameBody reads a frame's n bytes into *buf.
+func readFrameBody(br *bufio.Reader, buf *[]byte, n uint64) ([]byte, error) {
 	b, err := appendFull(br, (*buf)[:0], int(n))
 	*buf = b
 	if err != nil {
