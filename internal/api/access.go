@@ -13,6 +13,7 @@ import (
 
 	"github.com/mote-run/mote/internal/auth"
 	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/registry"
 	"github.com/mote-run/mote/internal/store"
 )
 
@@ -131,7 +132,7 @@ func fixed(right auth.Right) needs {
 
 // invokeNeed needs invoke on the route's {name}.
 func invokeNeed(r *http.Request) auth.Need {
-	return auth.Need{Right: auth.Invoke, Target: r.PathValue("name")}
+	return auth.Need{Right: auth.Invoke, Target: registry.BaseName(r.PathValue("name"))}
 }
 
 // bucketNeed needs read on the route's {bucket} for GET and HEAD, write

@@ -85,6 +85,7 @@ func New(cfg Config) *Server {
 	s.secretRoutes(h)
 	s.triggerRoutes(h)
 	s.clusterRoutes(h)
+	s.httpRoutes(h) // routes.go
 	s.handle("/fn/{name}", invokeNeed, none, h(s.invoke))
 	s.handle("/fn/{name}/{path...}", invokeNeed, none, h(s.invoke))
 	s.handle(lambdaInvokePattern, invokeNeed, none, h(s.lambdaInvoke))
@@ -119,6 +120,9 @@ func New(cfg Config) *Server {
 
 // ServeHTTP authenticates and routes a request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.serveRoute(w, r) { // routes.go: a route to a function
+		return
+	}
 	p, err := s.authenticate(r)
 	if err != nil && !credentialOptional(r, err) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="mote"`)
@@ -129,7 +133,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// allocations of its path values and the request's context) when
 	// their path is plain.
 	if name, ok := fnName(r); ok {
-		if n := (auth.Need{Right: auth.Invoke, Target: name}); !p.Allows(n) {
+		if n := (auth.Need{Right: auth.Invoke, Target: registry.BaseName(name)}); !p.Allows(n) {
 			errs.WriteHTTP(w, refuse(p, n))
 			return
 		}

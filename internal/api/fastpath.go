@@ -395,6 +395,9 @@ func (c *fastConn) readRequest() (fastRequest, readVerdict) {
 	if !c.l.s.fastInvokeAllowed(h.auth, h.host, name) {
 		return fastRequest{}, readHandoff
 	}
+	if !h.lambda && c.l.s.special(name) {
+		return fastRequest{}, readHandoff // an HTTP function: httpfn.go
+	}
 	if v := c.fill(end + n); v != readOK {
 		return fastRequest{}, v
 	}

@@ -86,6 +86,10 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) error {
 
 // invokeFn is invoke for the function name.
 func (s *Server) invokeFn(w http.ResponseWriter, r *http.Request, name string) error {
+	if s.special(name) {
+		path, prefix := fnPath(r, name)
+		return s.invokeRef(w, r, name, path, prefix)
+	}
 	payload, err := readBody(w, r, s.sys.Config().MaxPayload)
 	if err != nil {
 		return err
@@ -110,12 +114,15 @@ func (s *Server) invokeFn(w http.ResponseWriter, r *http.Request, name string) e
 // lambdaInvoke serves the AWS Lambda Invoke API, so AWS SDKs and the AWS
 // CLI invoke Mote functions with only an endpoint override.
 func (s *Server) lambdaInvoke(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("name")
 	fail := func(err error) error { return writeLambdaError(w, err) }
+	name, err := s.lambdaTarget(r)
+	if err != nil {
+		return fail(err)
+	}
 	switch typ := r.Header.Get(headerLambdaInvocationType); typ {
 	case "", "RequestResponse":
 	case "DryRun":
-		if _, err := s.sys.Registry().Current(name); err != nil {
+		if _, err := s.sys.Resolve(r.Context(), name); err != nil {
 			return fail(err)
 		}
 		w.WriteHeader(http.StatusNoContent)

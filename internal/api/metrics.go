@@ -14,6 +14,7 @@ func registerStateCollectors(sys *system.System) *prometheus.Registry {
 	reg := sys.Telemetry().Registry()
 	// A second gateway over the same system (tests) finds them there.
 	_ = reg.Register(stateCollector{sys})
+	_ = reg.Register(aliasCollector{sys}) // routes.go
 	return reg
 }
 

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -582,8 +583,9 @@ func (e *Engine) attempt(ctx context.Context, in *inv) ([]byte, error) {
 	// instance's own and leaves out the Runner's waits (a pool's queue, a
 	// cold start), which the invocation's wall time includes.
 	in.ended = e.cfg.Clock.Now()
+	fn, _, _ := strings.Cut(n.Function, "@") // a pinned version's usage is its function's
 	e.ledger.Record(meter.Record{
-		Function: n.Function,
+		Function: fn,
 		At:       in.ended,
 		CPU:      u.CPU,
 		Wall:     u.Wall,

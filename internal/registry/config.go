@@ -43,6 +43,7 @@ type Config struct {
 	// ready, so a chain does not stack cold starts. A hint only: it
 	// grants nothing (permissions.invoke does).
 	Calls []string `json:"calls,omitempty"`
+	HTTP  HTTPMode `json:"http,omitempty"` // an HTTP function: true (payload format 2.0) or "wagi"
 }
 
 // maxCalls bounds Config.Calls.
@@ -238,6 +239,9 @@ func (c Config) Validate() error {
 		return bad("concurrency must not be negative")
 	case c.Retry.Attempts < 0 || c.Retry.Attempts > 100:
 		return bad("retry.attempts out of range 0..100")
+	}
+	if err := c.HTTP.validate(c); err != nil {
+		return err
 	}
 	for _, list := range [][]string{c.Permissions.Read, c.Permissions.Write, c.Permissions.Invoke} {
 		for _, p := range list {

@@ -274,6 +274,9 @@ func (r *Registry) Delete(name string) error {
 	if err != nil {
 		return err
 	}
+	if err := r.deleteAliases(name); err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	b := r.db.NewBatch()

@@ -48,7 +48,11 @@ type Spec struct {
 	MemoryLimit int64         // bytes; 0 means the runtime default
 	Timeout     time.Duration // per invocation; 0 means the runtime default
 	Network     bool          // process functions: allow network access
-	CacheBudget int64         // bytes for the function-managed cache
+	// CGI: a WASI command serving HTTP by WAGI; its events' payloads
+	// are EncodeCGI frames, the variables go in its environment and the
+	// body on its stdin (KindWasm).
+	CGI         bool
+	CacheBudget int64 // bytes for the function-managed cache
 
 	// Output receives what the function writes outside any invocation
 	// (process functions: stdout and stderr between invocations), one

@@ -25,6 +25,7 @@ import (
 	"github.com/mote-run/mote/internal/logs"
 	"github.com/mote-run/mote/internal/meter"
 	"github.com/mote-run/mote/internal/registry"
+	"github.com/mote-run/mote/internal/routes"
 	"github.com/mote-run/mote/internal/runtime"
 	"github.com/mote-run/mote/internal/scheduler"
 	"github.com/mote-run/mote/internal/secrets"
@@ -153,6 +154,10 @@ type System struct {
 	deployMu sync.Mutex // one deploy/rollback/remove at a time
 	autoMem  autoMemory // limits of "memory": "auto" versions (automem.go)
 
+	routes *routes.Table // HTTP routes to functions
+	pins   pins          // versions invoked by number or alias (versions.go)
+	hits   aliasHits     // invocations through aliases, by version
+
 	draining atomic.Bool
 	inflight inflight
 }
@@ -197,6 +202,7 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 		Logs:  logs.New(0),
 	}
 	s.fns.Store(&map[string]*active{})
+	s.pins.m.Store(&map[string]*active{})
 	s.redactors.Store(&map[string]*redactor{})
 	if err := s.openServices(); err != nil {
 		s.Shutdown(ctx)
@@ -278,9 +284,15 @@ func (s *System) openAuth() error {
 	if s.keys, err = auth.OpenKeys(s.db, auth.KeysConfig{}); err != nil {
 		return err
 	}
+	if s.routes, err = routes.Open(s.db); err != nil {
+		return err
+	}
 	s.audit, err = auth.OpenAudit(s.db, auth.AuditConfig{Logger: s.log.With("part", "audit")})
 	return err
 }
+
+// Routes returns the HTTP routes to functions.
+func (s *System) Routes() *routes.Table { return s.routes }
 
 // Keys returns the API keys.
 func (s *System) Keys() *auth.Keys { return s.keys }
@@ -304,7 +316,7 @@ func (s *System) rootDone(root string) {
 // Run runs one attempt of an invocation on a warm instance of fn's current
 // version (flow.Runner: the flow engine calls it for every invocation).
 func (s *System) Run(ctx context.Context, fn string, ev *runtime.Event) (runtime.Result, runtime.Usage, bool, string, error) {
-	a := s.lookup(fn)
+	a := s.lookupRef(fn)
 	if a == nil {
 		return runtime.Result{}, runtime.Usage{}, false, "", errs.E(errs.NotFound, "function %q not found", fn)
 	}
@@ -329,7 +341,7 @@ func (s *System) Run(ctx context.Context, fn string, ev *runtime.Event) (runtime
 // Policy returns fn's flow settings from its current version's config
 // (flow.Functions).
 func (s *System) Policy(fn string) (flow.Policy, error) {
-	a := s.lookup(fn)
+	a := s.lookupRef(fn)
 	if a == nil {
 		return flow.Policy{}, errs.E(errs.NotFound, "function %q not found", fn)
 	}
@@ -340,8 +352,8 @@ func (s *System) Policy(fn string) (flow.Policy, error) {
 // callee (flow.Grants): permissions.invoke in its config. A function with
 // no list may invoke nothing.
 func (s *System) MayInvoke(caller, callee string) error {
-	a := s.lookup(caller)
-	if a != nil && a.version.Config.Permissions.MayInvoke(callee) {
+	a := s.lookupRef(caller)
+	if a != nil && a.version.Config.Permissions.MayInvoke(registry.BaseName(callee)) {
 		return nil
 	}
 	return errs.E(errs.Forbidden, "function %q may not invoke %q: add it to permissions.invoke in %s's config", caller, callee, caller)
@@ -466,6 +478,7 @@ func (s *System) removeLocked(ctx context.Context, name string) error {
 		return err
 	}
 	s.setActive(name, nil)
+	s.unpin(name)
 	for _, v := range vs {
 		s.sched.Remove(ctx, v.Key())
 	}
@@ -482,7 +495,11 @@ type Function struct {
 	Pool     *scheduler.Stats    `json:"pool,omitempty"`
 	// MemoryLimit is the current version's memory limit in bytes: the
 	// one Mote chose under "memory": "auto".
-	MemoryLimit int64 `json:"memory_limit,omitempty"`
+	MemoryLimit int64             `json:"memory_limit,omitempty"`
+	Aliases     []*registry.Alias `json:"aliases,omitempty"`
+	// AliasCounts is the invocations through each alias by version since
+	// the server started: a weighted alias's split as served.
+	AliasCounts []AliasCount `json:"alias_counts,omitempty"`
 }
 
 // Describe returns fn with its versions and its current pool's state.
@@ -495,7 +512,11 @@ func (s *System) Describe(name string) (*Function, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &Function{Function: *f, Versions: vs}
+	as, err := s.reg.Aliases(name)
+	if err != nil {
+		return nil, err
+	}
+	out := &Function{Function: *f, Versions: vs, Aliases: as, AliasCounts: s.AliasCounts(name)}
 	if a := s.lookup(name); a != nil {
 		st := a.pool.Stats()
 		out.Pool = &st
@@ -602,6 +623,17 @@ func (s *System) switchTo(v *registry.Version, pool *scheduler.Pool, record bool
 			return err
 		}
 	}
+	a := s.newActive(v, pool)
+	old := s.setActive(v.Function, a)
+	if old != nil && old.pool != pool && !s.pinned(old.version.Key()) {
+		s.sched.Retire(old.version.Key())
+	}
+	return nil
+}
+
+// newActive is v, served by pool, with what the invocation path derives
+// from its config.
+func (s *System) newActive(v *registry.Version, pool *scheduler.Pool) *active {
 	c := v.Config
 	var retryOn []errs.Code
 	for _, code := range c.Retry.On {
@@ -634,11 +666,7 @@ func (s *System) switchTo(v *registry.Version, pool *scheduler.Pool, record bool
 		a.policy.RunnerDeadline = t.EnforcesDeadline()
 		a.policy.LazyListing = t.HostOnlyEgress()
 	}
-	old := s.setActive(v.Function, a)
-	if old != nil && old.pool != pool {
-		s.sched.Retire(old.version.Key())
-	}
-	return nil
+	return a
 }
 
 // load turns a stored version into a runtime module.
@@ -657,6 +685,7 @@ func (s *System) load(ctx context.Context, rt runtime.Runtime, v *registry.Versi
 		Timeout:     time.Duration(v.Config.Timeout),
 		Network:     v.Config.Network,
 		CacheBudget: int64(v.Config.Cache),
+		CGI:         v.Config.HTTP == registry.HTTPWAGI,
 		// Output between invocations is the function's, not Mote's: its
 		// log, with no invocation id (and, from the process runtime,
 		// rate-limited per instance).
@@ -719,9 +748,13 @@ func isPerCall(mod runtime.Module) bool {
 
 // Invocation is one request to run a function.
 type Invocation struct {
-	Function string
+	Function string // a name, or name@N as Resolve returns it in Target.Key
 	Payload  []byte
 	Async    bool // queue durably and return at once with the id
+	// Envelope: Payload wraps a request body the gateway held to
+	// MaxPayload (an HTTP function's event), which may take up to a
+	// third more (base64) and the request's header besides.
+	Envelope bool
 }
 
 // Outcome is what an invocation produced.
@@ -753,8 +786,8 @@ func (s *System) Invoke(ctx context.Context, inv Invocation) (*Outcome, error) {
 	if s.draining.Load() {
 		return nil, errs.E(errs.Unavailable, "server is shutting down")
 	}
-	if int64(len(inv.Payload)) > s.cfg.MaxPayload {
-		return nil, errs.E(errs.PayloadTooLarge, "event of %d bytes is over the %d-byte limit", len(inv.Payload), s.cfg.MaxPayload)
+	if limit := s.payloadLimit(inv.Envelope); int64(len(inv.Payload)) > limit {
+		return nil, errs.E(errs.PayloadTooLarge, "event of %d bytes is over the %d-byte limit", len(inv.Payload), limit)
 	}
 	if c := s.cfg.Cluster; c != nil && inv.Async {
 		if s.lookup(inv.Function) == nil {
@@ -776,7 +809,7 @@ func (s *System) Invoke(ctx context.Context, inv Invocation) (*Outcome, error) {
 	}
 	out := &Outcome{
 		ID:       fo.ID,
-		Function: inv.Function,
+		Function: registry.BaseName(inv.Function),
 		Queued:   inv.Async,
 		Output:   fo.Output,
 		Usage:    runtime.Usage{CPU: fo.CPU, Wall: fo.Wall},
@@ -804,18 +837,19 @@ func (s *System) Invoke(ctx context.Context, inv Invocation) (*Outcome, error) {
 // not a flow op (the flow engine serves invoke, invoke_async, await and
 // map itself): log, and the BaaS ops under the function's permissions.
 func (s *System) hostFor(ref flow.Ref) host.Host {
-	a := s.lookup(ref.Function)
+	a := s.lookupRef(ref.Function)
 	var caller baas.Caller
 	if a != nil {
 		caller = a.caller
 	}
-	caller.Function, caller.Root = ref.Function, ref.Root
+	fn := registry.BaseName(ref.Function)
+	caller.Function, caller.Root = fn, ref.Root
 	return host.Func(func(ctx context.Context, op string, args [][]byte) ([]byte, error) {
 		if op == host.OpLog {
 			if len(args) != 1 {
 				return nil, errs.E(errs.BadRequest, "log takes one argument")
 			}
-			s.Logs.Add(logs.Line{Function: ref.Function, Invocation: ref.ID, Stream: "log", Text: s.redact(ref.Function, string(args[0]))})
+			s.Logs.Add(logs.Line{Function: fn, Invocation: ref.ID, Stream: "log", Text: s.redact(ref.Function, string(args[0]))})
 			return nil, nil
 		}
 		return s.baas.Call(ctx, caller, op, args)

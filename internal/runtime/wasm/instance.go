@@ -7,6 +7,7 @@ import (
 	"fmt"
 	goruntime "runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -319,13 +320,25 @@ func (i *instance) invokeCommand(ctx context.Context, ev *runtime.Event, deadlin
 	g.begin(ctx, ev)
 	defer g.end()
 	i.out = boundedBuffer{buf: i.out.buf[:0], max: m.r.cfg.MaxOutput}
+	stdin := ev.Payload
+	var cgiEnv []string
+	if m.spec.CGI {
+		var err error
+		if cgiEnv, stdin, err = runtime.DecodeCGI(ev.Payload); err != nil {
+			return runtime.Result{}, runtime.Usage{}, errs.Wrap(errs.BadRequest, err, "wasm: a WAGI function's event is not a CGI frame")
+		}
+	}
 	cfg := m.config.
-		WithStdin(bytes.NewReader(ev.Payload)).
+		WithStdin(bytes.NewReader(stdin)).
 		WithStdout(&i.out).
 		WithStderr(&g.stderr).
 		WithEnv(envInvocation, ev.ID).
 		WithEnv(envDeadline, strconv.FormatInt(deadline.UnixMilli(), 10)).
 		WithNanosleep(g.sleepFn)
+	for _, kv := range cgiEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		cfg = cfg.WithEnv(k, v)
+	}
 	ictx := experimental.WithMemoryAllocator(ctx, &g.alloc)
 	g.alloc.mem = nil
 

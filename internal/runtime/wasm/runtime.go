@@ -306,6 +306,9 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 		return nil, errs.Wrap(errs.BadRequest, err, "wasm: not a valid module: "+firstLine(err.Error()))
 	}
 	conv, err := r.check(compiled, spec.Artifact, uint64(limit))
+	if err == nil && spec.CGI && conv != conventionCommand {
+		err = errs.E(errs.BadRequest, `wasm: http "wagi" needs a WASI command (exporting %s); an SDK reactor uses http: true`, exportStart)
+	}
 	if err != nil {
 		_ = compiled.Close(ctx)
 		return nil, err

@@ -1,0 +1,5 @@
+module example.com/hello-http-lambda
+
+go 1.26.8
+
+require github.com/aws/aws-lambda-go v1.55.1

@@ -1,0 +1,3 @@
+module github.com/mote-run/mote/examples/hello-wagi
+
+go 1.24

@@ -1,0 +1,208 @@
+package mote
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// HandleHTTP registers a standard net/http handler as the function's
+// handler, for a function deployed as an HTTP function ("http": true in
+// mote.json). Existing handlers and routers run unchanged: the handler
+// sees the request's method, the path after its route, query, headers
+// (cookies included), body and client address (RemoteAddr), and what it
+// writes (status, headers, several Set-Cookie, body) is the response.
+//
+// The request and response travel as the AWS Lambda payload format 2.0
+// event and response, so a function built with HandleHTTP also serves a
+// Lambda function URL. The response is buffered: Flush (http.Flusher) is
+// accepted and does nothing yet, so the client gets the body when the
+// handler returns. The invocation's Context is FromRequest(r).
+//
+// Call it from init, as Handle.
+func HandleHTTP(h http.Handler) {
+	Handle(func(ctx *Context, event []byte) ([]byte, error) {
+		return ServeEvent(ctx, h, event)
+	})
+}
+
+// ctxKey marks a request's context with the invocation's Context.
+type ctxKey struct{}
+
+// FromRequest returns the invocation a request served by HandleHTTP
+// belongs to, or nil.
+func FromRequest(r *http.Request) *Context {
+	c, _ := r.Context().Value(ctxKey{}).(*Context)
+	return c
+}
+
+// v2Event is the part of the payload format 2.0 event a handler needs.
+type v2Event struct {
+	RawPath        string            `json:"rawPath"`
+	RawQueryString string            `json:"rawQueryString"`
+	Cookies        []string          `json:"cookies"`
+	Headers        map[string]string `json:"headers"`
+	RequestContext struct {
+		DomainName string `json:"domainName"`
+		HTTP       struct {
+			Method   string `json:"method"`
+			Path     string `json:"path"`
+			Protocol string `json:"protocol"`
+			SourceIP string `json:"sourceIp"`
+		} `json:"http"`
+	} `json:"requestContext"`
+	Body            string `json:"body"`
+	IsBase64Encoded bool   `json:"isBase64Encoded"`
+}
+
+type v2Response struct {
+	StatusCode      int               `json:"statusCode"`
+	Headers         map[string]string `json:"headers,omitempty"`
+	Cookies         []string          `json:"cookies,omitempty"`
+	Body            string            `json:"body"`
+	IsBase64Encoded bool              `json:"isBase64Encoded"`
+}
+
+// ServeEvent runs h on a payload format 2.0 event and returns the
+// payload format 2.0 response: HandleHTTP's handler, for a function that
+// also serves other events (it can tell them apart by their "version":
+// "2.0" and "rawPath").
+func ServeEvent(ctx *Context, h http.Handler, event []byte) ([]byte, error) {
+	var ev v2Event
+	if err := json.Unmarshal(event, &ev); err != nil {
+		return nil, &Error{Code: "bad_request", Message: "not an HTTP event: " + err.Error()}
+	}
+	r, err := ev.request()
+	if err != nil {
+		return nil, &Error{Code: "bad_request", Message: err.Error()}
+	}
+	if ctx != nil {
+		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, ctx))
+	}
+	w := &responseBuffer{header: http.Header{}}
+	h.ServeHTTP(w, r)
+	return w.encode()
+}
+
+func (ev *v2Event) request() (*http.Request, error) {
+	method := ev.RequestContext.HTTP.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	path := ev.RawPath
+	if path == "" {
+		path = "/"
+	}
+	target := path
+	if ev.RawQueryString != "" {
+		target += "?" + ev.RawQueryString
+	}
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return nil, err
+	}
+	var body []byte
+	if ev.IsBase64Encoded {
+		if body, err = base64.StdEncoding.DecodeString(ev.Body); err != nil {
+			return nil, err
+		}
+	} else {
+		body = []byte(ev.Body)
+	}
+	r := &http.Request{
+		Method:        method,
+		URL:           u,
+		RequestURI:    target,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        make(http.Header, len(ev.Headers)+1),
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Host:          ev.RequestContext.DomainName,
+		RemoteAddr:    ev.RequestContext.HTTP.SourceIP,
+	}
+	if p := ev.RequestContext.HTTP.Protocol; strings.HasPrefix(p, "HTTP/") {
+		if major, minor, ok := http.ParseHTTPVersion(p); ok {
+			r.Proto, r.ProtoMajor, r.ProtoMinor = p, major, minor
+		}
+	}
+	for k, v := range ev.Headers {
+		if strings.EqualFold(k, "set-cookie") {
+			r.Header.Add(k, v)
+			continue
+		}
+		r.Header.Set(k, v)
+	}
+	if h := r.Header.Get("Host"); h != "" {
+		r.Host = h
+	}
+	if len(ev.Cookies) > 0 {
+		r.Header.Set("Cookie", strings.Join(ev.Cookies, "; "))
+	}
+	return r.WithContext(context.Background()), nil
+}
+
+// responseBuffer is the http.ResponseWriter HandleHTTP's handlers write to.
+type responseBuffer struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (w *responseBuffer) Header() http.Header { return w.header }
+
+func (w *responseBuffer) WriteHeader(status int) {
+	if w.status == 0 && status >= 200 {
+		w.status = status
+	}
+}
+
+func (w *responseBuffer) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.body.Write(b)
+}
+
+// Flush implements http.Flusher; the response is sent whole at the end.
+func (w *responseBuffer) Flush() {}
+
+func (w *responseBuffer) encode() ([]byte, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	resp := v2Response{StatusCode: w.status, Headers: make(map[string]string, len(w.header)+1)}
+	for k, vs := range w.header {
+		if k == "Set-Cookie" {
+			resp.Cookies = append(resp.Cookies, vs...)
+			continue
+		}
+		resp.Headers[k] = strings.Join(vs, ", ")
+	}
+	body := w.body.Bytes()
+	if _, ok := w.header["Content-Type"]; !ok && len(body) > 0 {
+		resp.Headers["Content-Type"] = http.DetectContentType(body)
+	}
+	if utf8.Valid(body) {
+		resp.Body = string(body)
+	} else {
+		resp.Body = base64.StdEncoding.EncodeToString(body)
+		resp.IsBase64Encoded = true
+	}
+	if len(resp.Headers) == 0 {
+		resp.Headers = nil
+	}
+	out, err := json.Marshal(&resp)
+	if err != nil {
+		return nil, &Error{Code: "function_error", Message: "encoding the response: " + strconv.Quote(err.Error())}
+	}
+	return out, nil
+}
