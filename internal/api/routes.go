@@ -141,9 +141,16 @@ func (s *Server) lambdaTarget(r *http.Request) (string, error) {
 
 // serveRoute serves r if a route takes it, and reports whether one did.
 func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request) bool {
-	rt, rest, err := s.sys.Routes().Match(r.Host, r.URL.EscapedPath())
+	path := r.URL.EscapedPath()
+	rt, rest, err := s.sys.Routes().Match(r.Host, path)
 	if errors.Is(err, routes.ErrNoRoute) {
-		return false
+		if routes.Reserved(path) {
+			return false // Mote's own
+		}
+		// Nothing serves it, whoever asks: 404, with or without a
+		// credential (a 401 would say there is something to see).
+		errs.WriteHTTP(w, errs.E(errs.NotFound, "no route for %s %s%s", r.Method, r.Host, path))
+		return true
 	}
 	if c := rt.CORS; c != nil && corsHeaders(w, r, c) {
 		return true // a preflight, answered
