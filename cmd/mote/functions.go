@@ -56,6 +56,7 @@ func cmdDeploy(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&invoke, "invoke", "", "functions the function may invoke, start or map over (comma-separated, 'img-*' patterns, '*' for all; default none)")
 	fs.StringVar(&calls, "calls", "", "functions this one calls, prewarmed when it gets traffic (comma-separated)")
 	fs.StringVar(&secretList, "secrets", "", "secrets injected as env vars of the same name (comma-separated; see mote secret)")
+	fs.Var(httpFlag{&cfg.HTTP}, "http", "an HTTP function: sees the whole request (--http=wagi: a WASI command by CGI)")
 	fs.StringVar(&configFile, "config", "", "JSON config file (default: DIR/"+manifestName+" if present)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -113,6 +114,8 @@ func cmdDeploy(args []string, stdout, stderr io.Writer) int {
 			base.Handler = cfg.Handler
 		case "network":
 			base.Network = cfg.Network
+		case "http":
+			base.HTTP = cfg.HTTP
 		case "runtime":
 			base.Runtime = runtime.Kind(kind)
 		case "read":
@@ -353,6 +356,7 @@ func cmdInfo(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "may invoke: %s\n", strings.Join(inv, ", "))
 		}
 	}
+	printAliases(stdout, &f)
 	if f.Pool != nil {
 		fmt.Fprintf(stdout, "instances: %d live, %d idle, %d busy, %d waiting; %d invocations, %d cold starts\n",
 			f.Pool.Live, f.Pool.Idle, f.Pool.Busy, f.Pool.Waiting, f.Pool.Invocations, f.Pool.ColdStarts)

@@ -51,6 +51,8 @@ func init() {
 		"consumer": {"run a function on batches of a queue's items: consumer add NAME --queue B/Q --fn F | ls | rm NAME", cmdConsumer},
 		"watch":    {"run a function on the puts and deletes in a bucket: watch add NAME --kv B [--prefix P] --fn F | ls | rm NAME", cmdWatch},
 		"cluster":  {"the cluster this server is a node of: cluster status", cmdCluster},
+		"route":    {"routes to functions: route add '[HOST]/PATH[/*]' FN [--public] [--cors ORIGINS] | ls | rm PATTERN", cmdRoute},
+		"alias":    {"aliases of versions: alias set FN ALIAS VERSION [--weight V=P%] | ls FN | rm FN ALIAS", cmdAlias},
 		"secret":   {"secrets granted to functions: secret set NAME (value on stdin) | ls | rm NAME", cmdSecret},
 	}
 }
