@@ -207,3 +207,41 @@ func TestHTTPFunctionLambdaURL(t *testing.T) {
 		t.Errorf("CR/LF header: got %d %q %v", r.status, r.body, r.header)
 	}
 }
+
+// TestHTTPFunctionPythonNode runs the WSGI and fetch examples, unchanged,
+// as process functions with the SDKs Mote provides.
+func TestHTTPFunctionPythonNode(t *testing.T) {
+	p := startWithProcess(t)
+	for _, ex := range []struct{ name, interp, handler string }{
+		{"hello-wsgi", "/usr/bin/python3", "/usr/bin/python3 -m mote handler.handler"},
+		{"hello-fetch", "/usr/bin/node", "/usr/bin/node node_modules/mote/bootstrap.mjs worker.fetch"},
+	} {
+		t.Run(ex.name, func(t *testing.T) {
+			if _, err := os.Stat(ex.interp); err != nil {
+				t.Skipf("no %s", ex.interp)
+			}
+			dir := t.TempDir()
+			os.Chmod(dir, 0o755)
+			src, _ := filepath.Glob("../../examples/" + ex.name + "/*")
+			for _, f := range src {
+				copyTree(t, f, filepath.Join(dir, filepath.Base(f)))
+			}
+			cfg := fmt.Sprintf(`{"runtime":"process","handler":%q,"memory":"128MiB","http":true}`, ex.handler)
+			if r := p.deployDir(ex.name, dir, cfg); r.status != 201 {
+				t.Fatalf("deploy: %d %s", r.status, r.body)
+			}
+			r := p.do("POST", "/fn/"+ex.name+"/hello?name=ada", strings.NewReader("posted"), map[string]string{"User-Agent": "ua/4"})
+			var got map[string]string
+			json.Unmarshal([]byte(r.body), &got)
+			if r.status != 200 || got["method"] != "POST" || got["path"] != "/hello" || got["name"] != "ada" || got["body"] != "posted" || got["agent"] != "ua/4" {
+				t.Errorf("got %d %q", r.status, r.body)
+			}
+			if c := r.header.Values("Set-Cookie"); len(c) != 2 {
+				t.Errorf("cookies: %q", c)
+			}
+			if r := p.do("GET", "/fn/"+ex.name+"/missing", nil, nil); r.status != 404 || r.body != "nothing here" {
+				t.Errorf("404: got %d %q", r.status, r.body)
+			}
+		})
+	}
+}

@@ -10,6 +10,7 @@ import path from "node:path";
 import fs from "node:fs";
 import { pathToFileURL } from "node:url";
 import { errorBody, request, start } from "./index.mjs";
+import { fetchHandler } from "./http.mjs";
 
 const spec = process.argv[2] || "handler.handler";
 const dot = spec.lastIndexOf(".");
@@ -23,6 +24,13 @@ try {
   if (!found) throw new Error(`cannot find module ${file}(.mjs|.js) in ${process.cwd()}`);
   const mod = await import(pathToFileURL(found).href);
   handler = mod[name];
+  // A Workers-style HTTP function: `export function fetch(request)` or
+  // `export default { fetch }` (http.mjs).
+  if (name === "fetch" && typeof handler === "function") {
+    handler = fetchHandler(handler);
+  } else if (name === "default" && handler && typeof handler.fetch === "function") {
+    handler = fetchHandler(handler.fetch.bind(handler));
+  }
   if (typeof handler !== "function") throw new TypeError(`${found} does not export a function ${name}`);
 } catch (err) {
   console.error(err);

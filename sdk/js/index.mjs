@@ -24,6 +24,7 @@ export * as eph from "./eph.mjs";
 export * as cache from "./cache.mjs";
 export * from "./coord.mjs";
 export * from "./flow.mjs";
+export { fetchHandler, fromResponse, toRequest } from "./http.mjs";
 export { BUFFERED, DURABLE, isConflict, isNotFound, isTimeout } from "./wire.mjs";
 
 /** Writes one line to the invocation's log. */
