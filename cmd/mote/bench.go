@@ -24,6 +24,7 @@ var scenarios = map[string]func(context.Context, bench.Options) error{
 	"coldstart": bench.Coldstart,
 	"mapreduce": bench.MapReduce,
 	"video":     bench.Video,
+	"http":      bench.HTTPFunctions,
 }
 
 func cmdBench(args []string, stdout, stderr io.Writer) int {

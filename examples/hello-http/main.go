@@ -52,6 +52,12 @@ func mux() http.Handler {
 		w.Header().Set("Content-Type", r.Header.Get("Content-Type"))
 		io.Copy(w, r.Body)
 	})
+	// POST /hello answers what the hello reactor answers, for
+	// `mote bench http`.
+	m.HandleFunc("POST /hello", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Write(append([]byte("hello, "), b...))
+	})
 	m.HandleFunc("/ping", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "pong")
 	})

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -75,8 +74,8 @@ type v2Response struct {
 // also serves other events (it can tell them apart by their "version":
 // "2.0" and "rawPath").
 func ServeEvent(ctx *Context, h http.Handler, event []byte) ([]byte, error) {
-	var ev v2Event
-	if err := json.Unmarshal(event, &ev); err != nil {
+	ev, err := parseEvent(event)
+	if err != nil {
 		return nil, &Error{Code: "bad_request", Message: "not an HTTP event: " + err.Error()}
 	}
 	r, err := ev.request()
@@ -179,30 +178,50 @@ func (w *responseBuffer) encode() ([]byte, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	resp := v2Response{StatusCode: w.status, Headers: make(map[string]string, len(w.header)+1)}
+	body := w.body.Bytes()
+	out := make([]byte, 0, 128+len(body)*4/3)
+	out = append(out, `{"statusCode":`...)
+	out = strconv.AppendInt(out, int64(w.status), 10)
+	out = append(out, `,"headers":{`...)
+	first := true
 	for k, vs := range w.header {
 		if k == "Set-Cookie" {
-			resp.Cookies = append(resp.Cookies, vs...)
 			continue
 		}
-		resp.Headers[k] = strings.Join(vs, ", ")
+		if !first {
+			out = append(out, ',')
+		}
+		first = false
+		out = appendString(out, k)
+		out = append(out, ':')
+		out = appendString(out, strings.Join(vs, ", "))
 	}
-	body := w.body.Bytes()
 	if _, ok := w.header["Content-Type"]; !ok && len(body) > 0 {
-		resp.Headers["Content-Type"] = http.DetectContentType(body)
+		if !first {
+			out = append(out, ',')
+		}
+		out = append(out, `"Content-Type":`...)
+		out = appendString(out, http.DetectContentType(body))
 	}
+	out = append(out, '}')
+	if cs := w.header["Set-Cookie"]; len(cs) > 0 {
+		out = append(out, `,"cookies":[`...)
+		for i, c := range cs {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = appendString(out, c)
+		}
+		out = append(out, ']')
+	}
+	out = append(out, `,"body":`...)
 	if utf8.Valid(body) {
-		resp.Body = string(body)
+		out = appendString(out, string(body))
+		out = append(out, `,"isBase64Encoded":false}`...)
 	} else {
-		resp.Body = base64.StdEncoding.EncodeToString(body)
-		resp.IsBase64Encoded = true
-	}
-	if len(resp.Headers) == 0 {
-		resp.Headers = nil
-	}
-	out, err := json.Marshal(&resp)
-	if err != nil {
-		return nil, &Error{Code: "function_error", Message: "encoding the response: " + strconv.Quote(err.Error())}
+		out = append(out, '"')
+		out = base64.StdEncoding.AppendEncode(out, body)
+		out = append(out, `","isBase64Encoded":true}`...)
 	}
 	return out, nil
 }
