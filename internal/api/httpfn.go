@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"net/http"
 	"strings"
 	"time"
@@ -46,13 +47,33 @@ func (s *Server) invokeRef(w http.ResponseWriter, r *http.Request, ref, path, pr
 			return errs.Wrap(errs.Internal, err, "building the function's event")
 		}
 	}
-	out, err := s.invokeCounted(r.Context(), system.Invocation{Function: t.Key, Payload: payload, Envelope: true})
+	ctx := r.Context()
+	var sink *streamSink
+	if t.HTTP == registry.HTTPv2 {
+		sink = &streamSink{w: w}
+		ctx = runtime.WithStream(ctx, sink)
+	}
+	out, err := s.invokeCounted(ctx, system.Invocation{Function: t.Key, Payload: payload, Envelope: true})
+	if sink != nil && sink.started {
+		// The response went out as the function wrote it. A failure
+		// after that can only cut it short, which the client sees.
+		if err != nil || out.Err != nil {
+			panic(http.ErrAbortHandler)
+		}
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	setOutcomeHeaders(w.Header(), out)
 	if out.Err != nil {
 		return out.Err
+	}
+	if sink != nil && sink.err != nil {
+		return sink.err
+	}
+	if sink != nil && len(sink.prelude) > 0 {
+		out.Output = sink.prelude // streamed, but never past a prelude
 	}
 	var resp *httpfn.Response
 	if t.HTTP == registry.HTTPWAGI {
@@ -112,4 +133,61 @@ func fnPath(r *http.Request, name string) (path, prefix string) {
 		rest = "/"
 	}
 	return rest, prefix
+}
+
+// streamSink writes a function's streamed response (Lambda response
+// streaming: a JSON prelude, eight NUL bytes, the body) to the client as
+// it arrives: the prelude is checked as a whole response would be, then
+// the header is written and each part of the body is flushed.
+type streamSink struct {
+	w       http.ResponseWriter
+	prelude []byte // until the prelude's end is seen
+	started bool   // the header is written
+	err     error  // a bad prelude, or the client gone
+}
+
+var _ runtime.Stream = (*streamSink)(nil)
+
+// maxPrelude bounds a streamed response's prelude.
+const maxPrelude = 64 << 10
+
+func (s *streamSink) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	if s.started {
+		if _, err := s.w.Write(p); err != nil {
+			s.err = err
+			return 0, err
+		}
+		return len(p), nil
+	}
+	s.prelude = append(s.prelude, p...)
+	i := bytes.Index(s.prelude, httpfn.PreludeEnd)
+	if i < 0 {
+		if len(s.prelude) > maxPrelude {
+			s.err = errs.E(errs.FunctionError, "invalid HTTP response from the function: a streamed response's prelude is over %d bytes", maxPrelude)
+			return 0, s.err
+		}
+		return len(p), nil
+	}
+	resp, err := httpfn.ParsePrelude(s.prelude[:i])
+	if err != nil {
+		s.err = err
+		return 0, err
+	}
+	resp.Body = s.prelude[i+len(httpfn.PreludeEnd):]
+	s.started, s.prelude = true, nil
+	if err := resp.Write(s.w); err != nil {
+		s.err = err
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (s *streamSink) Flush() error {
+	if !s.started {
+		return nil
+	}
+	return http.NewResponseController(s.w).Flush()
 }

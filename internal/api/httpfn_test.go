@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mote-run/mote/internal/gobuild"
 	"github.com/mote-run/mote/internal/testutil"
@@ -243,5 +244,47 @@ func TestHTTPFunctionPythonNode(t *testing.T) {
 				t.Errorf("404: got %d %q", r.status, r.body)
 			}
 		})
+	}
+}
+
+// TestHTTPFunctionStreams runs an aws-lambda-go handler that streams its
+// response: its first event reaches the client while the function is
+// still at work (a second and a half before its last), not at the end.
+func TestHTTPFunctionStreams(t *testing.T) {
+	p := startWithProcess(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	if err := gobuild.Native("testdata/streamlambda", filepath.Join(dir, "bootstrap")); err != nil {
+		t.Fatal(err)
+	}
+	if r := p.deployDir("sse", dir, `{"runtime":"process","handler":"./bootstrap","memory":"64MiB","http":true}`); r.status != 201 {
+		t.Fatalf("deploy: %d %s", r.status, r.body)
+	}
+	resp, err := http.Get(p.srv.URL + "/fn/sse/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("got %d %v", resp.StatusCode, resp.Header)
+	}
+	br := bufio.NewReader(resp.Body)
+	line, err := br.ReadString('\n')
+	if err != nil || line != "data: first\n" {
+		t.Fatalf("first event: got %q %v", line, err)
+	}
+	first := time.Now()
+	rest, _ := io.ReadAll(br)
+	if string(rest) != "\ndata: second\n\n" {
+		t.Errorf("rest of the stream: got %q", rest)
+	}
+	if gap := time.Since(first); gap < time.Second {
+		t.Errorf("the first event came %v before the end, want about 1.5 s: it was not streamed", gap)
+	}
+	// Through the Lambda Invoke API, which asks for no stream, the same
+	// response is buffered whole: the prelude, eight NULs, the body.
+	r := p.do("POST", "/2015-03-31/functions/sse/invocations", strings.NewReader(`{"rawPath":"/"}`), nil)
+	if r.status != 200 || !strings.HasSuffix(r.body, "\x00data: first\n\ndata: second\n\n") {
+		t.Errorf("buffered: got %d %q", r.status, r.body)
 	}
 }

@@ -113,6 +113,13 @@ func ParseResponse(out []byte) (*Response, error) {
 	return resp, nil
 }
 
+// PreludeEnd separates a streamed response's prelude from its body.
+var PreludeEnd = preludeEnd
+
+// ParsePrelude reads and checks a streamed response's prelude (status,
+// headers, cookies), for a response whose body is still to come.
+func ParsePrelude(prelude []byte) (*Response, error) { return parseStreamed(prelude, nil) }
+
 // parseStreamed reads a response-streaming function's prelude and body.
 func parseStreamed(prelude, body []byte) (*Response, error) {
 	var v v2Response

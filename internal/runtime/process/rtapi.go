@@ -10,8 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/mote-run/mote/internal/httpwire"
+	"github.com/mote-run/mote/internal/runtime"
 )
 
 // The Runtime API is four endpoints with bodies and a handful of headers,
@@ -34,6 +36,8 @@ type rtRequest struct {
 	body         []byte
 	tooLarge     bool // the body was over the limit and is not in body
 	bodyErr      error
+	streaming    bool // Lambda-Runtime-Function-Response-Mode: streaming, or its content type
+	streamed     bool // the body went to the invocation's runtime.Stream
 }
 
 var errBadRequest = errors.New("process: malformed http request")
@@ -161,6 +165,11 @@ func (in *instance) readRequest(br *bufio.Reader, bw *bufio.Writer, r *rtRequest
 			expect = httpwire.EqualFold(v, "100-continue")
 		case httpwire.EqualFold(k, hdrRequestID):
 			r.requestID = string(v)
+		case httpwire.EqualFold(k, hdrResponseMode):
+			r.streaming = r.streaming || httpwire.EqualFold(v, "streaming")
+		case httpwire.EqualFold(k, "Content-Type"):
+			// aws-lambda-go's streamed response says only this.
+			r.streaming = r.streaming || httpwire.EqualFold(v, streamingContentType)
 		}
 	}
 	max := in.m.rt.cfg.MaxResponse
@@ -176,7 +185,19 @@ func (in *instance) readRequest(br *bufio.Reader, bw *bufio.Writer, r *rtRequest
 	if c != nil && (chunked || length > 0) {
 		c.expect(in.m.rt.cfg.APIBodyTimeout)
 	}
+	var sink runtime.Stream
+	if chunked && r.streaming {
+		var deadline time.Time
+		if sink, deadline = in.streamFor(r.method, r.path); sink != nil && c != nil {
+			// A stream lasts as long as its invocation may, not as
+			// long as a body may take to arrive.
+			c.expect(time.Until(deadline))
+		}
+	}
 	switch {
+	case sink != nil:
+		r.streamed = true
+		err = streamChunked(br, sink)
 	case chunked:
 		r.body, err = readChunked(br, r.body, max)
 	case length > max:
@@ -251,6 +272,77 @@ func readChunked(br *bufio.Reader, buf []byte, max int64) ([]byte, error) {
 		}
 		if l, err := readLine(br); err != nil || len(l) != 0 {
 			return buf, errBadRequest
+		}
+	}
+}
+
+// hdrResponseMode is the header of a streamed response (Lambda's
+// response streaming: aws-lambda-go's LambdaFunctionURLStreamingResponse,
+// awslambda.streamifyResponse in Node).
+const hdrResponseMode = "Lambda-Runtime-Function-Response-Mode"
+
+// streamingContentType is the type of a streamed HTTP response: a JSON
+// prelude, eight NUL bytes, the body (internal/httpfn reads it).
+const streamingContentType = "application/vnd.awslambda.http-integration-response"
+
+// streamFor returns the runtime.Stream of the invocation a request posts
+// its response for, if it is the one running and its caller wants a
+// stream; else nil, and the body is read whole as any other.
+func (in *instance) streamFor(method, path string) (runtime.Stream, time.Time) {
+	rest, ok := strings.CutPrefix(path, pathInvPrefix)
+	id, action, _ := strings.Cut(rest, "/")
+	if !ok || method != http.MethodPost || action != "response" {
+		return nil, time.Time{}
+	}
+	c := in.cur.Load()
+	if c == nil || c.id != id {
+		return nil, time.Time{}
+	}
+	return runtime.StreamOf(c.ctx), c.deadline
+}
+
+// streamChunked passes a chunked body to sink chunk by chunk, flushing
+// after each, as it arrives. Once sink refuses a write the rest of the
+// body is read and dropped: the function keeps its connection in step.
+func streamChunked(br *bufio.Reader, sink runtime.Stream) error {
+	buf := make([]byte, 0, 16<<10)
+	var werr error
+	for {
+		line, err := readLine(br)
+		if err != nil {
+			return err
+		}
+		size, _, _ := bytes.Cut(line, []byte{';'})
+		n, err := strconv.ParseInt(string(bytes.TrimSpace(size)), 16, 64)
+		if err != nil || n < 0 {
+			return errBadRequest
+		}
+		if n == 0 {
+			for { // trailers, then the blank line
+				l, err := readLine(br)
+				if err != nil {
+					return err
+				}
+				if len(l) == 0 {
+					return nil
+				}
+			}
+		}
+		for n > 0 {
+			k := min(n, int64(cap(buf)))
+			b, err := appendFull(br, buf[:0], int(k))
+			if err != nil {
+				return err
+			}
+			if werr == nil {
+				if _, werr = sink.Write(b); werr == nil {
+					werr = sink.Flush()
+				}
+			}
+			n -= k
+		}
+		if l, err := readLine(br); err != nil || len(l) != 0 {
+			return errBadRequest
 		}
 	}
 }
