@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	mote "github.com/mote-run/mote/sdk/go"
 )
@@ -57,6 +58,19 @@ func mux() http.Handler {
 	m.HandleFunc("POST /hello", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		w.Write(append([]byte("hello, "), b...))
+	})
+	// GET /events is a stream of server-sent events: built natively (a
+	// process function) each Flush reaches the client at once; in a
+	// wasm reactor they arrive together when the handler returns.
+	m.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := 1; i <= 2; i++ {
+			if i > 1 {
+				time.Sleep(1500 * time.Millisecond) // the work each event reports on
+			}
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			w.(http.Flusher).Flush()
+		}
 	})
 	m.HandleFunc("/ping", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "pong")

@@ -288,3 +288,40 @@ func TestHTTPFunctionStreams(t *testing.T) {
 		t.Errorf("buffered: got %d %q", r.status, r.body)
 	}
 }
+
+// TestHTTPFunctionGoSDKStreams runs the Go SDK's HTTP example natively: a
+// handler's Flush sends what it wrote so far to the client at once.
+func TestHTTPFunctionGoSDKStreams(t *testing.T) {
+	p := startWithProcess(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	if err := gobuild.Native("../../examples/hello-http", filepath.Join(dir, "bootstrap")); err != nil {
+		t.Fatal(err)
+	}
+	if r := p.deployDir("webn", dir, `{"runtime":"process","handler":"./bootstrap","memory":"64MiB","http":true}`); r.status != 201 {
+		t.Fatalf("deploy: %d %s", r.status, r.body)
+	}
+	for range 2 { // and the instance serves on after a stream
+		resp, err := http.Get(p.srv.URL + "/fn/webn/events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(resp.Body)
+		line, err := br.ReadString('\n')
+		if err != nil || line != "data: 1\n" || resp.Header.Get("Content-Type") != "text/event-stream" {
+			t.Fatalf("first event: got %q %v %v", line, err, resp.Header)
+		}
+		first := time.Now()
+		rest, _ := io.ReadAll(br)
+		resp.Body.Close()
+		if string(rest) != "\ndata: 2\n\n" {
+			t.Errorf("rest: got %q", rest)
+		}
+		if gap := time.Since(first); gap < time.Second {
+			t.Errorf("the first event came %v before the end, want about 1.5 s: it was not streamed", gap)
+		}
+	}
+	if r := p.do("GET", "/fn/webn/ping", nil, nil); r.status != 200 || r.body != "pong" {
+		t.Errorf("after streams: got %d %q", r.status, r.body)
+	}
+}

@@ -85,8 +85,15 @@ func ServeEvent(ctx *Context, h http.Handler, event []byte) ([]byte, error) {
 	if ctx != nil {
 		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, ctx))
 	}
-	w := &responseBuffer{header: http.Header{}}
+	w := &responseBuffer{header: http.Header{}, ctx: ctx}
 	h.ServeHTTP(w, r)
+	if w.stream != nil {
+		w.Flush()
+		if err := w.stream.Close(); err != nil {
+			return nil, &Error{Code: "function_error", Message: "streaming the response: " + err.Error()}
+		}
+		return nil, nil // the response went out as it was written
+	}
 	return w.encode()
 }
 
@@ -154,6 +161,10 @@ type responseBuffer struct {
 	header http.Header
 	status int
 	body   bytes.Buffer
+
+	ctx    *Context
+	tried  bool           // Flush tried to start a stream
+	stream io.WriteCloser // the streamed response, once started
 }
 
 func (w *responseBuffer) Header() http.Header { return w.header }
@@ -171,8 +182,60 @@ func (w *responseBuffer) Write(b []byte) (int, error) {
 	return w.body.Write(b)
 }
 
-// Flush implements http.Flusher; the response is sent whole at the end.
-func (w *responseBuffer) Flush() {}
+// Flush implements http.Flusher. In a native process function on Mote the
+// first Flush starts streaming the response (status and headers as they
+// are then, and the body so far) and each later one sends what was
+// written since, so server-sent events reach the client as they are
+// written; elsewhere (a wasm reactor) the response goes out whole when
+// the handler returns.
+func (w *responseBuffer) Flush() {
+	if w.stream == nil {
+		if w.tried {
+			return
+		}
+		w.tried = true
+		if w.status == 0 {
+			w.status = http.StatusOK
+		}
+		w.stream = startStream(w.ctx, w.prelude())
+		if w.stream == nil {
+			return
+		}
+	}
+	if w.body.Len() > 0 {
+		w.stream.Write(w.body.Bytes())
+		w.body.Reset()
+	}
+}
+
+// prelude is a streamed response's start: the status, headers and
+// cookies as JSON, then eight NUL bytes.
+func (w *responseBuffer) prelude() []byte {
+	out := append([]byte(`{"statusCode":`), strconv.Itoa(w.status)...)
+	out = append(out, `,"headers":{`...)
+	first := true
+	for k, vs := range w.header {
+		if k == "Set-Cookie" {
+			continue
+		}
+		if !first {
+			out = append(out, ',')
+		}
+		first = false
+		out = appendString(out, k)
+		out = append(out, ':')
+		out = appendString(out, strings.Join(vs, ", "))
+	}
+	out = append(out, `},"cookies":[`...)
+	for i, c := range w.header["Set-Cookie"] {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = appendString(out, c)
+	}
+	out = append(out, ']', '}')
+	return append(out, 0, 0, 0, 0, 0, 0, 0, 0)
+}
 
 func (w *responseBuffer) encode() ([]byte, error) {
 	if w.status == 0 {

@@ -48,6 +48,7 @@ func serveChannel() bool {
 		conn.Close()
 		return false
 	}
+	onChannel.Store(true)
 	var frame []byte
 	for {
 		var buf []byte
