@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +17,9 @@ import (
 // wasm reactor, examples/hello-http) through a public route against the
 // plain invocation of a handler answering the same bytes (POST /fn/hello,
 // examples/hello-reactor, the fast path), beside a bare Go net/http
-// server, at 1 and 32 connections in interleaved rounds.
+// server and, when it can be had, workerd (npm's workerd package) serving
+// an equivalent fetch worker, at 1 and 32 connections in interleaved
+// rounds.
 func HTTPFunctions(ctx context.Context, o Options) error {
 	if err := o.defaults(); err != nil {
 		return err
@@ -62,6 +65,12 @@ func HTTPFunctions(ctx context.Context, o Options) error {
 		{"mote /fn/hello", mote.URL + "/fn/hello"},
 		{"mote route /web/hello", mote.URL + "/web/hello"},
 	}
+	if wd, err := startWorkerd(ctx, tmp); err != nil {
+		fmt.Fprintf(o.Out, "workerd: not run: %v\n", err)
+	} else {
+		defer wd.Stop()
+		targets = append(targets, struct{ name, url string }{"workerd fetch", wd.URL + "/"})
+	}
 	for _, t := range targets {
 		if body, _, err := post(t.url, "x", nil); err != nil || body != "hello, x" {
 			return fmt.Errorf("%s answered %q, %v", t.name, body, err)
@@ -86,10 +95,84 @@ func HTTPFunctions(ctx context.Context, o Options) error {
 	}
 	p50 := func(l Load) float64 { return float64(l.P50) }
 	rps := func(l Load) float64 { return l.RPS }
-	bare, fn, route := results[targets[0].name], results[targets[1].name], results[targets[2].name]
-	fmt.Fprintf(o.Out, "\n| | bare net/http | mote /fn/hello (plain) | mote route (HTTP function) | route ÷ /fn |\n|---|---|---|---|---|\n")
-	fmt.Fprintf(o.Out, "| p50 @ 1 conn | %s | %s | %s | %.2f× |\n", us(time.Duration(Median(bare[1], p50))), us(time.Duration(Median(fn[1], p50))), us(time.Duration(Median(route[1], p50))), Median(route[1], p50)/Median(fn[1], p50))
-	fmt.Fprintf(o.Out, "| req/s @ 32 conns | %.0f | %.0f | %.0f | %.2f× |\n", Median(bare[32], rps), Median(fn[32], rps), Median(route[32], rps), Median(route[32], rps)/Median(fn[32], rps))
-	fmt.Fprintf(o.Out, "| p50 @ 32 conns | %s | %s | %s | %.2f× |\n", us(time.Duration(Median(bare[32], p50))), us(time.Duration(Median(fn[32], p50))), us(time.Duration(Median(route[32], p50))), Median(route[32], p50)/Median(fn[32], p50))
+	fn, route := results[targets[1].name], results[targets[2].name]
+	fmt.Fprintf(o.Out, "\n| | p50 @ 1 conn | req/s @ 32 conns | p50 @ 32 conns |\n|---|---|---|---|\n")
+	for _, t := range targets {
+		r := results[t.name]
+		fmt.Fprintf(o.Out, "| %s | %s | %.0f | %s |\n", t.name, us(time.Duration(Median(r[1], p50))), Median(r[32], rps), us(time.Duration(Median(r[32], p50))))
+	}
+	fmt.Fprintf(o.Out, "| **route ÷ /fn** | %.2f× | %.2f× | %.2f× |\n",
+		Median(route[1], p50)/Median(fn[1], p50), Median(route[32], rps)/Median(fn[32], rps), Median(route[32], p50)/Median(fn[32], p50))
 	return nil
+}
+
+// workerdWorker answers as the hello reactor does.
+const workerdWorker = `export default {
+  async fetch(request) {
+    return new Response("hello, " + (await request.text()));
+  },
+};
+`
+
+// startWorkerd starts workerd serving workerdWorker on a free loopback
+// port: the binary named by MOTE_BENCH_WORKERD, else workerd on PATH,
+// else npm's workerd package installed under tmp with npm.
+func startWorkerd(ctx context.Context, tmp string) (*Proc, error) {
+	bin := os.Getenv("MOTE_BENCH_WORKERD")
+	if bin == "" {
+		bin, _ = exec.LookPath("workerd")
+	}
+	if bin == "" {
+		npm, err := exec.LookPath("npm")
+		if err != nil {
+			return nil, fmt.Errorf("no workerd on PATH and no npm to install it (set MOTE_BENCH_WORKERD)")
+		}
+		dir := filepath.Join(tmp, "workerd")
+		if out, err := exec.CommandContext(ctx, npm, "install", "--prefix", dir, "--no-audit", "--no-fund", "workerd").CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("npm install workerd: %v: %s", err, out)
+		}
+		bin = filepath.Join(dir, "node_modules", "@cloudflare", "workerd-linux-64", "bin", "workerd")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := filepath.Join(tmp, "workerd-config")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	config := fmt.Sprintf(`using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [ (name = "main", worker = .hello) ],
+  sockets = [ ( name = "http", address = %q, http = (), service = "main" ) ]
+);
+const hello :Workerd.Worker = (
+  modules = [ (name = "worker", esModule = embed "worker.js") ],
+  compatibilityDate = "2024-09-01",
+);
+`, addr)
+	if err := os.WriteFile(filepath.Join(dir, "worker.js"), []byte(workerdWorker), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.capnp"), []byte(config), 0o644); err != nil {
+		return nil, err
+	}
+	// workerd says where it listens on stderr, if at all: wait for the
+	// port instead.
+	cmd := exec.CommandContext(ctx, bin, "serve", filepath.Join(dir, "config.capnp"))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return &Proc{URL: "http://" + addr, cmd: cmd}, nil
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	return nil, fmt.Errorf("workerd did not listen on %s within 30s", addr)
 }
