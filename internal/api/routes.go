@@ -141,11 +141,14 @@ func (s *Server) lambdaTarget(r *http.Request) (string, error) {
 
 // serveRoute serves r if a route takes it, and reports whether one did.
 func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request) bool {
+	if routes.Reserved(r.URL.Path) {
+		return false // Mote's own, however it was escaped
+	}
 	path := r.URL.EscapedPath()
 	rt, rest, err := s.sys.Routes().Match(r.Host, path)
 	if errors.Is(err, routes.ErrNoRoute) {
 		if routes.Reserved(path) {
-			return false // Mote's own
+			return false
 		}
 		// Nothing serves it, whoever asks: 404, with or without a
 		// credential (a 401 would say there is something to see).
