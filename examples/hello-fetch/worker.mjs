@@ -9,6 +9,19 @@ export async function fetch(request) {
   if (url.pathname === "/missing") {
     return new Response("nothing here", { status: 404, headers: { "content-type": "text/plain" } });
   }
+  if (url.pathname === "/events") {
+    // Server-sent events, streamed: each reaches the client when enqueued.
+    const enc = new TextEncoder();
+    const body = new ReadableStream({
+      async start(controller) {
+        controller.enqueue(enc.encode("data: 1\n\n"));
+        await new Promise((r) => setTimeout(r, 1500)); // the work the next event reports on
+        controller.enqueue(enc.encode("data: 2\n\n"));
+        controller.close();
+      },
+    });
+    return new Response(body, { headers: { "content-type": "text/event-stream" } });
+  }
   if (url.pathname === "/bytes") {
     return new Response(new Uint8Array([0, 1, 254, 255]), { headers: { "content-type": "application/octet-stream" } });
   }

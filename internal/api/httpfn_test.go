@@ -243,6 +243,9 @@ func TestHTTPFunctionPythonNode(t *testing.T) {
 			if r := p.do("GET", "/fn/"+ex.name+"/missing", nil, nil); r.status != 404 || r.body != "nothing here" {
 				t.Errorf("404: got %d %q", r.status, r.body)
 			}
+			if ex.name == "hello-fetch" {
+				checkStreams(t, p.srv.URL+"/fn/hello-fetch/events", "data: 1\n", "\ndata: 2\n\n")
+			}
 		})
 	}
 }
@@ -323,5 +326,29 @@ func TestHTTPFunctionGoSDKStreams(t *testing.T) {
 	}
 	if r := p.do("GET", "/fn/webn/ping", nil, nil); r.status != 200 || r.body != "pong" {
 		t.Errorf("after streams: got %d %q", r.status, r.body)
+	}
+}
+
+// checkStreams GETs url and checks that its first line arrives about 1.5 s
+// before the rest: the response was streamed, not sent whole at the end.
+func checkStreams(t *testing.T, url, firstLine, rest string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	line, err := br.ReadString('\n')
+	if err != nil || line != firstLine || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("first event: got %q %v %v", line, err, resp.Header)
+	}
+	first := time.Now()
+	got, _ := io.ReadAll(br)
+	if string(got) != rest {
+		t.Errorf("rest of the stream: got %q, want %q", got, rest)
+	}
+	if gap := time.Since(first); gap < time.Second {
+		t.Errorf("the first event came %v before the end, want about 1.5 s: it was not streamed", gap)
 	}
 }

@@ -56,7 +56,7 @@ export function decodeArgs(b) {
   return args;
 }
 
-function apiAddr() {
+export function apiAddr() {
   const addr = process.env.AWS_LAMBDA_RUNTIME_API;
   if (!addr) throw new MoteError("unavailable", "AWS_LAMBDA_RUNTIME_API is not set");
   const i = addr.lastIndexOf(":");

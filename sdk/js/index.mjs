@@ -16,6 +16,7 @@
 // `code` is the host's stable error code. Durations are milliseconds.
 
 import { MoteError, call, decodeArgs, encodeArgs, request, setCurrent } from "./call.mjs";
+import { STREAMED } from "./http.mjs";
 
 export { MoteError, call, decodeArgs, encodeArgs, request, setCurrent };
 export * as kv from "./kv.mjs";
@@ -94,7 +95,9 @@ const MAX_ERROR_MESSAGE = 64 << 10;
 export async function result(handler, event, ctx) {
   let out;
   try {
-    out = encodeResult(await handler(decodeEvent(event), ctx));
+    const value = await handler(decodeEvent(event), ctx);
+    if (value === STREAMED) return ["streamed", null]; // http.mjs posted it
+    out = encodeResult(value);
   } catch (err) {
     let body = errorBody(err);
     if (Buffer.byteLength(body) > MAX_RESPONSE) {
@@ -128,6 +131,7 @@ export async function start(handler) {
     } finally {
       setCurrent("");
     }
+    if (kind === "streamed") continue;
     try {
       await request("POST", `/runtime/invocation/${ctx.awsRequestId}/${kind}`, out, { "Content-Type": "application/json" });
     } catch (err) {
