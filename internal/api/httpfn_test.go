@@ -243,9 +243,7 @@ func TestHTTPFunctionPythonNode(t *testing.T) {
 			if r := p.do("GET", "/fn/"+ex.name+"/missing", nil, nil); r.status != 404 || r.body != "nothing here" {
 				t.Errorf("404: got %d %q", r.status, r.body)
 			}
-			if ex.name == "hello-fetch" {
-				checkStreams(t, p.srv.URL+"/fn/hello-fetch/events", "data: 1\n", "\ndata: 2\n\n")
-			}
+			checkStreams(t, p.srv.URL+"/fn/"+ex.name+"/events", "data: 1\n", "\ndata: 2\n\n")
 		})
 	}
 }

@@ -315,7 +315,10 @@ def _result(handler, event, ctx):
     """Runs the handler and returns (kind, body) to post: "response" and
     its result, or "error" and the Runtime API's error JSON."""
     try:
-        out = _encode_result(handler(_decode_event(event), ctx))
+        value = handler(_decode_event(event), ctx)
+        if value is STREAMED:  # the handler posted its response itself
+            return "streamed", None
+        out = _encode_result(value)
     except Exception as exc:  # the function's failure, reported to the caller
         body = _error_body(exc)
         if len(body) > _MAX_RESPONSE:
@@ -329,6 +332,11 @@ def _result(handler, event, ctx):
             "errorType": "Function.ResponseSizeTooLarge",
         }).encode()
     return "response", out
+
+
+# STREAMED is what a handler returns when it has posted its response
+# itself, streamed (mote.wsgi does for text/event-stream).
+STREAMED = object()
 
 
 def start(handler):
@@ -345,6 +353,8 @@ def start(handler):
             kind, out = _result(handler, body, ctx)
         finally:
             _current["id"] = ""
+        if kind == "streamed":
+            continue
         path = f"/runtime/invocation/{ctx.aws_request_id}/{kind}"
         try:
             _request("POST", path, out, {"Content-Type": "application/json"})

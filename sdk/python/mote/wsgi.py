@@ -9,13 +9,20 @@ one)::
     from myapp import app
     handler = handler_for(app)
 
-and deploy with the handler ``python3 -m mote handler.handler``. The
-response body is collected whole before it is sent.
+and deploy with the handler ``python3 -m mote handler.handler``. A
+response of type ``text/event-stream`` is streamed on Mote: each item the
+app's iterable yields reaches the client at once (posted over the Runtime
+API in Lambda's streaming mode); any other is collected whole, then sent.
 """
 
 import base64
+import http.client
 import io
+import json
+import os
 import sys
+
+import mote
 
 __all__ = ["handler_for", "environ_from_event", "response_to_v2"]
 
@@ -101,6 +108,11 @@ def handler_for(app):
 
         chunks = []
         result = app(environ_from_event(event), start_response)
+        ctype = dict((k.lower(), v) for k, v in started.get("headers", [])).get("content-type", "")
+        if (ctype.startswith("text/event-stream") and os.environ.get("MOTE_INSTANCE")
+                and getattr(context, "aws_request_id", "")):
+            _stream(context.aws_request_id, started["status"], started["headers"], chunks, result)
+            return mote.STREAMED
         try:
             for chunk in result:
                 chunks.append(chunk)
@@ -112,3 +124,37 @@ def handler_for(app):
         return response_to_v2(started["status"], started["headers"], b"".join(chunks))
 
     return handler
+
+
+def _stream(request_id, status, headers, written, result):
+    """Posts a response over the Runtime API in Lambda's streaming mode: a
+    JSON prelude (status, headers, cookies), eight NUL bytes, then each
+    chunk of the body as the app yields it."""
+    v2 = response_to_v2(status, headers, b"")
+    prelude = json.dumps({"statusCode": v2["statusCode"], "headers": v2["headers"],
+                          "cookies": v2["cookies"]}).encode() + b"\0" * 8
+
+    def body():
+        yield prelude
+        yield from (c for c in written if c)
+        try:
+            for chunk in result:
+                if chunk:
+                    yield chunk
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+
+    host, _, port = os.environ["AWS_LAMBDA_RUNTIME_API"].rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port))
+    try:
+        conn.request("POST", f"/2018-06-01/runtime/invocation/{request_id}/response", body=body(),
+                     headers={"Content-Type": "application/vnd.awslambda.http-integration-response",
+                              "Lambda-Runtime-Function-Response-Mode": "streaming"},
+                     encode_chunked=True)
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 202:
+            raise RuntimeError(f"streamed response refused: {resp.status}")
+    finally:
+        conn.close()
