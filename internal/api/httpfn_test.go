@@ -241,7 +241,7 @@ func TestHTTPFunctionPythonNode(t *testing.T) {
 				t.Errorf("cookies: %q", c)
 			}
 			if r := p.do("GET", "/fn/"+ex.name+"/missing", nil, nil); r.status != 404 || r.body != "nothing here" {
-				t.Errorf("404: got %d %q", r.status, r.body)
+				t.Errorf("404: got %d %q; logs:\n%s", r.status, r.body, p.do("GET", "/v1/functions/"+ex.name+"/logs", nil, nil).body)
 			}
 			checkStreams(t, p.srv.URL+"/fn/"+ex.name+"/events", "data: 1\n", "\ndata: 2\n\n")
 		})

@@ -26,8 +26,18 @@ import (
 
 func TestMain(m *testing.M) {
 	sandbox.MaybeRunInit() // process instances start as this test binary re-executed
-	os.Exit(m.Run())
+	code := m.Run()
+	os.RemoveAll(functionsDir)
+	os.Exit(code)
 }
+
+// functionsDir holds the process functions and the SDKs of this test
+// binary's platforms. It is the binary's own: a directory shared by every
+// test run on the machine had the SDK of one worktree's tests replaced
+// by another's while they ran (a function then found an SDK without what
+// it imports). Not t.TempDir: its ancestors must be readable by the
+// sandbox's uids.
+var functionsDir = filepath.Join(os.TempDir(), fmt.Sprintf("mote-api-test-functions-%d", os.Getpid()))
 
 // startWithProcess is start with the process runtime too.
 func startWithProcess(t *testing.T) *platform {
@@ -44,7 +54,7 @@ func startWithProcessConfig(t *testing.T, pc process.Config) *platform {
 	}
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
-	fdir := filepath.Join(os.TempDir(), "mote-api-test-functions")
+	fdir := functionsDir
 	os.MkdirAll(fdir, 0o755)
 	pc.SDKRoot = fdir
 	pr, err := process.New(context.Background(), pc)
