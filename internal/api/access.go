@@ -151,6 +151,7 @@ type audited struct{ action, target string }
 
 // handle registers h at pattern behind guard.
 func (s *Server) handle(pattern string, need needs, a audited, h http.Handler) {
+	s.paths = append(s.paths, pattern)
 	s.mux.Handle(pattern, s.guard(need, a, h))
 }
 

@@ -51,6 +51,7 @@ type Server struct {
 	mux     *http.ServeMux
 	metrics *prometheus.Registry
 	cluster *cluster.Node
+	paths   []string // the route table's patterns, which routes.Reserved must cover
 }
 
 // New returns the gateway's handler.

@@ -2,8 +2,12 @@ package api_test
 
 import (
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/mote-run/mote/internal/api"
+	"github.com/mote-run/mote/internal/routes"
 )
 
 // with returns a copy of p's request helper acting with tok ("" for
@@ -98,7 +102,7 @@ func TestRoutesPublicPrivateCORS(t *testing.T) {
 
 	// List and remove.
 	r = p.do("GET", "/v1/routes", nil, nil)
-	if !strings.Contains(r.body, `"pattern": "/private/*"`) {
+	if !strings.Contains(r.body, `"pattern":"/private/*"`) {
 		t.Errorf("list: %s", r.body)
 	}
 	if r := p.do("DELETE", "/v1/routes?pattern=/plain", nil, nil); r.status != 204 {
@@ -208,5 +212,26 @@ func TestVersionsAliasesQualifier(t *testing.T) {
 	p.mustDeploy("f", reactorHello, "")
 	if r := p.invoke("f:live", "x"); r.status != 404 {
 		t.Errorf("alias after remove: got %d", r.status)
+	}
+}
+
+// TestOwnPathsAreReserved checks that every path the gateway serves
+// itself is one routes refuses and never matches: a new API route outside
+// them would be shadowed by users' routes (or answered 404).
+func TestOwnPathsAreReserved(t *testing.T) {
+	p := start(t, t.TempDir(), "")
+	srv := api.New(api.Config{System: p.sys})
+	for _, pattern := range srv.Patterns() {
+		path := pattern
+		if _, after, ok := strings.Cut(pattern, " "); ok {
+			path = after
+		}
+		if path == "/" {
+			continue // the catch-all 404
+		}
+		sample := regexp.MustCompile(`\{[^}]*\}`).ReplaceAllString(path, "x")
+		if !routes.Reserved(sample) && !routes.Reserved(strings.TrimSuffix(sample, "/")) {
+			t.Errorf("the gateway serves %q, which routes.Reserved does not cover", pattern)
+		}
 	}
 }

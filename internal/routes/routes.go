@@ -10,7 +10,7 @@
 // takes. Two routes overlap when they have the same host (or both none)
 // and some path matches both: Add refuses that, naming the route it
 // overlaps, so every request has at most one route. Mote's own paths
-// (/v1/, /fn/, the Lambda Invoke API, /healthz, /metrics) are never a
+// (/v1/, /fn/, the Lambda Invoke API, /healthz, /metrics, /ui) are never a
 // route's: patterns under them are refused, and requests for them never
 // reach a route, whatever their host.
 //
@@ -62,7 +62,8 @@ type CORS struct {
 }
 
 // reserved are Mote's own paths, never a route's.
-var reserved = []string{"/v1", "/fn", "/2015-03-31", "/healthz", "/metrics"}
+// The api package's test checks that each of its routes is among them.
+var reserved = []string{"/v1", "/fn", "/2015-03-31", "/healthz", "/metrics", "/ui"}
 
 // Reserved reports whether path is one of Mote's own.
 func Reserved(path string) bool {
