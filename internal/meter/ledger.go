@@ -74,10 +74,11 @@ type Usage struct {
 	LambdaGBs   float64   `json:"lambda_gb_s"`
 	BilledGBs   float64   `json:"billed_gb_s"`
 
-	// lambdaMBMs and billedMBMs are exact integer sums (ms × MiB); the GB-s
-	// figures are derived from them.
-	lambdaMBMs int64
-	billedMBMs int64
+	// LambdaMBMs and BilledMBMs are exact integer sums (ms × MiB); the GB-s
+	// figures are derived from them. They travel in JSON so that a client
+	// can sum rows (Sum) and get the GB-s right.
+	LambdaMBMs int64 `json:"lambda_mb_ms"`
+	BilledMBMs int64 `json:"billed_mb_ms"`
 }
 
 // Ledger accumulates usage in memory and writes it to the database under
@@ -170,8 +171,8 @@ func (l *Ledger) Record(r Record) {
 	u.CPUMicros += r.CPU.Microseconds()
 	u.BilledMs += bms
 	u.WallMs += wms
-	u.lambdaMBMs += wms * mib
-	u.billedMBMs += bms * mib
+	u.LambdaMBMs += wms * mib
+	u.BilledMBMs += bms * mib
 	l.mu.Unlock()
 }
 
@@ -267,13 +268,13 @@ func (u *Usage) add(d *Usage) {
 	u.CPUMicros += d.CPUMicros
 	u.BilledMs += d.BilledMs
 	u.WallMs += d.WallMs
-	u.lambdaMBMs += d.lambdaMBMs
-	u.billedMBMs += d.billedMBMs
+	u.LambdaMBMs += d.LambdaMBMs
+	u.BilledMBMs += d.BilledMBMs
 }
 
 func (u *Usage) derive() {
-	u.LambdaGBs = float64(u.lambdaMBMs) / 1024 / 1000
-	u.BilledGBs = float64(u.billedMBMs) / 1024 / 1000
+	u.LambdaGBs = float64(u.LambdaMBMs) / 1024 / 1000
+	u.BilledGBs = float64(u.BilledMBMs) / 1024 / 1000
 }
 
 // Query returns usage per function per hour for the hours that start in
@@ -368,7 +369,7 @@ const usageVersion = 1
 func encodeUsage(u *Usage) []byte {
 	b := make([]byte, 1, 1+7*binary.MaxVarintLen64)
 	b[0] = usageVersion
-	for _, v := range [...]int64{u.Invocations, u.Errors, u.CPUMicros, u.BilledMs, u.WallMs, u.lambdaMBMs, u.billedMBMs} {
+	for _, v := range [...]int64{u.Invocations, u.Errors, u.CPUMicros, u.BilledMs, u.WallMs, u.LambdaMBMs, u.BilledMBMs} {
 		b = binary.AppendUvarint(b, uint64(v))
 	}
 	return b
@@ -379,7 +380,7 @@ func decodeUsage(b []byte, u *Usage) error {
 		return errs.E(errs.Internal, "meter: unknown usage record version")
 	}
 	b = b[1:]
-	for _, p := range [...]*int64{&u.Invocations, &u.Errors, &u.CPUMicros, &u.BilledMs, &u.WallMs, &u.lambdaMBMs, &u.billedMBMs} {
+	for _, p := range [...]*int64{&u.Invocations, &u.Errors, &u.CPUMicros, &u.BilledMs, &u.WallMs, &u.LambdaMBMs, &u.BilledMBMs} {
 		v, n := binary.Uvarint(b)
 		if n <= 0 {
 			return errs.E(errs.Internal, "meter: corrupt usage record")

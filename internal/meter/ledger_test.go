@@ -1,6 +1,7 @@
 package meter
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"sync"
@@ -221,5 +222,34 @@ func TestLedgerInterleavedRecordsAcrossFlushes(t *testing.T) {
 	}
 	if got, want := usageHour(h0.Add(59*time.Minute+59*time.Second)), h0.Unix(); got != want {
 		t.Errorf("hour of 10:59:59 = %d, want %d", got, want)
+	}
+}
+
+// TestSumAfterJSON: rows that crossed the wire (mote usage sums them per
+// function) keep their GB-s. Failed before the exact sums were in JSON:
+// the sum's GB-s was 0.
+func TestSumAfterJSON(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	l := newLedger(t, db)
+	defer l.Close()
+	h0 := time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC)
+	l.Record(Record{Function: "a", At: h0, CPU: 2 * time.Millisecond, Wall: 100 * time.Millisecond, Memory: 256 << 20})
+	l.Record(Record{Function: "a", At: h0.Add(time.Hour), CPU: 2 * time.Millisecond, Wall: 100 * time.Millisecond, Memory: 256 << 20})
+	rows, err := l.Query("a", h0, h0.Add(2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back []Usage
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	got, want := Sum(back), Sum(rows)
+	if got.LambdaGBs != want.LambdaGBs || got.BilledGBs != want.BilledGBs || want.BilledGBs == 0 {
+		t.Errorf("after JSON: GB-s %v/%v, want %v/%v (nonzero)", got.BilledGBs, got.LambdaGBs, want.BilledGBs, want.LambdaGBs)
 	}
 }
