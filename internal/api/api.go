@@ -83,6 +83,7 @@ func New(cfg Config) *Server {
 	s.handle("DELETE /v1/functions/{name}", deploy, audited{"function.delete", "name"}, h(s.removeFunction))
 	s.handle("POST /v1/functions/{name}/rollback", deploy, audited{"function.rollback", "name"}, h(s.rollback))
 	s.handle("GET /v1/functions/{name}/logs", deploy, none, h(s.logs))
+	s.handle("GET /v1/logs", deploy, none, h(s.logs))
 	s.secretRoutes(h)
 	s.triggerRoutes(h)
 	s.clusterRoutes(h)
@@ -300,17 +301,27 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) error {
 	return writeChange(w, http.StatusOK, v, err)
 }
 
-// logs returns recent lines as NDJSON; with ?follow=1 it keeps the
-// response open and streams new lines until the client leaves.
+// logs returns a function's lines (every function's on /v1/logs) as
+// NDJSON, the latest n (default 100) that match since, until (RFC 3339
+// times, or durations back from now: 1h), invocation and grep; with
+// ?follow=1 it keeps the response open and streams new matching lines
+// until the client leaves.
 func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
-	if _, err := s.sys.Registry().Function(name); err != nil {
-		return err
+	if name != "" {
+		if _, err := s.sys.Registry().Function(name); err != nil {
+			return err
+		}
 	}
 	q := r.URL.Query()
-	n, _ := strconv.Atoi(q.Get("n"))
-	if n <= 0 {
-		n = 100
+	lq := logs.Query{Function: name, Invocation: q.Get("invocation"), Grep: q.Get("grep")}
+	lq.N, _ = strconv.Atoi(q.Get("n"))
+	var err error
+	if lq.Since, err = timeParam(q.Get("since")); err != nil {
+		return err
+	}
+	if lq.Until, err = timeParam(q.Get("until")); err != nil {
+		return err
 	}
 	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
 	var ch <-chan logs.Line
@@ -321,14 +332,25 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
-	for _, l := range s.sys.Logs.Tail(name, q.Get("invocation"), n) {
-		if err := enc.Encode(l); err != nil {
-			return nil
+	var last time.Time
+	if lq.N >= 0 {
+		lines, err := s.sys.Logs.Tail(lq)
+		if err != nil {
+			return err
+		}
+		for _, l := range lines {
+			if err := enc.Encode(l); err != nil {
+				return nil
+			}
+			last = l.Time
 		}
 	}
 	if !follow {
 		return nil
 	}
+	// Lines that came in while the tail was read are both in it and on
+	// the channel: those not after the tail's last are skipped.
+	lq.Since, lq.Until = last.Add(time.Nanosecond), time.Time{}
 	flusher, _ := w.(http.Flusher)
 	if flusher != nil {
 		flusher.Flush()
@@ -340,6 +362,9 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 		case <-r.Context().Done():
 			return nil
 		case l := <-ch:
+			if !lq.Match(&l) {
+				continue
+			}
 			if err := enc.Encode(l); err != nil {
 				return nil
 			}
@@ -352,4 +377,19 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 			flusher.Flush()
 		}
 	}
+}
+
+// timeParam reads a time: RFC 3339, or a duration back from now ("1h").
+func timeParam(v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return time.Time{}, errs.E(errs.BadRequest, "%q is neither an RFC 3339 time nor a duration such as 1h", v)
+	}
+	return time.Now().Add(-d), nil
 }

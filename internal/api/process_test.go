@@ -17,6 +17,7 @@ import (
 
 	"github.com/mote-run/mote/internal/api"
 	"github.com/mote-run/mote/internal/gobuild"
+	"github.com/mote-run/mote/internal/logs"
 	"github.com/mote-run/mote/internal/registry"
 	"github.com/mote-run/mote/internal/runtime"
 	"github.com/mote-run/mote/internal/runtime/process"
@@ -121,6 +122,27 @@ func TestProcessFunctionsOverTheGateway(t *testing.T) {
 	r = p.do("POST", "/2015-03-31/functions/py/invocations", strings.NewReader(`{}`), nil)
 	if r.status != 200 || r.header.Get("X-Amz-Function-Error") != "Unhandled" || !strings.Contains(r.body, "name is required") {
 		t.Errorf("python error via Lambda API: got %d %q %v", r.status, r.body, r.header)
+	}
+	// The function's own error payload, as Lambda returns it (failed
+	// before flow kept it: Mote's {"errorType": "function_error"}).
+	var le struct {
+		Message string   `json:"errorMessage"`
+		Type    string   `json:"errorType"`
+		Trace   []string `json:"stackTrace"`
+	}
+	if err := json.Unmarshal([]byte(r.body), &le); err != nil || le.Type != "ValueError" || le.Message != "name is required" || len(le.Trace) == 0 {
+		t.Errorf("python error payload: got %q (%v), want errorType ValueError and a stackTrace", r.body, err)
+	}
+	// Its report in the logs carries the traceback, attributed to the
+	// invocation.
+	var report *logs.Line
+	for _, l := range tailLines(p.sys.Logs, "py") {
+		if l.Stream == logs.StreamReport && l.Report.ErrorCode != "" {
+			report = &l
+		}
+	}
+	if report == nil || report.Invocation == "" || report.Report.ErrorType != "ValueError" || len(report.Report.StackTrace) == 0 {
+		t.Errorf("python failure's report: got %+v", report)
 	}
 	logs := p.do("GET", "/v1/functions/py/logs", nil, nil)
 	if !strings.Contains(logs.body, "greeting ada") {
@@ -307,7 +329,7 @@ def handler(event, context):
 	// The line comes from another process, some time after: look for it.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		var found bool
-		for _, l := range p.sys.Logs.Tail("late", "", 100) {
+		for _, l := range tailLines(p.sys.Logs, "late") {
 			if l.Text == "printed outside the invocation" {
 				if l.Invocation != "" || l.Stream != "stdout" {
 					t.Errorf("line: invocation %q, stream %q; want none, stdout", l.Invocation, l.Stream)
@@ -319,7 +341,7 @@ def handler(event, context):
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the line printed after the invocation is not in the function's logs: %v", p.sys.Logs.Tail("late", "", 100))
+			t.Fatalf("the line printed after the invocation is not in the function's logs: %v", tailLines(p.sys.Logs, "late"))
 		}
 	}
 }
@@ -352,7 +374,7 @@ def handler(event, context):
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		var found bool
-		for _, l := range p.sys.Logs.Tail("leaky", "", 100) {
+		for _, l := range tailLines(p.sys.Logs, "leaky") {
 			if strings.Contains(l.Text, "hunter2-but-longer") {
 				t.Fatalf("the secret is in the log: %q", l.Text)
 			}
@@ -367,7 +389,13 @@ def handler(event, context):
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the import-time line is not in the function's logs: %v", p.sys.Logs.Tail("leaky", "", 100))
+			t.Fatalf("the import-time line is not in the function's logs: %v", tailLines(p.sys.Logs, "leaky"))
 		}
 	}
+}
+
+// tailLines returns fn's latest 100 log lines.
+func tailLines(s *logs.Store, fn string) []logs.Line {
+	ls, _ := s.Tail(logs.Query{Function: fn, N: 100})
+	return ls
 }

@@ -189,6 +189,10 @@ type Config struct {
 	// can only be made through Fallback, so a tree that never used it,
 	// the common case, costs the services nothing when it ends.
 	OnRootDone func(root string)
+	// OnAttempt, if set, is called when each attempt of every invocation
+	// (root, nested, async, triggered) ends, on the invoking goroutine:
+	// the platform writes the invocation's REPORT log line from it.
+	OnAttempt func(*Attempt)
 
 	// Observer is told of every invocation's end and every host call;
 	// Tracer makes them spans (observe.go). Nil: neither.
@@ -592,11 +596,37 @@ func (e *Engine) attempt(ctx context.Context, in *inv) ([]byte, error) {
 		Memory:   in.pol.Memory,
 		Failed:   err != nil,
 	})
+	if e.cfg.OnAttempt != nil {
+		// In the attempt, which is allocated already: no allocation more.
+		a.report = Attempt{
+			ID: n.ID, Function: n.Function, Version: n.Version, Try: n.Attempts,
+			Start: start, End: in.ended, Usage: u, Memory: in.pol.Memory,
+			Cold: cold, Err: err, Output: res.Output,
+		}
+		e.cfg.OnAttempt(&a.report)
+		a.report = Attempt{}
+	}
 	if err != nil {
 		in.abortKids()
-		return nil, err
+		// A failed function's own error payload (a process function's
+		// {"errorMessage", "errorType", "stackTrace"}) goes with the
+		// error: the Lambda Invoke API returns it as Lambda does.
+		return res.Output, err
 	}
 	return res.Output, nil
+}
+
+// Attempt is how one attempt of an invocation ended, for Config.OnAttempt.
+// It is valid only during the call.
+type Attempt struct {
+	ID, Function, Version string
+	Try                   int // 1 for the first attempt
+	Start, End            time.Time
+	Usage                 runtime.Usage // Init is set on a cold start
+	Memory                int64         // the configured limit, bytes
+	Cold                  bool
+	Err                   error  // the failure, classified (timeout, out_of_memory, ...)
+	Output                []byte // with Err: the function's own error payload, if any
 }
 
 // timedOut reports whether the attempt ended at its own deadline: its

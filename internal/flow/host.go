@@ -62,6 +62,8 @@ type attempt struct {
 
 	fbOnce sync.Once
 	fb     host.Host
+
+	report Attempt // what Config.OnAttempt is given
 }
 
 var _ host.Host = (*attempt)(nil)

@@ -296,6 +296,40 @@ func (r *Registry) Delete(name string) error {
 	return nil
 }
 
+// DropVersion forgets version n of fn, which must be fn's latest and not
+// its current one: a deploy whose warm-up failed leaves nothing behind.
+// A function left with no version is deleted.
+func (r *Registry) DropVersion(name string, n int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f, err := r.function(name)
+	if err != nil {
+		return err
+	}
+	if n != f.Latest || n == f.Current {
+		return errs.E(errs.Conflict, "version %d of %q is not an unused latest version", n, name)
+	}
+	v, err := r.Version(name, n)
+	if err != nil {
+		return err
+	}
+	b := r.db.NewBatch()
+	defer b.Close()
+	b.Delete(versionKey(name, n))
+	if f.Current == 0 && n == 1 {
+		b.Delete(functionKey(name))
+	} else {
+		f.Latest = n - 1
+		fb, _ := json.Marshal(f)
+		b.Set(functionKey(name), fb)
+	}
+	if err := r.db.Commit(b, store.Durable); err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	r.dropUnusedLocked([]string{v.Artifact})
+	return nil
+}
+
 // DropUnused removes the stored artifacts among sums that no version
 // refers to (artifacts are shared by content between versions and
 // functions).

@@ -85,6 +85,9 @@ type Result struct {
 type Usage struct {
 	CPU  time.Duration // CPU time of the function's own code, not waits
 	Wall time.Duration
+	// Init is how long the instance took to start, on a cold start (the
+	// scheduler sets it; runtimes leave it zero).
+	Init time.Duration
 }
 
 // Runtime loads artifacts. Implementations are safe for concurrent use.

@@ -83,6 +83,7 @@ type slot struct {
 	// fresh: started and not yet used. An invocation that waited for a
 	// fresh instance (one Prewarm was starting) is a cold start too.
 	fresh bool
+	init  time.Duration // how long the instance took to start
 }
 
 type grant struct {
@@ -228,6 +229,9 @@ func (p *Pool) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Result, r
 	s.fresh = false
 	res, u, err := s.inst.Invoke(ctx, ev)
 	p.usage.observe(s.inst, u, n, err != nil)
+	if cold {
+		u.Init = s.init
+	}
 	p.release(s, err == nil || s.inst.Reusable())
 	return res, u, cold, err
 }
@@ -337,7 +341,7 @@ func (p *Pool) start(ctx context.Context) (*slot, error) {
 		return nil, err
 	}
 	p.coldStarts.Add(1)
-	return &slot{inst: inst, mod: mod, fresh: true}, nil
+	return &slot{inst: inst, mod: mod, fresh: true, init: time.Since(began)}, nil
 }
 
 // startIdle starts an instance in the background (live already counts it)

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/logs"
 	"github.com/mote-run/mote/internal/registry"
 	"github.com/mote-run/mote/internal/system"
 )
@@ -138,7 +139,7 @@ func TestSecretValuesRedactedInLogs(t *testing.T) {
 	}
 	s.SetSecret(ctx, "DB_PASSWORD", []byte("second-password"))
 	call(t, s, "fn", "logenv:PGPASS")
-	lines := s.Logs.Tail("fn", "", 10)
+	lines, _ := s.Logs.Tail(logs.Query{Function: "fn", N: 10})
 	var text []string
 	for _, l := range lines {
 		text = append(text, l.Text)

@@ -68,6 +68,9 @@ type Config struct {
 	// node, invocations that find no idle instance here may run on
 	// another, async invocations queue in the cluster.
 	Cluster Cluster
+	// Logs configures the function log files; Logs.Dir defaults to
+	// DataDir/logs.
+	Logs logs.Config
 }
 
 // Defaults.
@@ -95,6 +98,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SecretsKeyFile == "" {
 		c.SecretsKeyFile = filepath.Join(c.DataDir, "secrets.key")
+	}
+	if c.Logs.Dir == "" {
+		c.Logs.Dir = filepath.Join(c.DataDir, "logs")
 	}
 	if len(c.Runtimes) == 0 {
 		return errors.New("system: no runtimes configured")
@@ -192,6 +198,14 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 		db.Close()
 		return nil, err
 	}
+	if cfg.Logs.Logger == nil {
+		cfg.Logs.Logger = cfg.Logger.With("part", "logs")
+	}
+	fnLogs, err := logs.Open(cfg.Logs)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	s := &System{
 		cfg:   cfg,
 		log:   cfg.Logger,
@@ -199,7 +213,7 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 		reg:   reg,
 		sec:   sec,
 		sched: scheduler.New(scheduler.Config{Logger: cfg.Logger, ReapEvery: cfg.ReapEvery, OnStart: cfg.Telemetry.Metrics().InstanceStarted}),
-		Logs:  logs.New(0),
+		Logs:  fnLogs,
 	}
 	s.fns.Store(&map[string]*active{})
 	s.pins.m.Store(&map[string]*active{})
@@ -270,6 +284,7 @@ func (s *System) openServices() error {
 		Ledger:     s.usage,
 		Fallback:   s.hostFor,
 		OnRootDone: s.rootDone,
+		OnAttempt:  s.report,
 		Retention:  s.cfg.History,
 		Logger:     s.log.With("part", "flow"),
 		Observer:   s.cfg.Telemetry.Observer(),
@@ -401,8 +416,15 @@ func (s *System) Deploy(ctx context.Context, name string, cfg registry.Config, a
 func (s *System) deployLocked(ctx context.Context, rt runtime.Runtime, name string, cfg registry.Config, sum string, size int64) (*registry.Version, func() []string, error) {
 	s.deployMu.Lock()
 	defer s.deployMu.Unlock()
-	// Validate and compile before anything is recorded.
-	probe := &registry.Version{Function: name, Artifact: sum, Size: size, Config: cfg}
+	// Validate and compile before anything is recorded, as the version
+	// this deploy will make (deployMu keeps the number free): the module
+	// tells the function its version (AWS_LAMBDA_FUNCTION_VERSION,
+	// MOTE_VERSION), which read "0" when it was loaded unnumbered.
+	next := 1
+	if f, err := s.reg.Function(name); err == nil {
+		next = f.Latest + 1
+	}
+	probe := &registry.Version{Function: name, Number: next, Artifact: sum, Size: size, Config: cfg}
 	mod, err := s.load(ctx, rt, probe)
 	if err != nil {
 		s.reg.DropUnused(sum)
@@ -417,7 +439,12 @@ func (s *System) deployLocked(ctx context.Context, rt runtime.Runtime, name stri
 		return nil, nil, err
 	}
 	if err := s.activateModule(ctx, v, mod, true); err != nil {
-		return v, nil, s.redactErr(name, err)
+		// Nothing of a version that never took traffic is kept: no
+		// "version 0 of 1" left behind.
+		if derr := s.reg.DropVersion(name, v.Number); derr != nil {
+			s.log.Warn("dropping a version that failed to start", "fn", name, "version", v.Number, "err", derr)
+		}
+		return nil, nil, s.redactErr(name, err)
 	}
 	return v, nil, nil
 }
@@ -884,5 +911,6 @@ func (s *System) Shutdown(ctx context.Context) error {
 	if s.usage != nil {
 		s.usage.Close()
 	}
+	s.Logs.Close()
 	return s.db.Close()
 }

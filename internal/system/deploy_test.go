@@ -1,0 +1,66 @@
+package system_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/registry"
+)
+
+// reactorModule is a minimal reactor: mote_handle returns 0, memory is
+// exported, and _initialize runs nop, or unreachable when trap is set,
+// which fails every instance's start while the module still compiles.
+func reactorModule(trap bool) []byte {
+	initOp := byte(0x01) // nop
+	if trap {
+		initOp = 0x00 // unreachable
+	}
+	return []byte{
+		0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+		0x01, 0x0a, 0x02, 0x60, 0x00, 0x00, 0x60, 0x02, 0x7f, 0x7f, 0x01, 0x7e, // types
+		0x03, 0x03, 0x02, 0x00, 0x01, // funcs
+		0x05, 0x03, 0x01, 0x00, 0x01, // memory
+		0x07, 0x26, 0x03, // exports
+		0x0b, '_', 'i', 'n', 'i', 't', 'i', 'a', 'l', 'i', 'z', 'e', 0x00, 0x00,
+		0x0b, 'm', 'o', 't', 'e', '_', 'h', 'a', 'n', 'd', 'l', 'e', 0x00, 0x01,
+		0x06, 'm', 'e', 'm', 'o', 'r', 'y', 0x02, 0x00,
+		0x0a, 0x0a, 0x02, 0x03, 0x00, initOp, 0x0b, 0x04, 0x00, 0x42, 0x00, 0x0b, // code
+	}
+}
+
+// TestFailedWarmUpLeavesNoVersion: a deploy whose instances cannot start
+// is refused and leaves no version behind, neither on a new function (no
+// "version 0 of 1") nor on one that already serves.
+func TestFailedWarmUpLeavesNoVersion(t *testing.T) {
+	ctx := context.Background()
+	s := openSystem(t)
+	if _, err := s.Deploy(ctx, "ghost", registry.Config{}, bytes.NewReader(reactorModule(true))); err == nil {
+		t.Fatal("deploy of a module whose _initialize traps: got no error")
+	}
+	if _, err := s.Describe("ghost"); errs.CodeOf(err) != errs.NotFound {
+		t.Fatalf("after a failed first deploy: got %v, want not_found", err)
+	}
+
+	if _, err := s.Deploy(ctx, "f", registry.Config{}, bytes.NewReader(reactorModule(false))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Deploy(ctx, "f", registry.Config{}, bytes.NewReader(reactorModule(true))); err == nil {
+		t.Fatal("redeploy of a trapping module: got no error")
+	}
+	f, err := s.Describe("f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Current != 1 || f.Latest != 1 || len(f.Versions) != 1 {
+		t.Fatalf("after a failed redeploy: current %d latest %d versions %d, want 1 1 1", f.Current, f.Latest, len(f.Versions))
+	}
+	v, err := s.Deploy(ctx, "f", registry.Config{}, bytes.NewReader(reactorModule(false)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Number != 2 {
+		t.Fatalf("the next deploy: version %d, want 2", v.Number)
+	}
+}
