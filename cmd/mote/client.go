@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -137,11 +138,22 @@ func fail(stderr io.Writer, err error) int {
 }
 
 // parse parses flags that may come after positional arguments
-// (mote deploy NAME FILE --memory 64MiB) and returns the positionals.
+// (mote deploy NAME FILE --memory 64MiB) and returns the positionals. A
+// flag error names the flag and the nearest one defined (see flagError).
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	defer fs.SetOutput(out)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(out)
+				fmt.Fprintf(out, "Usage of mote %s:\n", fs.Name())
+				fs.PrintDefaults()
+			} else {
+				fmt.Fprintf(out, "mote %s: %v\n", fs.Name(), flagError(fs, err))
+			}
 			return nil, err
 		}
 		args = fs.Args()

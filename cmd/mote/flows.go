@@ -48,6 +48,7 @@ func cmdUsage(args []string, stdout, stderr io.Writer) int {
 	c := clientFlags(fs)
 	since := fs.Duration("since", 24*time.Hour, "how far back")
 	hourly := fs.Bool("hourly", false, "one row per function and hour")
+	asJSON := fs.Bool("json", false, "print the report as JSON (hourly rows and the total)")
 	pos, err := parse(fs, args)
 	if err != nil || len(pos) > 1 {
 		fmt.Fprintln(stderr, "usage: mote usage [NAME] [--since 24h] [--hourly]")
@@ -60,6 +61,9 @@ func cmdUsage(args []string, stdout, stderr io.Writer) int {
 	var rep flow.UsageReport
 	if err := c.json(http.MethodGet, "/v1/usage?"+q.Encode(), nil, &rep); err != nil {
 		return fail(stderr, err)
+	}
+	if *asJSON {
+		return printJSON(stdout, stderr, rep)
 	}
 	rows := rep.Rows
 	if !*hourly {
@@ -139,6 +143,7 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dlq", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := clientFlags(fs)
+	asJSON := fs.Bool("json", false, "ls: print JSON")
 	pos, err := parse(fs, args)
 	if err != nil || len(pos) == 0 || (pos[0] == "redrive" && len(pos) != 2) || (pos[0] != "ls" && pos[0] != "redrive") {
 		fmt.Fprintln(stderr, "usage: mote dlq ls | mote dlq redrive INVOCATION_ID")
@@ -154,6 +159,9 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 	var dead []flow.DeadLetter
 	if err := c.json(http.MethodGet, "/v1/dlq", nil, &dead); err != nil {
 		return fail(stderr, err)
+	}
+	if *asJSON {
+		return printJSON(stdout, stderr, dead)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tFUNCTION\tAT\tATTEMPTS\tERROR")

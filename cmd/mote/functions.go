@@ -1,17 +1,12 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"mime/multipart"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -19,212 +14,9 @@ import (
 
 	"github.com/mote-run/mote/internal/api"
 	"github.com/mote-run/mote/internal/errs"
-	"github.com/mote-run/mote/internal/logs"
 	"github.com/mote-run/mote/internal/registry"
-	"github.com/mote-run/mote/internal/runtime"
 	"github.com/mote-run/mote/internal/system"
 )
-
-// manifestName is the optional config file in a function's directory.
-const manifestName = "mote.json"
-
-func cmdDeploy(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("deploy", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	c := clientFlags(fs)
-	var (
-		memory, cache, configFile, read, write, invoke, secretList string
-		calls                                                      string
-		timeout, idle                                              time.Duration
-		env                                                        = envList{}
-		cfg                                                        registry.Config
-		kind                                                       string
-	)
-	fs.StringVar(&memory, "memory", "", "memory limit, e.g. 128MiB")
-	fs.DurationVar(&timeout, "timeout", 0, "per-invocation timeout, e.g. 30s")
-	fs.IntVar(&cfg.MinWarm, "min-warm", 0, "instances kept warm")
-	fs.IntVar(&cfg.MaxInstances, "max-instances", 0, "most instances at once")
-	fs.IntVar(&cfg.MaxQueue, "max-queue", 0, "invocations that may wait for an instance")
-	fs.DurationVar(&idle, "idle-timeout", 0, "stop idle instances after this")
-	fs.Var(env, "env", "environment variable K=V (repeatable)")
-	fs.StringVar(&kind, "runtime", "", "wasm or process (default: wasm for a file, process for a directory)")
-	fs.StringVar(&cfg.Handler, "handler", "", "process functions: the command that starts the function")
-	fs.BoolVar(&cfg.Network, "network", false, "process functions: allow network access")
-	fs.StringVar(&cache, "cache", "", "budget of the function's local cache, e.g. 16MiB")
-	fs.StringVar(&read, "read", "", "buckets the function may read (comma-separated, '*' for all)")
-	fs.StringVar(&write, "write", "", "buckets the function may write")
-	fs.StringVar(&invoke, "invoke", "", "functions the function may invoke, start or map over (comma-separated, 'img-*' patterns, '*' for all; default none)")
-	fs.StringVar(&calls, "calls", "", "functions this one calls, prewarmed when it gets traffic (comma-separated)")
-	fs.StringVar(&secretList, "secrets", "", "secrets injected as env vars of the same name (comma-separated; see mote secret)")
-	fs.Var(httpFlag{&cfg.HTTP}, "http", "an HTTP function: sees the whole request (--http=wagi: a WASI command by CGI)")
-	fs.StringVar(&configFile, "config", "", "JSON config file (default: DIR/"+manifestName+" if present)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return 2
-	}
-	if len(pos) != 2 {
-		fmt.Fprintln(stderr, "usage: mote deploy NAME FILE.wasm|DIR [flags]")
-		return 2
-	}
-	name, path := pos[0], pos[1]
-	info, err := os.Stat(path)
-	if err != nil {
-		return fail(stderr, err)
-	}
-	// Start from the manifest, then apply the flags that were set.
-	var base registry.Config
-	if configFile == "" && info.IsDir() {
-		if _, err := os.Stat(filepath.Join(path, manifestName)); err == nil {
-			configFile = filepath.Join(path, manifestName)
-		}
-	}
-	if configFile != "" {
-		b, err := os.ReadFile(configFile)
-		if err != nil {
-			return fail(stderr, err)
-		}
-		dec := json.NewDecoder(strings.NewReader(string(b)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&base); err != nil {
-			return fail(stderr, fmt.Errorf("%s: %w", configFile, err))
-		}
-	}
-	var flagErr error
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "memory":
-			s, err := registry.ParseSize(memory)
-			flagErr = errors.Join(flagErr, err)
-			base.Memory = s
-		case "cache":
-			s, err := registry.ParseSize(cache)
-			flagErr = errors.Join(flagErr, err)
-			base.Cache = s
-		case "timeout":
-			base.Timeout = registry.Duration(timeout)
-		case "idle-timeout":
-			base.IdleTimeout = registry.Duration(idle)
-		case "min-warm":
-			base.MinWarm = cfg.MinWarm
-		case "max-instances":
-			base.MaxInstances = cfg.MaxInstances
-		case "max-queue":
-			base.MaxQueue = cfg.MaxQueue
-		case "handler":
-			base.Handler = cfg.Handler
-		case "network":
-			base.Network = cfg.Network
-		case "http":
-			base.HTTP = cfg.HTTP
-		case "runtime":
-			base.Runtime = runtime.Kind(kind)
-		case "read":
-			base.Permissions.Read = splitList(read)
-		case "write":
-			base.Permissions.Write = splitList(write)
-		case "invoke":
-			base.Permissions.Invoke = splitList(invoke)
-		case "calls":
-			base.Calls = splitList(calls)
-		case "secrets":
-			base.Secrets = nil
-			for _, n := range splitList(secretList) {
-				base.Secrets = append(base.Secrets, registry.SecretGrant{Name: n})
-			}
-		case "env":
-			if base.Env == nil {
-				base.Env = map[string]string{}
-			}
-			for k, v := range env {
-				base.Env[k] = v
-			}
-		}
-	})
-	if flagErr != nil {
-		return fail(stderr, flagErr)
-	}
-	if base.Runtime == "" {
-		base.Runtime = runtime.KindWasm
-		if info.IsDir() {
-			base.Runtime = runtime.KindProcess
-		}
-	}
-	v, err := c.deploy(name, path, info.IsDir(), base)
-	if err != nil {
-		return fail(stderr, err)
-	}
-	fmt.Fprintf(stdout, "deployed %s version %d (%s, %d bytes, id %s)\n", v.Function, v.Number, v.Config.Runtime, v.Size, v.ID)
-	for _, m := range v.Missing {
-		fmt.Fprintf(stderr, "mote: warning: not confirmed by node %s\n", m)
-	}
-	return 0
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// deploy streams a multipart upload: the config, then the artifact (the
-// file itself, or the directory packed as tar.gz).
-// deployed is a deploy's answer: the version, and on a cluster the nodes
-// that did not confirm it in time (docs/cluster.md).
-type deployed struct {
-	registry.Version
-	Missing []string `json:"missing_nodes"`
-}
-
-func (c *client) deploy(name, path string, dir bool, cfg registry.Config) (*deployed, error) {
-	cfgJSON, err := json.Marshal(cfg)
-	if err != nil {
-		return nil, err
-	}
-	pr, pw := io.Pipe()
-	mw := multipart.NewWriter(pw)
-	go func() {
-		err := func() error {
-			if err := mw.WriteField("config", string(cfgJSON)); err != nil {
-				return err
-			}
-			part, err := mw.CreateFormFile("artifact", filepath.Base(path))
-			if err != nil {
-				return err
-			}
-			if dir {
-				if err := registry.Pack(part, path); err != nil {
-					return err
-				}
-			} else {
-				f, err := os.Open(path)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if _, err := io.Copy(part, f); err != nil {
-					return err
-				}
-			}
-			return mw.Close()
-		}()
-		pw.CloseWithError(err)
-	}()
-	req, err := c.request(http.MethodPut, "/v1/functions/"+url.PathEscape(name), pr, mw.FormDataContentType())
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var v deployed
-	return &v, json.NewDecoder(resp.Body).Decode(&v)
-}
 
 func cmdInvoke(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("invoke", flag.ContinueOnError)
@@ -290,6 +82,7 @@ func cmdList(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ls", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := clientFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
 	if _, err := parse(fs, args); err != nil {
 		return 2
 	}
@@ -298,6 +91,9 @@ func cmdList(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := c.json(http.MethodGet, "/v1/functions", nil, &out); err != nil {
 		return fail(stderr, err)
+	}
+	if *asJSON {
+		return printJSON(stdout, stderr, out.Functions)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tVERSION\tLATEST\tINSTANCES\tINVOCATIONS\tUPDATED")
@@ -317,14 +113,18 @@ func cmdInfo(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("info", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := clientFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parse(fs, args)
 	if err != nil || len(pos) != 1 {
-		fmt.Fprintln(stderr, "usage: mote info NAME")
+		fmt.Fprintln(stderr, "usage: mote info NAME [--json]")
 		return 2
 	}
 	var f system.Function
 	if err := c.json(http.MethodGet, "/v1/functions/"+url.PathEscape(pos[0]), nil, &f); err != nil {
 		return fail(stderr, err)
+	}
+	if *asJSON {
+		return printJSON(stdout, stderr, f)
 	}
 	fmt.Fprintf(stdout, "%s: version %d of %d\n", f.Name, f.Current, f.Latest)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -421,49 +221,5 @@ func cmdRollback(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	fmt.Fprintf(stdout, "%s now serves version %d\n", v.Function, v.Number)
-	return 0
-}
-
-func cmdLogs(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("logs", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	c := clientFlags(fs)
-	follow := fs.Bool("f", false, "follow: keep printing new lines")
-	n := fs.Int("n", 100, "how many recent lines")
-	inv := fs.String("invocation", "", "only this invocation's lines")
-	pos, err := parse(fs, args)
-	if err != nil || len(pos) != 1 {
-		fmt.Fprintln(stderr, "usage: mote logs NAME [-f] [-n N] [--invocation ID]")
-		return 2
-	}
-	q := url.Values{"n": {strconv.Itoa(*n)}}
-	if *follow {
-		q.Set("follow", "1")
-	}
-	if *inv != "" {
-		q.Set("invocation", *inv)
-	}
-	req, err := c.request(http.MethodGet, "/v1/functions/"+url.PathEscape(pos[0])+"/logs?"+q.Encode(), nil, "")
-	if err != nil {
-		return fail(stderr, err)
-	}
-	resp, err := c.do(req)
-	if err != nil {
-		return fail(stderr, err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var l logs.Line
-		if len(strings.TrimSpace(sc.Text())) == 0 || json.Unmarshal(sc.Bytes(), &l) != nil {
-			continue
-		}
-		inv := l.Invocation
-		if len(inv) > 8 {
-			inv = inv[len(inv)-8:]
-		}
-		fmt.Fprintf(stdout, "%s %s %s\n", l.Time.Local().Format("15:04:05.000"), inv, l.Text)
-	}
 	return 0
 }

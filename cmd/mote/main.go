@@ -54,6 +54,10 @@ func init() {
 		"route":    {"routes to functions: route add '[HOST]/PATH[/*]' FN [--public] [--cors ORIGINS] | ls | rm PATTERN", cmdRoute},
 		"alias":    {"aliases of versions: alias set FN ALIAS VERSION [--weight V=P%] | ls FN | rm FN ALIAS", cmdAlias},
 		"secret":   {"secrets granted to functions: secret set NAME (value on stdin) | ls | rm NAME", cmdSecret},
+		"new":      {"write a new function from a template: new NAME --template go|go-wasm|wasi|python|node|aws-lambda-go", cmdNew},
+		"sdk":      {"write an SDK that the binary carries: sdk go DIR", cmdSDK},
+		"dev":      {"rebuild, redeploy and stream logs on every save: dev [DIR]", cmdDev},
+		"config":   {"print a function's effective config: config NAME [--json]", cmdConfig},
 	}
 }
 
@@ -74,7 +78,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mote: unknown command %q (see mote help)\n", args[0])
 		return 2
 	}
-	return c.run(args[1:], stdout, stderr)
+	code := c.run(args[1:], stdout, stderr)
+	if code == 2 && askedHelp(args[1:]) {
+		return 0 // the command printed its flags: that was the answer
+	}
+	return code
+}
+
+// askedHelp reports whether args hold -h, -help or --help before "--".
+func askedHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
 }
 
 func usage(w io.Writer) {
@@ -88,14 +109,6 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nClient commands find the server from --server or MOTE_SERVER (default http://127.0.0.1:8080)\nand send MOTE_TOKEN (or --token) as a bearer token (an API key or the admin token);\nan https:// server with a self-signed certificate needs --ca-cert or MOTE_CA_CERT. Run 'mote COMMAND -h' for a command's flags.")
-}
-
-// version is set by the build (-ldflags "-X main.version=...").
-var version = "dev"
-
-func cmdVersion(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stdout, "mote", version)
-	return 0
 }
 
 // envList is a repeatable K=V flag.

@@ -22,6 +22,7 @@ func cmdKV(args []string, stdout, stderr io.Writer) int {
 	prefix := fs.String("prefix", "", "ls: only keys with this prefix")
 	limit := fs.Int("limit", 1000, "ls: most keys to list")
 	delta := fs.Int64("by", 1, "incr: amount to add")
+	asJSON := fs.Bool("json", false, "ls: print JSON")
 	pos, err := parse(fs, args)
 	usage := "usage: mote kv get BUCKET KEY | put BUCKET KEY [VALUE|-d @FILE] [--ttl D] | rm BUCKET KEY | ls BUCKET [--prefix P] | incr BUCKET KEY [--by N]"
 	if err != nil || len(pos) < 2 {
@@ -94,6 +95,9 @@ func cmdKV(args []string, stdout, stderr io.Writer) int {
 		if err := c.json(http.MethodGet, "/v1/kv/"+url.PathEscape(bucket)+"?"+q.Encode(), nil, &out); err != nil {
 			return fail(stderr, err)
 		}
+		if *asJSON {
+			return printJSON(stdout, stderr, out)
+		}
 		for _, k := range out.Keys {
 			fmt.Fprintln(stdout, k)
 		}
@@ -113,6 +117,7 @@ func cmdObj(args []string, stdout, stderr io.Writer) int {
 	c := clientFlags(fs)
 	prefix := fs.String("prefix", "", "ls: only keys with this prefix")
 	out := fs.String("o", "", "get: write to this file instead of stdout")
+	asJSON := fs.Bool("json", false, "ls: print JSON")
 	pos, err := parse(fs, args)
 	usage := "usage: mote obj put BUCKET KEY FILE|- | get BUCKET KEY [-o FILE] | head BUCKET KEY | rm BUCKET KEY | ls BUCKET [--prefix P]"
 	if err != nil || len(pos) < 2 {
@@ -130,6 +135,9 @@ func cmdObj(args []string, stdout, stderr io.Writer) int {
 		}
 		if err := c.json(http.MethodGet, "/v1/objects/"+url.PathEscape(bucket)+"?prefix="+url.QueryEscape(*prefix), nil, &res); err != nil {
 			return fail(stderr, err)
+		}
+		if *asJSON {
+			return printJSON(stdout, stderr, res.Objects)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		for _, o := range res.Objects {
