@@ -48,6 +48,9 @@ func demo(examples string, keep bool, out io.Writer) error {
 
 	say := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
 	say("== building the example functions from source (Go %s)", strings.TrimPrefix(gobuild.Version(), "go"))
+	if firstBuild() {
+		say("   (a first run compiles the Go standard library for wasm, a few minutes on a small machine; later runs take seconds)")
+	}
 	type fn struct {
 		name, dir, note string
 		reactor         bool

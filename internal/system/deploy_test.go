@@ -3,10 +3,17 @@ package system_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/registry"
+	"github.com/mote-run/mote/internal/runtime"
+	"github.com/mote-run/mote/internal/runtime/wasm"
+	"github.com/mote-run/mote/internal/system"
 )
 
 // reactorModule is a minimal reactor: mote_handle returns 0, memory is
@@ -63,4 +70,31 @@ func TestFailedWarmUpLeavesNoVersion(t *testing.T) {
 	if v.Number != 2 {
 		t.Fatalf("the next deploy: version %d, want 2", v.Number)
 	}
+}
+
+// TestDataDirInUse: a second system on the same data directory says
+// which process has it (Pebble's own error was "resource temporarily
+// unavailable"), and the directory is free again after Shutdown.
+func TestDataDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	open := func() (*system.System, error) {
+		w, err := wasm.New(context.Background(), wasm.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return system.Open(context.Background(), system.Config{DataDir: dir, Runtimes: map[runtime.Kind]runtime.Runtime{runtime.KindWasm: w}})
+	}
+	s, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open(); !errors.Is(err, system.ErrDataDirInUse) || !strings.Contains(err.Error(), fmt.Sprintf("PID %d", os.Getpid())) {
+		t.Fatalf("second open: got %v, want in use by PID %d", err, os.Getpid())
+	}
+	s.Shutdown(context.Background())
+	s2, err := open()
+	if err != nil {
+		t.Fatalf("open after Shutdown: %v", err)
+	}
+	s2.Shutdown(context.Background())
 }

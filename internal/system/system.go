@@ -129,6 +129,7 @@ type System struct {
 	cfg   Config
 	log   *slog.Logger
 	db    *store.DB
+	lock  *os.File // DataDir/mote.lock, held while open
 	reg   *registry.Registry
 	sched *scheduler.Scheduler
 	Logs  *logs.Store
@@ -184,18 +185,25 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 			return nil, err
 		}
 	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	db, err := store.Open(filepath.Join(cfg.DataDir, "db"))
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
 	reg, err := registry.Open(db, filepath.Join(cfg.DataDir, "artifacts"))
 	if err != nil {
 		db.Close()
+		lock.Close()
 		return nil, err
 	}
 	sec, err := secrets.Open(secrets.Config{DB: db, KeyFile: cfg.SecretsKeyFile})
 	if err != nil {
 		db.Close()
+		lock.Close()
 		return nil, err
 	}
 	if cfg.Logs.Logger == nil {
@@ -204,10 +212,12 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 	fnLogs, err := logs.Open(cfg.Logs)
 	if err != nil {
 		db.Close()
+		lock.Close()
 		return nil, err
 	}
 	s := &System{
 		cfg:   cfg,
+		lock:  lock,
 		log:   cfg.Logger,
 		db:    db,
 		reg:   reg,
@@ -912,5 +922,7 @@ func (s *System) Shutdown(ctx context.Context) error {
 		s.usage.Close()
 	}
 	s.Logs.Close()
-	return s.db.Close()
+	err := s.db.Close()
+	s.lock.Close() // last: the data directory is free once the store is shut
+	return err
 }
