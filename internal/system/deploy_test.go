@@ -8,8 +8,10 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mote-run/mote/internal/errs"
+	"github.com/mote-run/mote/internal/logs"
 	"github.com/mote-run/mote/internal/registry"
 	"github.com/mote-run/mote/internal/runtime"
 	"github.com/mote-run/mote/internal/runtime/wasm"
@@ -97,4 +99,59 @@ func TestDataDirInUse(t *testing.T) {
 		t.Fatalf("open after Shutdown: %v", err)
 	}
 	s2.Shutdown(context.Background())
+}
+
+// TestReportAttributesTimeout: an invocation that runs into its timeout
+// leaves a report line under its own id that says so.
+func TestReportAttributesTimeout(t *testing.T) {
+	ctx := context.Background()
+	s := openSystem(t)
+	spin := reactorModule(false)
+	// mote_handle becomes "loop br 0 end; i64.const 0": it never returns.
+	spin = append(spin[:len(spin)-12], 0x0a, 0x0f, 0x02, 0x03, 0x00, 0x01, 0x0b,
+		0x09, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x42, 0x00, 0x0b)
+	if _, err := s.Deploy(ctx, "spin", registry.Config{Timeout: registry.Duration(50 * time.Millisecond)}, bytes.NewReader(spin)); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.Invoke(ctx, system.Invocation{Function: "spin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs.CodeOf(out.Err) != errs.Timeout {
+		t.Fatalf("invocation: got %v, want a timeout", out.Err)
+	}
+	ls, err := s.Logs.Tail(logs.Query{Function: "spin", Invocation: out.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ls) != 1 || ls[0].Stream != logs.StreamReport || ls[0].Report.ErrorCode != string(errs.Timeout) || ls[0].Report.Version != "1" || ls[0].Report.MemoryMB != 128 {
+		t.Fatalf("the invocation's log: got %+v, want one report of a timeout", ls)
+	}
+	if r := ls[0].Report; r.DurationUs < 50_000 || out.Cold != (r.InitUs > 0) {
+		t.Errorf("report: duration %d µs (want ≥ the 50 ms timeout), init %d µs with cold %v", r.DurationUs, r.InitUs, out.Cold)
+	}
+	// Two at once, after the timeout retired the instance: each cold
+	// start's report has the instance start's duration.
+	outs := make(chan *system.Outcome, 2)
+	for range 2 {
+		go func() {
+			o, _ := s.Invoke(ctx, system.Invocation{Function: "spin"})
+			outs <- o
+		}()
+	}
+	cold := 0
+	for range 2 {
+		o := <-outs
+		if o == nil || !o.Cold {
+			continue
+		}
+		cold++
+		ls, _ := s.Logs.Tail(logs.Query{Function: "spin", Invocation: o.ID})
+		if len(ls) != 1 || ls[0].Report.InitUs <= 0 {
+			t.Errorf("a cold start's report: got %+v, want init_us > 0", ls)
+		}
+	}
+	if cold == 0 {
+		t.Error("neither of two concurrent invocations was cold")
+	}
 }
