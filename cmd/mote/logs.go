@@ -160,6 +160,9 @@ func (p *logPrinter) render(l logLine) []string {
 	say("END RequestId: " + l.Invocation)
 	rep := fmt.Sprintf("REPORT RequestId: %s Duration: %.2f ms Billed Duration: %d ms CPU: %.3f ms Memory Size: %d MB",
 		l.Invocation, float64(r.DurationUs)/1000, r.BilledMs, float64(r.CPUUs)/1000, r.MemoryMB)
+	if r.MaxMemMB > 0 {
+		rep += fmt.Sprintf(" Max Memory Used: %d MB", r.MaxMemMB)
+	}
 	if r.InitUs > 0 {
 		rep += fmt.Sprintf(" Init Duration: %.2f ms", float64(r.InitUs)/1000)
 	}

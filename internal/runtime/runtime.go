@@ -88,6 +88,10 @@ type Usage struct {
 	// Init is how long the instance took to start, on a cold start (the
 	// scheduler sets it; runtimes leave it zero).
 	Init time.Duration
+	// Memory is the most memory the instance has held, in bytes, where
+	// the runtime knows it without a system call (a wasm reactor's linear
+	// memory, which only grows); 0 where it does not.
+	Memory int64
 }
 
 // Runtime loads artifacts. Implementations are safe for concurrent use.

@@ -110,6 +110,9 @@ func TestReportAttributesTimeout(t *testing.T) {
 	// mote_handle becomes "loop br 0 end; i64.const 0": it never returns.
 	spin = append(spin[:len(spin)-12], 0x0a, 0x0f, 0x02, 0x03, 0x00, 0x01, 0x0b,
 		0x09, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x42, 0x00, 0x0b)
+	if _, err := s.Deploy(ctx, "f", registry.Config{}, bytes.NewReader(reactorModule(false))); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.Deploy(ctx, "spin", registry.Config{Timeout: registry.Duration(50 * time.Millisecond)}, bytes.NewReader(spin)); err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +122,13 @@ func TestReportAttributesTimeout(t *testing.T) {
 	}
 	if errs.CodeOf(out.Err) != errs.Timeout {
 		t.Fatalf("invocation: got %v, want a timeout", out.Err)
+	}
+	ok, err := s.Invoke(ctx, system.Invocation{Function: "f"})
+	if err != nil || ok.Err != nil {
+		t.Fatal(err, ok.Err)
+	}
+	if ls, _ := s.Logs.Tail(logs.Query{Function: "f", Invocation: ok.ID}); len(ls) != 1 || ls[0].Report.MaxMemMB != 1 || ls[0].Report.ErrorCode != "" {
+		t.Errorf("a reactor's report: got %+v, want max memory 1 MB (its one page, rounded up) and no error", ls)
 	}
 	ls, err := s.Logs.Tail(logs.Query{Function: "spin", Invocation: out.ID})
 	if err != nil {

@@ -22,6 +22,7 @@ func (s *System) report(a *flow.Attempt) {
 		BilledMs:   meter.BilledMs(a.Usage.CPU),
 		CPUUs:      a.Usage.CPU.Microseconds(),
 		MemoryMB:   a.Memory >> 20,
+		MaxMemMB:   (a.Usage.Memory + 1<<20 - 1) >> 20,
 		InitUs:     a.Usage.Init.Microseconds(),
 	}
 	if a.Try > 1 {

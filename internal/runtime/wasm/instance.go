@@ -296,7 +296,8 @@ func (i *instance) invokeReactor(ctx context.Context, ev *runtime.Event, start t
 		}
 		return runtime.Result{}, usage, errs.E(errs.FunctionError, "%s", g.failMsg)
 	}
-	i.setMem(int64(i.mod.Memory().Size()), true)
+	usage.Memory = int64(i.mod.Memory().Size())
+	i.setMem(usage.Memory, true)
 	ptr, n := uint32(i.stack[0]>>32), uint32(i.stack[0])
 	if n == 0 {
 		return runtime.Result{}, usage, nil
