@@ -1,7 +1,7 @@
 package logs
 
 import (
-	"encoding/json"
+	"strconv"
 	"time"
 	"unicode/utf8"
 )
@@ -10,13 +10,6 @@ import (
 // it (Line's field names and omissions), without its reflection and
 // allocations for a plain line: the flusher writes every line there is.
 func appendLine(b []byte, l *Line) []byte {
-	if l.Report != nil {
-		j, err := json.Marshal(l)
-		if err != nil {
-			return b
-		}
-		return append(b, j...)
-	}
 	b = append(b, `{"time":"`...)
 	b = l.Time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","function":`...)
@@ -32,6 +25,55 @@ func appendLine(b []byte, l *Line) []byte {
 	if l.Text != "" {
 		b = append(b, `,"text":`...)
 		b = appendString(b, l.Text)
+	}
+	if l.Stream == StreamReport {
+		b = append(b, `,"report":`...)
+		b = appendReport(b, &l.Report)
+	}
+	return append(b, '}')
+}
+
+// appendReport appends r as encoding/json writes it.
+func appendReport(b []byte, r *Report) []byte {
+	b = append(b, `{"start":"`...)
+	b = r.Start.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	str := func(name, v string) {
+		if v != "" {
+			b = append(b, `,"`...)
+			b = append(b, name...)
+			b = append(b, `":`...)
+			b = appendString(b, v)
+		}
+	}
+	num := func(name string, v int64, always bool) {
+		if v != 0 || always {
+			b = append(b, `,"`...)
+			b = append(b, name...)
+			b = append(b, `":`...)
+			b = strconv.AppendInt(b, v, 10)
+		}
+	}
+	str("version", r.Version)
+	num("attempt", int64(r.Attempt), false)
+	num("duration_us", r.DurationUs, true)
+	num("billed_ms", r.BilledMs, true)
+	num("cpu_us", r.CPUUs, true)
+	num("memory_mb", r.MemoryMB, true)
+	num("max_memory_mb", r.MaxMemMB, false)
+	num("init_us", r.InitUs, false)
+	str("error_code", r.ErrorCode)
+	str("error", r.Error)
+	str("error_type", r.ErrorType)
+	if len(r.StackTrace) > 0 {
+		b = append(b, `,"stack_trace":[`...)
+		for i, t := range r.StackTrace {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, t)
+		}
+		b = append(b, ']')
 	}
 	return append(b, '}')
 }

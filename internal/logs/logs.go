@@ -36,7 +36,7 @@ type Line struct {
 	Invocation string    `json:"invocation,omitempty"`
 	Stream     string    `json:"stream,omitempty"` // "log", "stdout", "stderr", "platform", "report"
 	Text       string    `json:"text,omitempty"`
-	Report     *Report   `json:"report,omitempty"` // with Stream "report"
+	Report     Report    `json:"report,omitzero"` // with Stream "report"
 }
 
 // Report is what an invocation's attempt cost and how it ended: the
@@ -409,7 +409,7 @@ func (q *Query) Match(l *Line) bool {
 	if !q.Since.IsZero() && l.Time.Before(q.Since) || !q.Until.IsZero() && !l.Time.Before(q.Until) {
 		return false
 	}
-	if q.Grep != "" && !strings.Contains(l.Text, q.Grep) && (l.Report == nil || !strings.Contains(l.Report.Error, q.Grep) &&
+	if q.Grep != "" && !strings.Contains(l.Text, q.Grep) && (l.Stream != StreamReport || !strings.Contains(l.Report.Error, q.Grep) &&
 		!strings.Contains(l.Report.ErrorType, q.Grep) && !strings.Contains(strings.Join(l.Report.StackTrace, "\n"), q.Grep)) {
 		return false
 	}

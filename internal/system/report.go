@@ -15,7 +15,7 @@ import (
 // (type and stack trace) included, so that an uncaught exception, an OOM
 // kill or a timeout shows in the invocation's log.
 func (s *System) report(a *flow.Attempt) {
-	r := &logs.Report{
+	r := logs.Report{
 		Start:      a.Start,
 		Version:    a.Version,
 		DurationUs: a.End.Sub(a.Start).Microseconds(),
