@@ -232,6 +232,17 @@ func (d *deployFlags) plan(c *client, name, path string, log io.Writer) (*deploy
 	if err := d.apply(&p.cfg); err != nil {
 		return nil, err
 	}
+	if p.cfg.Runtime == "" && p.kept > 0 {
+		// Unnamed: the current version's runtime, where the artifact can
+		// be one (a file is wasm; a directory without Go sources is a
+		// process function's).
+		_, err := os.Stat(filepath.Join(path, "go.mod"))
+		switch {
+		case !p.isDir && prevRuntime == runtime.KindWasm,
+			p.isDir && (prevRuntime == runtime.KindProcess || err == nil):
+			p.cfg.Runtime = prevRuntime
+		}
+	}
 	if p.isDir {
 		declared := ""
 		if m != nil {

@@ -133,8 +133,8 @@ func (p *logPrinter) render(l logLine) []string {
 		}
 		out = append(out, s.format(p.all))
 	}
-	r := l.Report
-	if l.Stream != logs.StreamReport || r == nil {
+	r := &l.Report
+	if l.Stream != logs.StreamReport {
 		start(l.Time, "")
 		return append(out, l.format(p.all))
 	}

@@ -115,6 +115,19 @@ func TestRedeployKeepsConfig(t *testing.T) {
 	if c := config(); c.Memory != 256<<20 || c.MinWarm != 1 {
 		t.Fatalf("after --memory: %+v", c)
 	}
+	// A Go function deployed as a process function stays one when
+	// redeployed with nothing said (its go.mod alone would build a reactor).
+	gdir := filepath.Join(t.TempDir(), "g")
+	if code, _, errOut := local(t, "new", "g", "--template", "go", "--dir", gdir); code != 0 {
+		t.Fatal(errOut)
+	}
+	os.Remove(filepath.Join(gdir, "mote.json"))
+	if code, _, errOut := s.mote(t, "deploy", "g", gdir, "--runtime", "process"); code != 0 {
+		t.Fatal(errOut)
+	}
+	if code, out, errOut := s.mote(t, "deploy", "g", gdir); code != 0 || !strings.Contains(out, "(process,") {
+		t.Fatalf("redeploy of a process function's Go sources: %q %q", out, errOut)
+	}
 	if code, _, errOut := s.mote(t, "deploy", dir, "--reset"); code != 0 {
 		t.Fatal(errOut)
 	}

@@ -39,7 +39,9 @@ func TestCLISecrets(t *testing.T) {
 		{[]string{"invoke", "g", "-d", "env:API_KEY"}, 0, v2},
 		{[]string{"secret", "ls"}, 0, "API_KEY  2"},
 		{[]string{"secret", "rm", "API_KEY"}, 1, ""},
-		{[]string{"deploy", "g", guest}, 0, "version 2"},
+		{[]string{"deploy", "g", guest}, 0, "version 2"}, // a redeploy keeps the grant
+		{[]string{"secret", "rm", "API_KEY"}, 1, ""},
+		{[]string{"deploy", "g", guest, "--secrets", ""}, 0, "version 3"},
 		{[]string{"secret", "rm", "API_KEY"}, 0, "removed secret API_KEY"},
 		{[]string{"secret", "rm", "API_KEY"}, 1, ""},
 	}

@@ -50,7 +50,7 @@ type Report struct {
 	CPUUs      int64     `json:"cpu_us"`
 	MemoryMB   int64     `json:"memory_mb"`
 	MaxMemMB   int64     `json:"max_memory_mb,omitempty"` // where the runtime knows it (wasm reactors)
-	InitUs     int64     `json:"init_us,omitempty"` // a cold start's instance start
+	InitUs     int64     `json:"init_us,omitempty"`       // a cold start's instance start
 	ErrorCode  string    `json:"error_code,omitempty"`
 	Error      string    `json:"error,omitempty"`       // the platform's message
 	ErrorType  string    `json:"error_type,omitempty"`  // from the function's own error payload
