@@ -16,7 +16,7 @@ import (
 // the second process runs the function from the compiled code the first
 // left in DATA/wasm-cache (without compiling it again), and both shut
 // down cleanly on SIGTERM right after a burst of nested calls, while the
-// pools may still be warming instances.
+// pools may still be warming instances. The logs survive the restarts.
 func TestRestartRunsCachedWasm(t *testing.T) {
 	guest := writeModule(t, "../../internal/system/testdata/flowguest", true)
 	data := t.TempDir()
@@ -34,6 +34,10 @@ func TestRestartRunsCachedWasm(t *testing.T) {
 	}
 
 	s = startServerIn(t, data)
+	// The first server's logs survived it: the reports of its chains.
+	if code, out, errOut := s.mote(t, "logs", "g", "-n", "5"); code != 0 || strings.Count(out, "REPORT RequestId: ") != 5 {
+		t.Errorf("logs after a restart: code %d out %q err %q, want 5 REPORT lines", code, out, errOut)
+	}
 	chains(t, s, 100)
 	stop(t, s)
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/mote-run/mote/internal/api"
 	"github.com/mote-run/mote/internal/flow"
+	"github.com/mote-run/mote/internal/logs"
 	"github.com/mote-run/mote/internal/registry"
 	"github.com/mote-run/mote/internal/runtime"
 	"github.com/mote-run/mote/internal/runtime/process"
@@ -45,7 +46,9 @@ type serveConfig struct {
 	unconfined bool
 	secretsKey string
 	tracing    telemetry.TracingConfig
-	cluster    clusterFlags // cluster.go
+	cluster    clusterFlags  // cluster.go
+	logsSize   string        // per function, e.g. 64MiB
+	logsAge    time.Duration // per function
 }
 
 // defaultDataDir is $MOTE_DATA, else $XDG_DATA_HOME/mote, else
@@ -80,6 +83,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&sc.maxConns, "max-conns", 0, "most API connections open at once; more are closed at once (default 8192, or half the file descriptor limit)")
 	fs.StringVar(&sc.secretsKey, "secrets-key-file", "", "file holding the key that seals secrets at rest (default DATA/secrets.key, created 0600 on first start)")
 	sc.cluster.register(fs)
+	fs.StringVar(&sc.logsSize, "logs-max-size", "64MiB", "function logs kept per function, at most (oldest 4 MiB segments go first)")
+	fs.DurationVar(&sc.logsAge, "logs-max-age", 7*24*time.Hour, "function log lines older than this are deleted")
 	fs.StringVar(&sc.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this loopback address (e.g. 127.0.0.1:6060)")
 	traceFlags(fs, &sc.tracing)
 	if _, err := parse(fs, args); err != nil {
@@ -152,8 +157,13 @@ func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(add
 	if cl != nil {
 		member = cl.node
 	}
+	logsSize, err := registry.ParseSize(sc.logsSize)
+	if err != nil {
+		return fmt.Errorf("--logs-max-size: %w", err)
+	}
 	sys, err := system.Open(ctx, system.Config{
 		Telemetry:      tel,
+		Logs:           logs.Config{MaxBytes: int64(logsSize), MaxAge: sc.logsAge},
 		DataDir:        sc.dataDir,
 		Logger:         log,
 		MaxPayload:     int64(sc.maxPayload),
