@@ -143,3 +143,24 @@ func local(t *testing.T, args ...string) (int, string, string) {
 	code := run(args, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
+
+// TestDeployShowsBuildErrors: a source that does not compile fails the
+// deploy with the compiler's own message, and nothing is deployed.
+func TestDeployShowsBuildErrors(t *testing.T) {
+	t.Setenv("GOPROXY", "off")
+	s := startServer(t)
+	dir := filepath.Join(t.TempDir(), "broken")
+	if code, _, errOut := local(t, "new", "broken", "--template", "wasi", "--dir", dir); code != 0 {
+		t.Fatal(errOut)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nfunc main() { undefinedThing() }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := s.mote(t, "deploy", dir)
+	if code != 1 || !strings.Contains(errOut, "building ") || !strings.Contains(errOut, "main.go:3") || !strings.Contains(errOut, "undefined: undefinedThing") {
+		t.Fatalf("deploy of a broken build: code %d, stderr %q", code, errOut)
+	}
+	if code, _, _ := s.mote(t, "info", "broken"); code != 1 {
+		t.Fatal("a failed build deployed something")
+	}
+}
