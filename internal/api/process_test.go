@@ -141,7 +141,7 @@ func TestProcessFunctionsOverTheGateway(t *testing.T) {
 			report = &l
 		}
 	}
-	if report == nil || report.Invocation == "" || report.Report.ErrorType != "ValueError" || len(report.Report.StackTrace) == 0 {
+	if report == nil || report.Invocation == "" || report.Report.ErrorType != "ValueError" || len(report.Report.StackTrace) == 0 || report.Report.MaxMemMB <= 0 {
 		t.Errorf("python failure's report: got %+v", report)
 	}
 	logs := p.do("GET", "/v1/functions/py/logs", nil, nil)

@@ -43,6 +43,11 @@ type instance struct {
 
 	oomSeen uint64 // OOM kills counted so far; read on failures only
 
+	// memPeak is the cgroup's peak memory as read at memReadAt, by
+	// Invoke (one invocation at a time).
+	memPeak   int64
+	memReadAt time.Time
+
 	// Freezing between invocations. freezeTimer fires FreezeAfter after
 	// the last invocation ended (each end pushes it back, so an instance
 	// under steady traffic costs no wakeup). fz orders a freeze against
@@ -345,6 +350,13 @@ func (in *instance) Invoke(ctx context.Context, ev *runtime.Event) (runtime.Resu
 	if cpu1, err1 := in.proc.CPU(); cpuErr == nil && err1 == nil {
 		u.CPU = cpu1 - cpu0
 	}
+	// The instance's peak memory (the REPORT line's Max Memory Used) is
+	// a third read of the cgroup: done at most once a second, so that
+	// the warm path stays at two.
+	if end := start.Add(u.Wall); in.memReadAt.IsZero() || end.Sub(in.memReadAt) >= time.Second {
+		in.memPeak, in.memReadAt = in.proc.MemoryPeak(), end
+	}
+	u.Memory = in.memPeak
 	// Lines the function wrote before answering belong to this invocation.
 	in.out.drain(c)
 	in.out.setCall(nil)
