@@ -282,8 +282,15 @@ func TestFunctionFailuresAreContained(t *testing.T) {
 		if r.status != tc.status || (tc.code != "" && codeOf(t, r) != tc.code) {
 			t.Errorf("%s: got %d %s, want %d %s", tc.event, r.status, r.body, tc.status, tc.code)
 		}
-		if r.header.Get(api.HeaderInvocationID) == "" {
+		id := r.header.Get(api.HeaderInvocationID)
+		if id == "" {
 			t.Errorf("%s: failed invocation has no id header", tc.event)
+		}
+		// The failure is in the invocation's log: its report says what
+		// ended it (an OOM kill, a timeout, a panic).
+		lr := p.do("GET", "/v1/functions/g/logs?invocation="+id, nil, nil)
+		if !strings.Contains(lr.body, `"stream":"report"`) || !strings.Contains(lr.body, `"error_code":"`+string(tc.code)+`"`) {
+			t.Errorf("%s: the invocation's log: %d %s, want a report with error_code %s", tc.event, lr.status, lr.body, tc.code)
 		}
 		if ok := p.invoke("g", "echo:alive"); ok.body != "alive" {
 			t.Fatalf("after %s: got %d %q, platform not serving", tc.event, ok.status, ok.body)
