@@ -157,9 +157,11 @@ func serve(ctx context.Context, sc serveConfig, log *slog.Logger, ready func(add
 	if cl != nil {
 		member = cl.node
 	}
-	logsSize, err := registry.ParseSize(sc.logsSize)
-	if err != nil {
-		return fmt.Errorf("--logs-max-size: %w", err)
+	var logsSize registry.Size // 0: the default
+	if sc.logsSize != "" {
+		if logsSize, err = registry.ParseSize(sc.logsSize); err != nil {
+			return fmt.Errorf("--logs-max-size: %w", err)
+		}
 	}
 	sys, err := system.Open(ctx, system.Config{
 		Telemetry:      tel,
