@@ -255,7 +255,23 @@ function addLog(l) {
   $("#logs tbody").append(el("tr", { class: "log", "data-invocation": id },
     el("td", {}, new Date(l.time).toLocaleTimeString()), el("td", {}, l.stream || ""),
     el("td", {}, id ? el("a", { onclick: () => loadTrace(id) }, id.slice(0, 12) + "…") : ""),
-    el("td", { class: "line" }, l.text)));
+    el("td", { class: "line" }, logText(l))));
+}
+
+// logText is a line's text; for an invocation's report (stream
+// "report"), Lambda's REPORT line, after the failure and its stack trace.
+function logText(l) {
+  const r = l.report;
+  if (!r) return l.text || "";
+  let s = `REPORT Duration: ${(r.duration_us / 1000).toFixed(2)} ms Billed Duration: ${r.billed_ms} ms ` +
+    `CPU: ${(r.cpu_us / 1000).toFixed(3)} ms Memory Size: ${r.memory_mb} MB`;
+  if (r.max_memory_mb) s += ` Max Memory Used: ${r.max_memory_mb} MB`;
+  if (r.init_us) s += ` Init Duration: ${(r.init_us / 1000).toFixed(2)} ms`;
+  if (r.error_code) {
+    const trace = (r.stack_trace || []).join("\n");
+    s = `ERROR ${r.error_code}: ${r.error_type ? r.error_type + ": " : ""}${r.error || ""}` + (trace ? "\n" + trace : "") + "\n" + s;
+  }
+  return s;
 }
 
 // ---- live ----
