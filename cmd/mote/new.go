@@ -26,7 +26,7 @@ func cmdNew(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "usage: mote new NAME [--template go|go-wasm|wasi|python|node|aws-lambda-go] [--dir DIR]   (mote new --list)")
+		fmt.Fprintln(stderr, "usage: mote new NAME [--template go|go-wasm|http-go|wasi|python|node|aws-lambda-go] [--dir DIR]   (mote new --list)")
 		return 2
 	}
 	name := pos[0]

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -162,5 +164,33 @@ func TestDeployShowsBuildErrors(t *testing.T) {
 	}
 	if code, _, _ := s.mote(t, "info", "broken"); code != 1 {
 		t.Fatal("a failed build deployed something")
+	}
+}
+
+// TestNewHTTPFunctionBehindARoute: the http-go template deploys outside
+// the repo as an HTTP function and answers a request through a public
+// route with the path after the route.
+func TestNewHTTPFunctionBehindARoute(t *testing.T) {
+	t.Setenv("GOPROXY", "off")
+	t.Setenv("GOFLAGS", "-mod=mod")
+	s := startServer(t)
+	dir := filepath.Join(t.TempDir(), "greeter")
+	if code, out, errOut := local(t, "new", "greeter", "--template", "http-go", "--dir", dir); code != 0 {
+		t.Fatalf("mote new: code %d %s %s", code, out, errOut)
+	}
+	if code, out, errOut := s.mote(t, "deploy", dir); code != 0 || !strings.Contains(out, "deployed greeter version 1") {
+		t.Fatalf("mote deploy DIR: code %d out %q err %q", code, out, errOut)
+	}
+	if code, out, errOut := s.mote(t, "route", "add", "/greeter/*", "greeter", "--public"); code != 0 {
+		t.Fatalf("mote route add: code %d out %q err %q", code, out, errOut)
+	}
+	resp, err := http.Get(s.url + "/greeter/hello/Ada")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"greeting":"hello, Ada"`) || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("GET /greeter/hello/Ada: %d %q %v; want 200 application/json with the greeting", resp.StatusCode, body, resp.Header)
 	}
 }

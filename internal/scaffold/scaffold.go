@@ -45,6 +45,7 @@ type Template struct {
 var summaries = map[string]string{
 	"go":            "Go SDK, native process function (Lambda Runtime API)",
 	"go-wasm":       "Go SDK, wasm reactor: instantiated once, warm invocations in microseconds",
+	"http-go":       "Go SDK HTTP function: a net/http handler behind a route, wasm reactor",
 	"wasi":          "plain WASI command in Go: event on stdin, result on stdout, no SDK",
 	"python":        "Python process function with Mote's SDK (import mote)",
 	"node":          "Node.js (ESM) process function with Mote's SDK (import from \"mote\")",
@@ -106,7 +107,9 @@ func New(dir, name, tmpl string) error {
 	if err != nil {
 		return err
 	}
-	if strings.HasPrefix(tmpl, "go") {
+	// A template whose go.mod requires the Go SDK gets the copy its
+	// replace directive points at.
+	if mod, err := templates.ReadFile(root + "/go.mod.tmpl"); err == nil && strings.Contains(string(mod), GoSDKModule) {
 		return WriteGoSDK(filepath.Join(dir, filepath.FromSlash(GoSDKDir)))
 	}
 	return nil
