@@ -198,3 +198,41 @@ func TestServerConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncInstallsWhatTheRegistryHas: a node asked for a function its
+// registry watch has not installed yet installs the cluster's current
+// version at once (Sync), and a function the registry lacks is not
+// found. Node b never starts its watch, so only Sync can install.
+func TestSyncInstallsWhatTheRegistryHas(t *testing.T) {
+	a, url := oneNode(t, "test")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := Open(ctx, Config{Name: "t", Node: "b", URLs: []string{url}, Replicas: 1, Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	lb := &installed{versions: map[string]int{}}
+	b.local = lb
+	v, err := a.Reserve(ctx, "f", "sum-of-abc", 3, registry.Config{}, []byte("abc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait, err := a.Publish(ctx, "f", v.Number)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait()
+	if got := lb.CurrentVersion("f"); got != 0 {
+		t.Fatalf("b runs version %d before Sync; the test needs it not to", got)
+	}
+	if ok, err := b.Sync(ctx, "f"); !ok || err != nil {
+		t.Fatalf("Sync(f): %v, %v; want true, nil", ok, err)
+	}
+	if got := lb.CurrentVersion("f"); got != v.Number {
+		t.Fatalf("after Sync b runs version %d, want %d", got, v.Number)
+	}
+	if ok, err := b.Sync(ctx, "nope"); ok || err != nil {
+		t.Fatalf("Sync(nope): %v, %v; want false, nil", ok, err)
+	}
+}

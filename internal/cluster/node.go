@@ -74,6 +74,11 @@ type Config struct {
 	AckWait time.Duration
 	// Workers is how many async invocations a node runs at once; default 16.
 	Workers int
+	// Reconcile is how often a node compares every function's current
+	// version in the registry with its own and installs what differs, in
+	// case its registry watch missed a change (a process paused or cut
+	// off long enough for the watch's consumer to be lost); default 5s.
+	Reconcile time.Duration
 }
 
 // Validate checks c and fills defaults.
@@ -110,6 +115,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Workers <= 0 {
 		c.Workers = 16
+	}
+	if c.Reconcile <= 0 {
+		c.Reconcile = 5 * time.Second
 	}
 	return nil
 }
@@ -419,9 +427,10 @@ func (n *Node) Start(local Local, httpAddr string) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	n.gather(ctx)
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.heartbeats(ctx)
 	go n.watchRegistry(ctx)
+	go n.reconcile(ctx)
 	n.startWorkers(ctx)
 	return nil
 }

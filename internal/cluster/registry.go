@@ -100,6 +100,29 @@ func (n *Node) record(ctx context.Context, name string) (fnRecord, uint64, error
 	return r, e.Revision(), nil
 }
 
+// Sync installs on this node fn's current version as the cluster's
+// registry has it, when this node runs none or an older one, and
+// reports whether the registry has fn at all. A node asked for a
+// function it does not know calls it before answering "not found": a
+// deploy waits only for the nodes it knows are alive, so a node that
+// joined a moment before may not have installed it yet.
+func (n *Node) Sync(ctx context.Context, name string) (bool, error) {
+	rec, rev, err := n.record(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	if rev == 0 || rec.Current == 0 {
+		return false, nil
+	}
+	// Only a newer version is installed: this node's own deploy makes
+	// its version current here a moment before the registry says so, and
+	// must not be undone; a rollback (an older current) is the watch's.
+	if have := n.local.CurrentVersion(name); have != 0 && have >= rec.Current {
+		return true, nil
+	}
+	return true, n.install(ctx, name, rec.Current)
+}
+
 // Publish makes version current of fn the cluster's current version
 // (deploy's last step, and rollback), then waits until every live node
 // has it taking traffic, or DeployWait passes: it returns the nodes that
@@ -262,6 +285,39 @@ func (n *Node) watchRegistry(ctx context.Context) {
 			n.apply(ctx, e)
 		}
 		w.Stop()
+	}
+}
+
+// reconcile is the registry watch's safety net: every Config.Reconcile
+// it installs (Sync) each function whose current version in the registry
+// is newer than the one running here. A watch delivers changes in order but
+// can stall after this process was paused or cut off (its consumer is
+// then recreated only when the client notices); reconciling bounds how
+// long a node serves a stale version after it heals. Removals are left
+// to the watch. One key listing and a read per function each period.
+func (n *Node) reconcile(ctx context.Context) {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.Reconcile)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		lctx, cancel := context.WithTimeout(ctx, n.cfg.Reconcile)
+		keys, err := n.reg.ListKeysFiltered(lctx, "f.*")
+		if err != nil {
+			cancel()
+			continue // no quorum, or no functions: the next period tries again
+		}
+		for k := range keys.Keys() {
+			name := strings.TrimPrefix(k, "f.")
+			if _, err := n.Sync(lctx, name); err != nil {
+				n.log.Warn("reconciling a function with the registry", "fn", name, "err", err)
+			}
+		}
+		cancel()
 	}
 }
 

@@ -25,6 +25,27 @@ type Cluster interface {
 	Route(ctx context.Context, fn string, version int, idleHere bool) string
 	Forward(ctx context.Context, node, fn string, version int, ev *runtime.Event) (runtime.Result, runtime.Usage, bool, error)
 	Enqueue(ctx context.Context, fn string, payload []byte) (string, error)
+	// Sync installs fn's current version here if the cluster has one
+	// this node lacks, and reports whether the cluster has fn.
+	Sync(ctx context.Context, fn string) (bool, error)
+}
+
+// syncMissing is lookup for a function this node does not know: on a
+// cluster it asks the registry first (Cluster.Sync), so a function
+// deployed on another node is never "not found" here just because this
+// node has not installed it yet. A plain name only; nil if there is
+// still none.
+func (s *System) syncMissing(ctx context.Context, name string) *active {
+	c := s.cfg.Cluster
+	if c == nil || strings.Contains(name, "@") {
+		return nil
+	}
+	if ok, err := c.Sync(ctx, name); err != nil {
+		s.log.Warn("cluster: installing a function asked for before its deploy reached this node", "fn", name, "err", s.redactErr(name, err))
+	} else if !ok {
+		return nil
+	}
+	return s.lookup(name)
 }
 
 var (
@@ -181,6 +202,9 @@ func (s *System) RunAsync(ctx context.Context, fn string, payload []byte) (strin
 	defer n.Add(-1)
 	if s.draining.Load() {
 		return "", errs.Wrap(errs.Unavailable, cluster.ErrNotRun, "server is shutting down")
+	}
+	if s.lookup(fn) == nil {
+		s.syncMissing(ctx, fn) // queued on a node that had it; maybe not installed here yet
 	}
 	fo, err := s.flow.Invoke(ctx, flow.Request{Function: fn, Payload: payload})
 	if fo == nil {

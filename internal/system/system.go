@@ -343,6 +343,9 @@ func (s *System) rootDone(root string) {
 func (s *System) Run(ctx context.Context, fn string, ev *runtime.Event) (runtime.Result, runtime.Usage, bool, string, error) {
 	a := s.lookupRef(fn)
 	if a == nil {
+		a = s.syncMissing(ctx, fn)
+	}
+	if a == nil {
 		return runtime.Result{}, runtime.Usage{}, false, "", errs.E(errs.NotFound, "function %q not found", fn)
 	}
 	var res runtime.Result
@@ -367,6 +370,13 @@ func (s *System) Run(ctx context.Context, fn string, ev *runtime.Event) (runtime
 // (flow.Functions).
 func (s *System) Policy(fn string) (flow.Policy, error) {
 	a := s.lookupRef(fn)
+	if a == nil && s.cfg.Cluster != nil {
+		// The flow engine asks before every invocation; on a cluster a
+		// function deployed elsewhere may not be installed here yet.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		a = s.syncMissing(ctx, fn)
+		cancel()
+	}
 	if a == nil {
 		return flow.Policy{}, errs.E(errs.NotFound, "function %q not found", fn)
 	}
@@ -827,7 +837,7 @@ func (s *System) Invoke(ctx context.Context, inv Invocation) (*Outcome, error) {
 		return nil, errs.E(errs.PayloadTooLarge, "event of %d bytes is over the %d-byte limit", len(inv.Payload), limit)
 	}
 	if c := s.cfg.Cluster; c != nil && inv.Async {
-		if s.lookup(inv.Function) == nil {
+		if s.lookup(inv.Function) == nil && s.syncMissing(ctx, inv.Function) == nil {
 			return nil, errs.E(errs.NotFound, "function %q not found", inv.Function)
 		}
 		id, err := c.Enqueue(ctx, inv.Function, inv.Payload)

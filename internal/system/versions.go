@@ -66,6 +66,9 @@ func (s *System) Resolve(ctx context.Context, ref string) (Target, error) {
 		s.countAlias(name, alias, n)
 	}
 	cur := s.lookup(name)
+	if cur == nil {
+		cur = s.syncMissing(ctx, name)
+	}
 	if n == 0 || cur != nil && cur.version.Number == n {
 		if cur == nil {
 			return Target{}, errs.E(errs.NotFound, "function %q not found", name)
