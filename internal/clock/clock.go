@@ -171,6 +171,18 @@ func (f *Fake) Waiters() int {
 	return len(f.waiters)
 }
 
+// NextDeadline returns the earliest deadline of the pending timers,
+// tickers and AfterFunc calls, or the zero time when none is pending: a
+// test can Set the clock to it to fire exactly the next one.
+func (f *Fake) NextDeadline() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.waiters) == 0 {
+		return time.Time{}
+	}
+	return f.waiters[0].when
+}
+
 // WaitForWaiters blocks until at least n timers, tickers or AfterFunc
 // calls are pending: a test's way to know that the code under test has
 // started waiting before it advances the clock.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mote-run/mote/internal/auth"
 	"github.com/mote-run/mote/internal/baas"
+	"github.com/mote-run/mote/internal/clock"
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/flow"
 	"github.com/mote-run/mote/internal/host"
@@ -61,7 +62,7 @@ type Config struct {
 	// TriggerClock is the schedules' and consumers' clock (default: the
 	// system clock); OnTriggerFire is told as each triggered invocation
 	// starts (benchmarks read it). See trigger.Config.
-	TriggerClock  trigger.Clock
+	TriggerClock  clock.Clock
 	OnTriggerFire func(trigger.Fire)
 	// Cluster, if set, makes this server a node of a cluster
 	// (cluster.go): deploys, rollbacks and removals take effect on every

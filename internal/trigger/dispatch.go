@@ -5,6 +5,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/mote-run/mote/internal/clock"
 )
 
 // dispatcher fires every schedule's ticks from one goroutine and one
@@ -15,7 +17,7 @@ import (
 // the last tick's fire time grew with the burst; here the fire times are
 // taken in one loop before any invocation runs.
 type dispatcher struct {
-	clock Clock
+	clock clock.Clock
 	wake  chan struct{}
 
 	mu   sync.Mutex
@@ -48,7 +50,7 @@ func (h *tickHeap) Pop() any {
 	return t
 }
 
-func newDispatcher(c Clock) *dispatcher {
+func newDispatcher(c clock.Clock) *dispatcher {
 	return &dispatcher{clock: c, wake: make(chan struct{}, 1)}
 }
 
@@ -76,7 +78,7 @@ func (d *dispatcher) run(ctx context.Context) {
 			next = d.due[0].at
 		}
 		d.mu.Unlock()
-		var timer Timer
+		var timer clock.Timer
 		var fire <-chan time.Time
 		if !next.IsZero() {
 			timer = d.clock.NewTimer(next.Sub(d.clock.Now()))

@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mote-run/mote/internal/clock"
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/store"
 )
@@ -358,7 +359,7 @@ func (c *consumer) takeRetries(now time.Time) ([]*claimed, time.Time) {
 
 // wait sleeps until the queue has a push, a retry is due or one is added,
 // or ctx ends (false).
-func (c *consumer) wait(ctx context.Context, clock Clock, ready <-chan struct{}, wake time.Time) bool {
+func (c *consumer) wait(ctx context.Context, clock clock.Clock, ready <-chan struct{}, wake time.Time) bool {
 	var timer <-chan time.Time
 	if !wake.IsZero() {
 		t := clock.NewTimer(wake.Sub(clock.Now()))

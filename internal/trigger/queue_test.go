@@ -157,7 +157,7 @@ func TestConsumerBatchWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.push("1")
-	h.clock.WaitTimers(1) // the window is open
+	h.clock.WaitForWaiters(1) // the window is open
 	h.push("2")
 	h.noCall()
 	h.step()

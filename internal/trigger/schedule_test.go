@@ -22,7 +22,7 @@ func TestScheduleFires(t *testing.T) {
 		if at := h.step(); !at.Equal(dueAt.Add(-500 * time.Millisecond)) {
 			t.Fatalf("armed at %s, want 500 ms before %s", at, due)
 		}
-		h.clock.WaitTimers(2) // the dispatcher's, for this tick, and the loop's, for the next
+		h.clock.WaitForWaiters(2) // the dispatcher's, for this tick, and the loop's, for the next
 		if at := h.step(); !at.Equal(dueAt) {
 			t.Fatalf("fired at %s, want %s", at, due)
 		}
@@ -77,7 +77,7 @@ func TestScheduleFinishedTickNotRerun(t *testing.T) {
 	c.reply <- Result{ID: "done"}
 	h.waitRecorded("tick")
 	h.restart()
-	h.clock.WaitTimers(1)
+	h.clock.WaitForWaiters(1)
 	h.noCall()
 }
 
@@ -88,7 +88,7 @@ func TestScheduleMissedPolicy(t *testing.T) {
 			if _, err := h.m.AddSchedule(Schedule{Name: "tick", Expression: "*/5 * * * *", Function: "job", Missed: policy}); err != nil {
 				t.Fatal(err)
 			}
-			h.clock.WaitTimers(1)
+			h.clock.WaitForWaiters(1)
 			h.close()
 			h.clock.Advance(3 * time.Hour) // down for 36 ticks
 			h.open()
@@ -99,7 +99,7 @@ func TestScheduleMissedPolicy(t *testing.T) {
 				}
 				c.reply <- Result{}
 			}
-			h.clock.WaitTimers(1)
+			h.clock.WaitForWaiters(1)
 			h.noCall()
 			h.tick()
 			if ev := decodeSched(t, h.next()); ev.Time != "2026-12-07T23:35:00Z" {
@@ -176,6 +176,6 @@ func TestScheduleResumesOverlappingRuns(t *testing.T) {
 	h.waitRecorded("tick")
 	h.waitRecorded("tick")
 	h.restart()
-	h.clock.WaitTimers(1)
+	h.clock.WaitForWaiters(1)
 	h.noCall()
 }

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mote-run/mote/internal/clock"
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/store"
 )
@@ -63,7 +64,7 @@ type Config struct {
 	// is added and before each delivery. Nil allows everything.
 	Allowed func(fn, bucket string, write bool) error
 	// Clock is the time source (default: the system clock).
-	Clock Clock
+	Clock clock.Clock
 	// ArmAhead is how long before a tick is due its schedule records,
 	// synced, that it is about to fire (default 500 ms): the fsync is off
 	// the tick's path, and a restart finds every tick that may have
@@ -91,7 +92,7 @@ func (c *Config) Validate() error {
 		c.ArmAhead = 500 * time.Millisecond
 	}
 	if c.Clock == nil {
-		c.Clock = SystemClock{}
+		c.Clock = clock.System{}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -237,7 +238,7 @@ func scanJSON[T any](db *store.DB, prefix []byte, fn func(k []byte, v *T)) error
 }
 
 // sleepUntil waits for the clock to reach t; false if ctx ended first.
-func sleepUntil(ctx context.Context, c Clock, t time.Time) bool {
+func sleepUntil(ctx context.Context, c clock.Clock, t time.Time) bool {
 	d := t.Sub(c.Now())
 	if d <= 0 {
 		return ctx.Err() == nil

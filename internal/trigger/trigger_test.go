@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mote-run/mote/internal/clock"
 	"github.com/mote-run/mote/internal/errs"
 	"github.com/mote-run/mote/internal/store"
 )
@@ -28,7 +29,7 @@ type harness struct {
 	coord *store.Coord
 	cl    *store.ChangeLog
 	kv    *store.KV
-	clock *ManualClock
+	clock *clock.Fake
 	calls chan call
 	m     *Manager
 
@@ -37,7 +38,7 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: t.TempDir(), clock: NewManualClock(time.Date(2026, 12, 7, 20, 31, 10, 0, time.UTC)), calls: make(chan call, 100), recorded: make(chan string, 100)}
+	h := &harness{t: t, dir: t.TempDir(), clock: clock.NewFake(time.Date(2026, 12, 7, 20, 31, 10, 0, time.UTC)), calls: make(chan call, 100), recorded: make(chan string, 100)}
 	h.open()
 	t.Cleanup(h.close)
 	return h
@@ -132,7 +133,7 @@ func (h *harness) noCall() {
 // moves the clock to the earliest deadline.
 func (h *harness) step() time.Time {
 	h.t.Helper()
-	h.clock.WaitTimers(1)
+	h.clock.WaitForWaiters(1)
 	at := h.clock.NextDeadline()
 	h.clock.Set(at)
 	return at
@@ -144,7 +145,7 @@ func (h *harness) step() time.Time {
 func (h *harness) tick() {
 	h.t.Helper()
 	h.step()
-	h.clock.WaitTimers(2)
+	h.clock.WaitForWaiters(2)
 	h.step()
 }
 
