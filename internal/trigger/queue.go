@@ -132,9 +132,8 @@ func claimedKey(consumer, id string) []byte { return key("ci", consumer, id) }
 func consumerKey(name string) []byte        { return key("c", name) }
 
 type consumer struct {
-	def    Consumer
-	cancel context.CancelFunc
-	done   chan struct{}
+	def Consumer
+	loop
 
 	mu      sync.Mutex
 	retries []*claimed // failed items waiting to be retried
@@ -183,18 +182,12 @@ func (m *Manager) AddConsumer(c Consumer) (*ConsumerStatus, error) {
 // RemoveConsumer stops a consumer and deletes it. Items it had claimed and
 // not finished go back to the end of the queue.
 func (m *Manager) RemoveConsumer(name string) error {
-	m.mu.Lock()
-	c := m.consumers[name]
-	if c == nil {
-		m.mu.Unlock()
-		return errs.Wrap(errs.NotFound, ErrNotFound, fmt.Sprintf("consumer %q not found", name))
+	c, err := detach(m, m.consumers, "consumer", name)
+	if err != nil {
+		return err
 	}
-	delete(m.consumers, name)
-	m.mu.Unlock()
-	c.cancel()
-	<-c.done
 	var bodies, keys [][]byte
-	err := scanJSON(m.cfg.DB, key("ci", name, ""), func(k []byte, it *claimed) {
+	err = scanJSON(m.cfg.DB, key("ci", name, ""), func(k []byte, it *claimed) {
 		bodies, keys = append(bodies, it.Body), append(keys, bytes.Clone(k))
 	})
 	if err != nil {
@@ -275,7 +268,7 @@ func (m *Manager) loadConsumers() error {
 // startConsumer starts def's workers; the caller holds m.mu.
 func (m *Manager) startConsumer(def Consumer, pending []*claimed) *consumer {
 	ctx, cancel := context.WithCancel(m.ctx)
-	c := &consumer{def: def, cancel: cancel, done: make(chan struct{}), retries: pending, kick: make(chan struct{}, 1)}
+	c := &consumer{def: def, loop: loop{cancel, make(chan struct{})}, retries: pending, kick: make(chan struct{}, 1)}
 	m.consumers[def.Name] = c
 	var wg sync.WaitGroup
 	for range def.Concurrency {

@@ -74,10 +74,9 @@ type schedState struct {
 const maxPending = 16
 
 type schedRunner struct {
-	def    Schedule
-	spec   Spec
-	cancel context.CancelFunc
-	done   chan struct{}
+	def  Schedule
+	spec Spec
+	loop
 
 	mu    sync.Mutex
 	state schedState
@@ -162,16 +161,9 @@ func (m *Manager) AddSchedule(sc Schedule) (*ScheduleStatus, error) {
 // RemoveSchedule stops and deletes a schedule; a run in progress goes on
 // to its end.
 func (m *Manager) RemoveSchedule(name string) error {
-	m.mu.Lock()
-	r := m.schedules[name]
-	if r == nil {
-		m.mu.Unlock()
-		return errs.Wrap(errs.NotFound, ErrNotFound, fmt.Sprintf("schedule %q not found", name))
+	if _, err := detach(m, m.schedules, "schedule", name); err != nil {
+		return err
 	}
-	delete(m.schedules, name)
-	m.mu.Unlock()
-	r.cancel()
-	<-r.done
 	if err := m.cfg.DB.Delete(schedKey(name), true); err != nil {
 		return errs.Wrap(errs.Internal, err, "trigger: delete failed")
 	}
@@ -250,7 +242,7 @@ func (m *Manager) loadSchedules() error {
 // startSchedule starts sc's runner; the caller holds m.mu.
 func (m *Manager) startSchedule(sc Schedule, spec Spec, st schedState) *schedRunner {
 	ctx, cancel := context.WithCancel(m.ctx)
-	r := &schedRunner{def: sc, spec: spec, cancel: cancel, done: make(chan struct{}), state: st}
+	r := &schedRunner{def: sc, spec: spec, loop: loop{cancel, make(chan struct{})}, state: st}
 	m.schedules[sc.Name] = r
 	m.spawn(func() {
 		defer close(r.done)

@@ -279,3 +279,31 @@ func runResult(r Result) (code, msg string) {
 	}
 	return string(errs.CodeOf(r.Err)), errs.MessageOf(r.Err)
 }
+
+// loop is a trigger's goroutine: cancel ends it, done is closed once it
+// has.
+type loop struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (l *loop) stop() {
+	l.cancel()
+	<-l.done
+}
+
+// detach takes the trigger called name out of runners, under m.mu, and
+// stops its goroutine; kind names it in the "not found" error.
+func detach[R interface{ stop() }](m *Manager, runners map[string]R, kind, name string) (R, error) {
+	m.mu.Lock()
+	r, ok := runners[name]
+	if ok {
+		delete(runners, name)
+	}
+	m.mu.Unlock()
+	if !ok {
+		return r, errs.Wrap(errs.NotFound, ErrNotFound, fmt.Sprintf("%s %q not found", kind, name))
+	}
+	r.stop()
+	return r, nil
+}

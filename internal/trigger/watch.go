@@ -88,9 +88,8 @@ type WatchStatus struct {
 }
 
 type watcher struct {
-	def    Watch
-	cancel context.CancelFunc
-	done   chan struct{}
+	def Watch
+	loop
 
 	mu     sync.Mutex
 	cursor uint64
@@ -149,16 +148,10 @@ func (m *Manager) AddWatch(w Watch) (*WatchStatus, error) {
 // RemoveWatch stops and deletes a watch; the changes it had not handled
 // are dropped.
 func (m *Manager) RemoveWatch(name string) error {
-	m.mu.Lock()
-	w := m.watches[name]
-	if w == nil {
-		m.mu.Unlock()
-		return errs.Wrap(errs.NotFound, ErrNotFound, fmt.Sprintf("watch %q not found", name))
+	w, err := detach(m, m.watches, "watch", name)
+	if err != nil {
+		return err
 	}
-	delete(m.watches, name)
-	m.mu.Unlock()
-	w.cancel()
-	<-w.done
 	if err := m.cfg.DB.Delete(watchKey(name), true); err != nil {
 		return errs.Wrap(errs.Internal, err, "trigger: delete failed")
 	}
@@ -240,7 +233,7 @@ func (m *Manager) loadWatches() error {
 // startWatch starts def's loop; the caller holds m.mu.
 func (m *Manager) startWatch(def Watch, cursor uint64) *watcher {
 	ctx, cancel := context.WithCancel(m.ctx)
-	w := &watcher{def: def, cancel: cancel, done: make(chan struct{}), cursor: cursor}
+	w := &watcher{def: def, loop: loop{cancel, make(chan struct{})}, cursor: cursor}
 	m.watches[def.Name] = w
 	m.spawn(func() {
 		defer close(w.done)
